@@ -1,0 +1,24 @@
+//! The plexus wire protocol: frames, message kinds and error codes, with no I/O.
+//!
+//! Every frame is a fixed 24-byte [`Header`] followed by `nstr` short length-prefixed UTF-8 strings
+//! (object, method, topic, ...) and then the payload bytes, which are opaque here (JSON by
+//! convention). A broker routes from the header and the strings and forwards the body untouched.
+//! The byte-level specification is `docs/protocol.md`.
+
+mod error_code;
+mod frame;
+mod header;
+mod kind;
+mod names;
+
+pub use error_code::ErrorCode;
+pub use frame::{DecodeError, Frame, decode, encode};
+pub use header::{HEADER_LEN, Header, MAGIC, MAX_STRINGS, VERSION};
+pub use kind::{Kind, flags};
+pub use names::{NameError, topic_matches, validate_name, validate_pattern, validate_topic};
+
+/// Default largest frame (header + body) a broker accepts: 16 MiB.
+pub const DEFAULT_MAX_FRAME: u32 = 16 * 1024 * 1024;
+
+/// The name of the object the broker itself serves.
+pub const BROKER_OBJECT: &str = "plexus";
