@@ -1,1 +1,144 @@
-//! placeholder
+//! The plexus broker: a message bus daemon that routes calls between processes and fans out
+//! events to subscribers.
+//!
+//! [`Broker::bind`] opens the sockets; [`Broker::run`] serves until the shutdown future resolves.
+//! `docs/architecture.md` describes the tasks and who owns which state.
+
+mod broker_object;
+mod config;
+mod connection;
+mod error;
+mod listener;
+mod outbox;
+mod peer;
+mod pending;
+mod registry;
+mod router;
+mod stats;
+mod subscriptions;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, watch};
+use tracing::info;
+
+pub use config::Config;
+pub use error::BrokerError;
+pub use listener::default_path;
+use router::Router;
+
+/// A broker whose sockets are bound, ready to run.
+pub struct Broker {
+    router: Arc<Router>,
+    unix: Option<(UnixListener, PathBuf)>,
+    tcp: Vec<TcpListener>,
+}
+
+impl Broker {
+    /// Binds the Unix socket (unless `config.no_unix`) and the TCP addresses.
+    pub async fn bind(config: Config) -> Result<Broker, BrokerError> {
+        let unix = if config.no_unix {
+            None
+        } else {
+            let path = config.socket.clone().unwrap_or_else(default_path);
+            Some((listener::bind_unix(&path)?, path))
+        };
+        let mut tcp = Vec::new();
+        for addr in &config.tcp {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| BrokerError::io(format!("cannot listen on {addr}"), e))?;
+            tcp.push(l);
+        }
+        Ok(Broker {
+            router: Arc::new(Router::new(config)),
+            unix,
+            tcp,
+        })
+    }
+
+    /// The Unix socket path, if listening on one.
+    pub fn unix_path(&self) -> Option<&Path> {
+        self.unix.as_ref().map(|(_, p)| p.as_path())
+    }
+
+    /// The bound TCP addresses (with real ports when port 0 was asked).
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, answers pending calls with
+    /// `shutting_down`, flushes what is queued, closes connections and removes the socket.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+        let router = self.router;
+        let mut socket_path = None;
+        if let Some((l, path)) = self.unix {
+            info!(path = %path.display(), "listening on Unix socket");
+            tokio::spawn(listener::accept_unix(
+                l,
+                router.clone(),
+                stop_rx.clone(),
+                alive_tx.clone(),
+            ));
+            socket_path = Some(path);
+        }
+        for l in self.tcp {
+            if let Ok(addr) = l.local_addr() {
+                info!(%addr, "listening on TCP");
+            }
+            tokio::spawn(listener::accept_tcp(
+                l,
+                router.clone(),
+                stop_rx.clone(),
+                alive_tx.clone(),
+            ));
+        }
+        let timer = tokio::spawn(run_timer(router.clone(), stop_rx.clone()));
+        shutdown.await;
+        info!("shutting down");
+        router.begin_shutdown();
+        let _ = stop_tx.send(true);
+        drop(alive_tx);
+        let grace = router.config().shutdown_grace;
+        let _ = tokio::time::timeout(grace * 2, alive_rx.recv()).await;
+        timer.abort();
+        if let Some(path) = socket_path {
+            let _ = std::fs::remove_file(&path);
+        }
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Binds and runs a broker until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
+    Broker::bind(config).await?.run(shutdown).await
+}
+
+/// Answers calls and waits whose deadline passed, sleeping until the next deadline.
+async fn run_timer(router: Arc<Router>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let next = router.expire(Instant::now());
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => {}
+            _ = router.deadline_added() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -5,12 +5,14 @@
 //! convention). A broker routes from the header and the strings and forwards the body untouched.
 //! The byte-level specification is `docs/protocol.md`.
 
+mod address;
 mod error_code;
 mod frame;
 mod header;
 mod kind;
 mod names;
 
+pub use address::{AddrError, BusAddr, default_socket_path};
 pub use error_code::ErrorCode;
 pub use frame::{DecodeError, Frame, decode, encode};
 pub use header::{HEADER_LEN, Header, MAGIC, MAX_STRINGS, VERSION};

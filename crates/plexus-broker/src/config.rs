@@ -1,0 +1,46 @@
+//! Broker settings and their defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use plexus_proto::DEFAULT_MAX_FRAME;
+
+/// Everything the broker can be told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Unix socket to listen on; `None` for the default path.
+    pub socket: Option<PathBuf>,
+    /// Do not listen on a Unix socket at all (TCP only).
+    pub no_unix: bool,
+    /// TCP addresses to listen on (none by default).
+    pub tcp: Vec<SocketAddr>,
+    /// Largest frame accepted, header included.
+    pub max_frame: u32,
+    /// Bytes a connection's outbox may hold before calls to it fail and events to it drop.
+    pub outbox_limit: usize,
+    /// Timeout of a call that names none.
+    pub default_call_timeout: Duration,
+    /// Calls one connection may have waiting for answers at once.
+    pub max_pending_per_connection: usize,
+    /// How long a new connection has to send its `hello`.
+    pub handshake_timeout: Duration,
+    /// How long shutdown waits for outboxes to drain.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket: None,
+            no_unix: false,
+            tcp: Vec::new(),
+            max_frame: DEFAULT_MAX_FRAME,
+            outbox_limit: 8 * 1024 * 1024,
+            default_call_timeout: Duration::from_secs(30),
+            max_pending_per_connection: 65_536,
+            handshake_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The broker's error type: what can stop it from starting or running.
+
+use std::path::PathBuf;
+
+/// Why the broker could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// Another broker answers on the socket.
+    #[error("another broker is already listening on {0} — stop it first, or use --socket PATH")]
+    AlreadyRunning(PathBuf),
+    /// Something that is not a socket sits at the socket path.
+    #[error("{0} exists and is not a socket — remove it or choose another path with --socket")]
+    NotASocket(PathBuf),
+    /// An I/O operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+impl BrokerError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        BrokerError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}

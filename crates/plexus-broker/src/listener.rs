@@ -1,0 +1,130 @@
+//! Listening sockets: the Unix socket (default path, permissions, stale-file and
+//! running-broker checks) and TCP, and the accept loops that spawn connections.
+
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use plexus_proto::default_socket_path;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::connection;
+use crate::error::BrokerError;
+use crate::peer::PeerInfo;
+use crate::router::Router;
+
+/// The socket path the broker uses when none is given.
+pub fn default_path() -> PathBuf {
+    let uid = rustix::process::getuid().as_raw();
+    default_socket_path(std::env::var_os("XDG_RUNTIME_DIR").as_deref(), uid)
+}
+
+/// Binds the Unix socket at `path`: creates its directory (0700), refuses if a broker answers
+/// there, removes a stale socket file, and makes the socket 0600.
+pub fn bind_unix(path: &Path) -> Result<UnixListener, BrokerError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| {
+                BrokerError::io(
+                    format!("cannot create socket directory {}", dir.display()),
+                    e,
+                )
+            })?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(BrokerError::NotASocket(path.to_owned()));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(BrokerError::AlreadyRunning(path.to_owned()));
+        }
+        info!(path = %path.display(), "removing stale socket file");
+        std::fs::remove_file(path).map_err(|e| {
+            BrokerError::io(format!("cannot remove stale socket {}", path.display()), e)
+        })?;
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| BrokerError::io(format!("cannot listen on {}", path.display()), e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| BrokerError::io(format!("cannot set permissions of {}", path.display()), e))?;
+    Ok(listener)
+}
+
+/// Accepts Unix connections until shutdown. Each connection task holds a clone of `alive`.
+pub async fn accept_unix(
+    listener: UnixListener,
+    router: Arc<Router>,
+    mut shutdown: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.changed() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let peer = PeerInfo::from_unix(&stream);
+                let (r, w) = stream.into_split();
+                spawn_connection(r, w, peer, &router, &shutdown, &alive);
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed on the Unix socket");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Accepts TCP connections until shutdown, with TCP_NODELAY.
+pub async fn accept_tcp(
+    listener: TcpListener,
+    router: Arc<Router>,
+    mut shutdown: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.changed() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                if let Err(e) = stream.set_nodelay(true) {
+                    warn!(error = %e, "cannot set TCP_NODELAY");
+                }
+                let (r, w) = stream.into_split();
+                spawn_connection(r, w, PeerInfo::from_tcp(addr), &router, &shutdown, &alive);
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed on TCP");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn spawn_connection<R, W>(
+    reader: R,
+    writer: W,
+    peer: PeerInfo,
+    router: &Arc<Router>,
+    shutdown: &watch::Receiver<bool>,
+    alive: &mpsc::Sender<()>,
+) where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (router, shutdown, alive) = (router.clone(), shutdown.clone(), alive.clone());
+    tokio::spawn(async move {
+        connection::serve(reader, writer, peer, router, shutdown).await;
+        drop(alive);
+    });
+}

@@ -1,0 +1,95 @@
+//! A connection's bounded outbox and the writer task that drains it with coalesced writes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::BytesMut;
+use plexus_proto::{Frame, encode};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// Most frames the writer takes off the queue for one write.
+const BATCH_FRAMES: usize = 512;
+/// Bytes after which the writer stops adding frames to one write.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// The sending side of a connection's outbox. Cloning it shares the queue.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<Frame>,
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+/// The outbox was over its byte limit; the frame was not queued.
+#[derive(Debug, Clone, Copy)]
+pub struct Full;
+
+/// The receiving side, owned by the writer task.
+pub struct OutboxReceiver {
+    rx: mpsc::UnboundedReceiver<Frame>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// A new outbox holding at most `limit` bytes of calls and events.
+pub fn outbox(limit: usize) -> (Outbox, OutboxReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        Outbox {
+            tx,
+            queued: queued.clone(),
+            limit,
+        },
+        OutboxReceiver { rx, queued },
+    )
+}
+
+impl Outbox {
+    /// Queues an unsolicited frame (a call or an event) unless the outbox is over its limit.
+    pub fn push(&self, frame: Frame) -> Result<(), Full> {
+        if self.queued.load(Ordering::Relaxed) + frame.wire_len() > self.limit {
+            return Err(Full);
+        }
+        self.push_always(frame);
+        Ok(())
+    }
+
+    /// Queues a frame the peer asked for (an answer to its own request) regardless of the limit.
+    /// The number of such frames is bounded by the peer's own pending requests.
+    pub fn push_always(&self, frame: Frame) {
+        let len = frame.wire_len();
+        if self.tx.send(frame).is_ok() {
+            self.queued.fetch_add(len, Ordering::Relaxed);
+        }
+    }
+}
+
+impl OutboxReceiver {
+    /// Writes frames until every `Outbox` is dropped and the queue is empty, or the socket fails.
+    /// Everything queued at a time goes out in one write.
+    pub async fn write_all_to<W: AsyncWrite + Unpin>(
+        mut self,
+        mut socket: W,
+    ) -> std::io::Result<()> {
+        let mut batch = Vec::with_capacity(BATCH_FRAMES);
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        while self.rx.recv_many(&mut batch, BATCH_FRAMES).await > 0 {
+            let mut taken = 0;
+            for frame in batch.drain(..) {
+                taken += frame.wire_len();
+                encode(&frame, &mut buf);
+                if buf.len() >= BATCH_BYTES {
+                    socket.write_all(&buf).await?;
+                    buf.clear();
+                }
+            }
+            if !buf.is_empty() {
+                socket.write_all(&buf).await?;
+                buf.clear();
+            }
+            self.queued.fetch_sub(taken, Ordering::Relaxed);
+        }
+        socket.shutdown().await
+    }
+}

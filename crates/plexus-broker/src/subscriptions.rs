@@ -1,0 +1,147 @@
+//! Subscriptions: a trie over dot-separated pattern segments with `*` and `>` nodes, so that
+//! matching a topic costs its depth, not the number of subscriptions.
+
+use std::collections::HashMap;
+
+use crate::router::ConnId;
+
+/// One subscription: the connection and its subscription id.
+pub type SubKey = (ConnId, u64);
+
+#[derive(Debug, Default)]
+struct Node {
+    children: HashMap<String, Node>,
+    star: Option<Box<Node>>,
+    /// Subscriptions whose pattern ends here.
+    here: Vec<SubKey>,
+    /// Subscriptions whose pattern ends with `>` after this node.
+    rest: Vec<SubKey>,
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty()
+            && self.star.is_none()
+            && self.here.is_empty()
+            && self.rest.is_empty()
+    }
+
+    fn collect(&self, segments: &[&str], out: &mut Vec<SubKey>) {
+        let Some((first, tail)) = segments.split_first() else {
+            out.extend_from_slice(&self.here);
+            return;
+        };
+        out.extend_from_slice(&self.rest);
+        if let Some(child) = self.children.get(*first) {
+            child.collect(tail, out);
+        }
+        if let Some(star) = &self.star {
+            star.collect(tail, out);
+        }
+    }
+
+    /// Removes `key` from the node the segments lead to; returns whether this node is now empty.
+    fn remove(&mut self, segments: &[&str], key: SubKey) -> bool {
+        match segments.split_first() {
+            None => self.here.retain(|k| *k != key),
+            Some((&">", [])) => self.rest.retain(|k| *k != key),
+            Some((&"*", tail)) => {
+                if let Some(star) = &mut self.star
+                    && star.remove(tail, key)
+                {
+                    self.star = None;
+                }
+            }
+            Some((seg, tail)) => {
+                if let Some(child) = self.children.get_mut(*seg)
+                    && child.remove(tail, key)
+                {
+                    self.children.remove(*seg);
+                }
+            }
+        }
+        self.is_empty()
+    }
+}
+
+/// Every subscription on the bus.
+#[derive(Debug, Default)]
+pub struct Subscriptions {
+    root: Node,
+    count: usize,
+}
+
+impl Subscriptions {
+    /// Adds a subscription to a valid pattern.
+    pub fn insert(&mut self, pattern: &str, key: SubKey) {
+        let mut node = &mut self.root;
+        let segments: Vec<&str> = pattern.split('.').collect();
+        for (i, seg) in segments.iter().enumerate() {
+            if *seg == ">" && i == segments.len() - 1 {
+                node.rest.push(key);
+                self.count += 1;
+                return;
+            }
+            node = if *seg == "*" {
+                node.star.get_or_insert_with(Box::default)
+            } else {
+                node.children.entry((*seg).to_owned()).or_default()
+            };
+        }
+        node.here.push(key);
+        self.count += 1;
+    }
+
+    /// Removes a subscription added with `pattern`.
+    pub fn remove(&mut self, pattern: &str, key: SubKey) {
+        let segments: Vec<&str> = pattern.split('.').collect();
+        self.root.remove(&segments, key);
+        self.count = self.count.saturating_sub(1);
+    }
+
+    /// Appends every subscription matching `topic` to `out`.
+    pub fn matches(&self, topic: &str, out: &mut Vec<SubKey>) {
+        let segments: Vec<&str> = topic.split('.').collect();
+        self.root.collect(&segments, out);
+    }
+
+    /// Number of subscriptions.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_proto::topic_matches;
+
+    #[test]
+    fn trie_agrees_with_topic_matches() {
+        let patterns = [
+            "a", "a.b", "a.*", "a.>", "*.b", ">", "*.*.c", "a.b.>", "x.y",
+        ];
+        let topics = ["a", "a.b", "a.c", "a.b.c", "b.b", "x.y", "q.r.c", "x"];
+        let mut subs = Subscriptions::default();
+        for (i, p) in patterns.iter().enumerate() {
+            subs.insert(p, (1, i as u64));
+        }
+        for t in topics {
+            let mut got = Vec::new();
+            subs.matches(t, &mut got);
+            got.sort();
+            let want: Vec<SubKey> = patterns
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| topic_matches(p, t))
+                .map(|(i, _)| (1, i as u64))
+                .collect();
+            assert_eq!(got, want, "topic {t}");
+        }
+        for (i, p) in patterns.iter().enumerate() {
+            subs.remove(p, (1, i as u64));
+        }
+        assert_eq!(subs.count(), 0);
+        assert!(subs.root.is_empty(), "empty nodes are pruned");
+    }
+}

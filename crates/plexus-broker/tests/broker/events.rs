@@ -1,0 +1,154 @@
+//! Publish and subscribe: wildcards, acknowledgements, drops reported, unsubscribe.
+
+use std::time::Duration;
+
+use plexus_broker::Config;
+use plexus_proto::{Frame, Kind};
+
+use crate::harness::{TestBroker, json};
+
+#[tokio::test]
+async fn wildcard_subscriptions_receive_exactly_their_topics() {
+    let broker = TestBroker::start().await;
+    let mut exact = broker.client("exact").await;
+    exact.subscribe(1, "sensor.temp").await;
+    let mut star = broker.client("star").await;
+    star.subscribe(1, "sensor.*").await;
+    let mut rest = broker.client("rest").await;
+    rest.subscribe(1, "sensor.>").await;
+    let mut mid = broker.client("mid").await;
+    mid.subscribe(7, "*.temp").await;
+    let mut publisher = broker.client("pub").await;
+
+    for topic in [
+        "sensor.temp",
+        "sensor.hum",
+        "sensor.room1.temp",
+        "other.temp",
+        "sensor",
+    ] {
+        let ack = publisher
+            .request(Frame::publish(1, topic, topic.as_bytes(), true))
+            .await;
+        assert_eq!(ack.kind(), Kind::Reply);
+        let expected = [
+            ("sensor.temp", 4),
+            ("sensor.hum", 2),
+            ("sensor.room1.temp", 1),
+            ("other.temp", 1),
+            ("sensor", 0),
+        ];
+        let want = expected.iter().find(|(t, _)| *t == topic).map(|(_, n)| *n);
+        assert_eq!(json(&ack)["delivered"].as_u64(), want, "{topic}");
+    }
+    let expect = |name: &str, topics: &[&str]| {
+        (
+            name.to_owned(),
+            topics.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+        )
+    };
+    for (client, (name, topics)) in [
+        (&mut exact, expect("exact", &["sensor.temp"])),
+        (&mut star, expect("star", &["sensor.temp", "sensor.hum"])),
+        (
+            &mut rest,
+            expect("rest", &["sensor.temp", "sensor.hum", "sensor.room1.temp"]),
+        ),
+        (&mut mid, expect("mid", &["sensor.temp", "other.temp"])),
+    ] {
+        let mut got = Vec::new();
+        for _ in 0..topics.len() {
+            let ev = client.recv().await;
+            assert_eq!(ev.kind(), Kind::Event, "{name}");
+            assert_eq!(
+                ev.payload(),
+                ev.string(0).as_bytes(),
+                "body forwarded unchanged"
+            );
+            got.push(ev.string(0).to_owned());
+        }
+        assert_eq!(got, topics, "{name}");
+        let extra = client.try_recv(Duration::from_millis(50)).await;
+        assert!(extra.is_err(), "{name} got nothing more: {extra:?}");
+    }
+    mid.send(Frame::publish(0, "x.temp", b"1", false)).await;
+    assert_eq!(mid.recv().await.id(), 7, "events carry the subscription id");
+}
+
+#[tokio::test]
+async fn two_matching_subscriptions_get_one_event_each_and_unsubscribe_stops_one() {
+    let broker = TestBroker::start().await;
+    let mut s = broker.client("s").await;
+    s.subscribe(1, "a.b").await;
+    s.subscribe(2, "a.*").await;
+    let mut p = broker.client("p").await;
+    p.send(Frame::publish(0, "a.b", b"1", false)).await;
+    let mut ids = vec![s.recv().await.id(), s.recv().await.id()];
+    ids.sort();
+    assert_eq!(ids, [1, 2]);
+    s.send(Frame::unsubscribe(1)).await;
+    let pong = s.request(Frame::ping(3, b"")).await;
+    assert_eq!(pong.kind(), Kind::Pong);
+    p.send(Frame::publish(0, "a.b", b"2", false)).await;
+    let ev = s.recv().await;
+    assert_eq!((ev.id(), ev.payload().as_ref()), (2, &b"2"[..]));
+    assert!(
+        s.try_recv(Duration::from_millis(50)).await.is_err(),
+        "subscription 1 is gone"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_loses_events_counted_and_told_and_others_get_all() {
+    let config = Config {
+        outbox_limit: 16 * 1024,
+        ..Config::default()
+    };
+    let broker = TestBroker::with_config(config).await;
+    let mut slow = broker.client("slow").await;
+    slow.subscribe(1, "flood").await;
+    let mut fast = broker.client("fast").await;
+    fast.subscribe(1, "flood").await;
+    let mut p = broker.client("p").await;
+    let body = vec![b'7'; 8 * 1024];
+    let total = 200u64;
+    let reader = tokio::spawn(async move {
+        let mut n = 0u64;
+        while n < total {
+            let ev = fast.recv().await;
+            assert_eq!(ev.aux(), 0, "the fast subscriber loses nothing");
+            n += 1;
+        }
+        n
+    });
+    let mut dropped_by_broker = 0;
+    for i in 0..total {
+        let ack = p.request(Frame::publish(i + 1, "flood", &body, true)).await;
+        dropped_by_broker += json(&ack)["dropped"].as_u64().unwrap_or(0);
+    }
+    assert_eq!(reader.await.expect("fast reader"), total);
+    assert!(
+        dropped_by_broker > 0,
+        "the slow subscriber's outbox overflowed"
+    );
+    // Draining the slow subscriber: what it received plus what it was told it lost is everything.
+    let mut received = 0u64;
+    let mut told_dropped = 0u64;
+    while let Ok(Some(ev)) = slow.try_recv(Duration::from_millis(300)).await {
+        received += 1;
+        told_dropped += u64::from(ev.aux());
+    }
+    p.send(Frame::publish(0, "flood", b"1", false)).await;
+    let last = slow.recv().await;
+    told_dropped += u64::from(last.aux());
+    assert_eq!(
+        told_dropped, dropped_by_broker,
+        "every drop is reported to the subscriber"
+    );
+    assert_eq!(received + told_dropped, total);
+    let stats = p.request(Frame::call(999, "plexus", "stats", 0, b"")).await;
+    assert_eq!(
+        json(&stats)["events_dropped"].as_u64(),
+        Some(dropped_by_broker)
+    );
+}

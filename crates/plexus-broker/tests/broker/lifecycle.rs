@@ -1,0 +1,162 @@
+//! Broker lifecycle: socket files and permissions, a second broker, shutdown, the plexus object.
+
+use std::os::unix::fs::PermissionsExt;
+
+use plexus_broker::{Broker, BrokerError, Config};
+use plexus_proto::{ErrorCode, Frame, Kind};
+
+use crate::harness::{TestBroker, json};
+
+#[tokio::test]
+async fn socket_is_private_and_a_second_broker_is_refused() {
+    let broker = TestBroker::start().await;
+    let mode = std::fs::metadata(&broker.path)
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let second = Broker::bind(Config {
+        socket: Some(broker.path.clone()),
+        ..Config::default()
+    })
+    .await;
+    match second {
+        Err(BrokerError::AlreadyRunning(p)) => assert_eq!(p, broker.path),
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("a second broker must not steal the socket"),
+    }
+    let mut c = broker.client("still-works").await;
+    assert_eq!(c.request(Frame::ping(1, b"")).await.kind(), Kind::Pong);
+}
+
+#[tokio::test]
+async fn stale_socket_is_replaced_and_directory_created_private() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("run").join("bus.sock");
+    std::fs::create_dir(dir.path().join("run")).expect("mkdir");
+    drop(std::os::unix::net::UnixListener::bind(&path).expect("stale socket"));
+    assert!(path.exists(), "a socket file nobody listens on");
+    let broker = Broker::bind(Config {
+        socket: Some(path.clone()),
+        ..Config::default()
+    })
+    .await;
+    assert!(broker.is_ok(), "stale socket replaced");
+    drop(broker);
+
+    let fresh = dir.path().join("new-dir").join("bus.sock");
+    let broker = Broker::bind(Config {
+        socket: Some(fresh.clone()),
+        ..Config::default()
+    })
+    .await;
+    assert!(broker.is_ok());
+    let mode = std::fs::metadata(dir.path().join("new-dir"))
+        .expect("dir")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700);
+
+    let not_socket = dir.path().join("file");
+    std::fs::write(&not_socket, "data").expect("write");
+    let refused = Broker::bind(Config {
+        socket: Some(not_socket.clone()),
+        ..Config::default()
+    })
+    .await;
+    assert!(matches!(refused, Err(BrokerError::NotASocket(_))));
+    assert_eq!(
+        std::fs::read_to_string(&not_socket).expect("untouched"),
+        "data"
+    );
+}
+
+#[tokio::test]
+async fn graceful_shutdown_answers_pending_calls_and_removes_the_socket() {
+    let broker = TestBroker::start().await;
+    let mut w = broker.client("w").await;
+    w.register(1, "obj").await;
+    let mut c = broker.client("c").await;
+    c.send(Frame::call(1, "obj", "m", 60_000, b"")).await;
+    assert_eq!(w.recv().await.kind(), Kind::Call);
+    c.send(Frame::call(
+        2,
+        "plexus",
+        "wait_for",
+        60_000,
+        br#"["never"]"#,
+    ))
+    .await;
+    c.send(Frame::ping(3, b"")).await;
+    assert_eq!(c.recv().await.kind(), Kind::Pong, "the wait is registered");
+    let path = broker.path.clone();
+    broker.stop().await;
+    let mut codes = [c.recv().await, c.recv().await];
+    codes.sort_by_key(|f| f.id());
+    for (f, id) in codes.iter().zip([1, 2]) {
+        assert_eq!((f.id(), f.error_code()), (id, ErrorCode::ShuttingDown));
+    }
+    c.expect_closed().await;
+    w.expect_closed().await;
+    assert!(!path.exists(), "socket removed");
+}
+
+#[tokio::test]
+async fn broker_object_lists_names_with_credentials_waits_and_counts() {
+    let broker = TestBroker::start().await;
+    let mut waiter = broker.client("waiter").await;
+    waiter
+        .send(Frame::call(
+            1,
+            "plexus",
+            "wait_for",
+            0,
+            br#"{"names":["math","log"],"timeout_ms":10000}"#,
+        ))
+        .await;
+    let mut w = broker.client("calc-worker").await;
+    w.register(1, "math").await;
+    let mut l = broker.client("logger").await;
+    l.register(1, "log").await;
+    let done = waiter.recv().await;
+    assert_eq!((done.kind(), done.id()), (Kind::Reply, 1));
+    assert_eq!(json(&done)["names"], serde_json::json!(["math", "log"]));
+
+    let list = json(
+        &waiter
+            .request(Frame::call(2, "plexus", "list", 0, b""))
+            .await,
+    );
+    let math = &list[1];
+    assert_eq!(
+        (math["name"].as_str(), math["kind"].as_str()),
+        (Some("math"), Some("exclusive"))
+    );
+    let owner = &math["owners"][0];
+    assert_eq!(owner["client"], "calc-worker");
+    assert_eq!(
+        owner["pid"],
+        std::process::id(),
+        "peer credentials from the socket"
+    );
+    assert_eq!(owner["uid"], rustix::process::getuid().as_raw());
+    assert!(owner["exe"].as_str().is_some_and(|e| !e.is_empty()));
+
+    let ping = json(
+        &waiter
+            .request(Frame::call(3, "plexus", "ping", 0, b""))
+            .await,
+    );
+    assert_eq!(ping["pong"], true);
+    let stats = json(
+        &waiter
+            .request(Frame::call(4, "plexus", "stats", 0, b""))
+            .await,
+    );
+    assert_eq!(stats["connections"], 3);
+    assert_eq!(stats["names"], 2);
+    assert_eq!(stats["broker_calls"], 4);
+    assert_eq!(stats["errors"]["no_such_object"], 0);
+}

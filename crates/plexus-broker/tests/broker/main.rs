@@ -1,0 +1,7 @@
+//! Integration tests: the real broker on real sockets, driven with raw frames.
+
+mod calls;
+mod errors;
+mod events;
+mod harness;
+mod lifecycle;
