@@ -1,0 +1,58 @@
+"""plexus: a Python client for the plexus message bus (calls, workers and events)."""
+
+from __future__ import annotations
+
+from ._names import validate_name, validate_pattern, validate_topic
+from ._transport import default_socket
+from .client import DEFAULT_TIMEOUT, Client, connect
+from .errors import (
+    BadFrame,
+    ConnectionLost,
+    Error,
+    FrameTooLarge,
+    Internal,
+    InvalidParams,
+    NameTaken,
+    NoBroker,
+    NoSuchMethod,
+    NoSuchObject,
+    Overloaded,
+    PermissionDenied,
+    ShuttingDown,
+    Timeout,
+    TransportError,
+    UnsupportedVersion,
+    WorkerGone,
+)
+from .events import Event, Subscription
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "BadFrame",
+    "Client",
+    "ConnectionLost",
+    "Error",
+    "Event",
+    "FrameTooLarge",
+    "Internal",
+    "InvalidParams",
+    "NameTaken",
+    "NoBroker",
+    "NoSuchMethod",
+    "NoSuchObject",
+    "Overloaded",
+    "PermissionDenied",
+    "ShuttingDown",
+    "Subscription",
+    "Timeout",
+    "TransportError",
+    "UnsupportedVersion",
+    "WorkerGone",
+    "connect",
+    "default_socket",
+    "validate_name",
+    "validate_pattern",
+    "validate_topic",
+]
