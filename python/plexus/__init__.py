@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ._names import validate_name, validate_pattern, validate_topic
 from ._transport import default_socket
-from .client import DEFAULT_TIMEOUT, Client, connect
+from ._requests import DEFAULT_TIMEOUT
+from .client import Client, connect
 from .errors import (
     BadFrame,
     ConnectionLost,

@@ -13,6 +13,7 @@ from .errors import Error, Internal, InvalidParams, NoSuchMethod, error_for
 log = logging.getLogger("plexus")
 
 Methods = Dict[str, Callable[..., Any]]
+Args = Tuple[Tuple[Any, ...], Dict[str, Any]]
 
 
 def dumps(value: Any) -> bytes:
@@ -45,15 +46,15 @@ def methods_of(target: Any) -> Methods:
     return table
 
 
-def arguments(fn: Callable[..., Any], params: Any) -> Tuple[tuple, dict]:
+def arguments(fn: Callable[..., Any], params: Any) -> Args:
     """Positional and keyword arguments for `fn` from JSON `params`.
 
     An object gives keyword arguments, an array positional ones, null none, anything else is the
     single argument. Raises `InvalidParams` when they do not fit `fn`'s signature.
     """
     if params is None:
-        args: tuple = ()
-        kwargs: dict = {}
+        args: Tuple[Any, ...] = ()
+        kwargs: Dict[str, Any] = {}
     elif isinstance(params, dict):
         args, kwargs = (), params
     elif isinstance(params, list):
@@ -71,7 +72,7 @@ def arguments(fn: Callable[..., Any], params: Any) -> Tuple[tuple, dict]:
     return args, kwargs
 
 
-def prepare(methods: Mapping[str, Callable[..., Any]], frame: Frame) -> Tuple[Callable[..., Any], tuple, dict]:
+def prepare(methods: Mapping[str, Callable[..., Any]], frame: Frame) -> Tuple[Callable[..., Any], Args]:
     """The function and arguments for an incoming `call` frame; raises `Error` if it cannot run."""
     obj, method = frame.string(0), frame.string(1)
     fn = methods.get(method)
@@ -81,8 +82,7 @@ def prepare(methods: Mapping[str, Callable[..., Any]], frame: Frame) -> Tuple[Ca
         params = loads(frame.payload)
     except ValueError as exc:
         raise InvalidParams(f"params are not JSON: {exc}") from None
-    args, kwargs = arguments(fn, params)
-    return fn, args, kwargs
+    return fn, arguments(fn, params)
 
 
 def reply_frame(call_id: int, result: Any) -> Frame:

@@ -37,15 +37,20 @@ def default_socket() -> str:
 
 
 def parse_address(text: str) -> Address:
-    """Parses `unix:/path`, `tcp://host:port` or a bare path."""
+    """Parses `unix:/path`, `unix:///path`, `tcp://host:port` or a bare path."""
     if text.startswith("tcp://"):
-        rest = text[len("tcp://") :].rstrip("/")
+        rest = text[len("tcp://") :]
         host, sep, port = rest.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"bad bus address {text!r}: expected tcp://host:port")
         return Address(host=host.strip("[]"), port=int(port))
-    path = text[len("unix:") :] if text.startswith("unix:") else text
-    if not path:
+    if text.startswith("unix://"):
+        path = text[len("unix://") :]
+    elif text.startswith("unix:"):
+        path = text[len("unix:") :]
+    else:
+        path = text
+    if not path or ("://" in text and not text.startswith("unix://")):
         raise ValueError(f"bad bus address {text!r}: expected unix:/path, tcp://host:port or a path")
     return Address(path=path)
 

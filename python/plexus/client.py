@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import socket
-import sys
 import threading
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
 
-from ._codec import (
-    DEFAULT_MAX_FRAME,
-    FLAG_ACK,
-    FLAG_SHARED,
-    HEADER_LEN,
-    Frame,
-    Kind,
-    decode_body,
-    decode_header,
-    encode,
+from ._codec import DEFAULT_MAX_FRAME, HEADER_LEN, Frame, Kind, decode_body, decode_header, encode
+from ._dispatch import Methods, error_frame, error_from_frame, loads, methods_of, prepare, reply_frame
+from ._names import validate_name
+from ._requests import (
+    BROKER_OBJECT,
+    CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    GRACE,
+    REQUEST_TIMEOUT,
+    call_frame,
+    default_client_name,
+    hello_frame,
+    local_wait,
+    publish_frame,
+    register_frame,
+    subscribe_frame,
+    unregister_frame,
+    wait_for_params,
 )
-from ._dispatch import Methods, dumps, error_frame, error_from_frame, loads, methods_of, prepare, reply_frame
-from ._names import validate_name, validate_pattern, validate_topic
 from ._transport import Address, open_socket, resolve_address
 from .errors import BadFrame, ConnectionLost, FrameTooLarge, Internal, NameTaken, NoSuchObject, Timeout
 from .events import Event, Subscription
@@ -31,31 +36,6 @@ from .events import Event, Subscription
 log = logging.getLogger("plexus")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-DEFAULT_TIMEOUT = 30.0
-"""Seconds a call waits for its answer unless told otherwise."""
-CONNECT_TIMEOUT = 10.0
-"""Seconds to connect and get the broker's `welcome`."""
-REQUEST_TIMEOUT = 30.0
-"""Seconds to wait for the broker's answer to register, unregister, subscribe and acked publish."""
-GRACE = 1.0
-"""Seconds a caller waits past a call's timeout for the broker's own `timeout` answer."""
-BROKER_OBJECT = "plexus"
-
-
-def default_client_name() -> str:
-    """`python:<program name>`, the name a client gives the broker unless told otherwise."""
-    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    return f"python:{program or 'python'}"
-
-
-def timeout_ms(timeout: Optional[float]) -> int:
-    """A timeout in seconds as the protocol's milliseconds (0 = the broker's default)."""
-    if timeout is None:
-        return 0
-    if timeout < 0:
-        raise ValueError(f"a timeout cannot be negative: {timeout}")
-    return max(1, min(round(timeout * 1000), 0xFFFFFFFF))
 
 
 def read_frame(stream: IO[bytes], max_frame: int) -> Optional[Frame]:
@@ -111,7 +91,7 @@ def connect(
 def _handshake(sock: socket.socket, stream: IO[bytes], address: Address, name: str) -> Frame:
     """Sends `hello` and returns the broker's `welcome`."""
     try:
-        sock.sendall(encode(Frame(Kind.HELLO, strings=(name,))))
+        sock.sendall(encode(hello_frame(name)))
         frame = read_frame(stream, DEFAULT_MAX_FRAME)
     except socket.timeout:
         raise Timeout(f"the broker at {address} did not answer hello in time") from None
@@ -174,13 +154,9 @@ class Client:
         when it passes, and the client gives up on its own a little later if no answer came.
         An `error` answer raises the matching `plexus.Error` subclass.
         """
-        validate_name(obj)
-        payload = b"" if params is None else dumps(params)
-        aux = timeout_ms(timeout)
+        frame = call_frame(0, obj, method, params, timeout)
         rid, slot = self._begin()
-        frame = Frame(Kind.CALL, rid, aux, strings=(obj, method), payload=payload)
-        wait = None if timeout is None else timeout + GRACE
-        answer = self._finish(rid, slot, frame, wait, f"{obj}.{method}", cancel=True)
+        answer = self._finish(rid, slot, replace(frame, id=rid), local_wait(timeout), f"{obj}.{method}", cancel=True)
         return loads(answer.payload)
 
     def publish(self, topic: str, payload: Any = None, *, ack: bool = False) -> Optional[Dict[str, int]]:
@@ -189,14 +165,12 @@ class Client:
         Without `ack` it returns once the frame is written. With `ack` it waits for the broker's
         count `{"delivered": N, "dropped": M}` and returns it.
         """
-        validate_topic(topic)
-        body = dumps(payload)
+        frame = publish_frame(0, topic, payload, ack)
         if not ack:
-            self._send(Frame(Kind.PUBLISH, 0, strings=(topic,), payload=body))
+            self._send(frame)
             return None
         rid, slot = self._begin()
-        frame = Frame(Kind.PUBLISH, rid, flags=FLAG_ACK, strings=(topic,), payload=body)
-        answer = self._finish(rid, slot, frame, REQUEST_TIMEOUT, f"publish on {topic}")
+        answer = self._finish(rid, slot, replace(frame, id=rid), REQUEST_TIMEOUT, f"publish on {topic}")
         result: Dict[str, int] = loads(answer.payload)
         return result
 
@@ -206,13 +180,13 @@ class Client:
         Returns a `Subscription`: iterate it or call `get(timeout)`. With `callback`, each event is
         passed to `callback` on a thread of its own instead (an exception it raises is logged).
         """
-        validate_pattern(pattern)
+        frame = subscribe_frame(0, pattern)
         rid, slot = self._begin()
         sub = Subscription(rid, pattern, self._unsubscribe)
         with self._lock:
             self._subs[rid] = sub
         try:
-            self._finish(rid, slot, Frame(Kind.SUBSCRIBE, rid, strings=(pattern,)), REQUEST_TIMEOUT, f"subscribe {pattern}")
+            self._finish(rid, slot, replace(frame, id=rid), REQUEST_TIMEOUT, f"subscribe {pattern}")
         except BaseException:
             with self._lock:
                 self._subs.pop(rid, None)
@@ -230,9 +204,7 @@ class Client:
 
         The broker's `Timeout` carries `data={"missing": [...]}`.
         """
-        wanted = [names] if isinstance(names, str) else [str(n) for n in names]
-        params = {"names": wanted, "timeout_ms": timeout_ms(timeout)}
-        return self.call(BROKER_OBJECT, "wait_for", params, timeout=timeout + GRACE)
+        return self.call(BROKER_OBJECT, "wait_for", wait_for_params(names, timeout), timeout=timeout + GRACE)
 
     def list(self) -> List[Dict[str, Any]]:
         """The broker's registered names with their owners (`plexus.list`)."""
@@ -290,7 +262,7 @@ class Client:
         """Unregisters `name`; calls to it fail with `NoSuchObject` from then on."""
         with self._lock:
             self._objects.pop(name, None)
-        self._request(lambda rid: Frame(Kind.UNREGISTER, rid, strings=(name,)), f"unregister {name}")
+        self._request(lambda rid: unregister_frame(rid, name), f"unregister {name}")
 
     def run_forever(self) -> None:
         """Blocks until the connection ends (the broker stops, or another thread calls `close()`)."""
@@ -362,9 +334,8 @@ class Client:
 
     def _claim(self, name: str, shared: bool) -> None:
         """Registers `name`, whose method table is already installed; uninstalls it on failure."""
-        flags = FLAG_SHARED if shared else 0
         try:
-            self._request(lambda rid: Frame(Kind.REGISTER, rid, flags=flags, strings=(name,)), f"register {name}")
+            self._request(lambda rid: register_frame(rid, name, shared), f"register {name}")
         except BaseException:
             with self._lock:
                 self._objects.pop(name, None)
@@ -451,7 +422,7 @@ class Client:
 
     def _serve_call(self, frame: Frame, methods: Methods) -> None:
         try:
-            fn, args, kwargs = prepare(methods, frame)
+            fn, (args, kwargs) = prepare(methods, frame)
             answer = reply_frame(frame.id, fn(*args, **kwargs))
         except Exception as exc:
             answer = error_frame(frame.id, exc)

@@ -67,10 +67,10 @@ class Subscription:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:
             raise Timeout(f"no event on {self.pattern!r} within {timeout} s") from None
-        if item is _CLOSED:
-            self._queue.put(_CLOSED)
-            return None
-        return item
+        if isinstance(item, Event):
+            return item
+        self._queue.put(_CLOSED)
+        return None
 
     def __iter__(self) -> Iterator[Event]:
         return self

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 from pathlib import Path
+
+import pytest
 
 import plexus
 from plexus._dispatch import arguments
@@ -13,11 +14,12 @@ from plexus.errors import error_for
 
 def test_address_forms() -> None:
     assert parse_address("unix:/run/bus.sock") == Address(path="/run/bus.sock")
+    assert parse_address("unix:///run/bus.sock") == Address(path="/run/bus.sock")
     assert parse_address("/run/bus.sock") == Address(path="/run/bus.sock")
     assert parse_address("tcp://127.0.0.1:7070") == Address(host="127.0.0.1", port=7070)
     assert parse_address("tcp://[::1]:7070") == Address(host="::1", port=7070)
     assert str(parse_address("tcp://[::1]:7070")) == "tcp://[::1]:7070"
-    for bad in ("tcp://host", "tcp://:1", "tcp://h:0", "unix:"):
+    for bad in ("tcp://host", "tcp://:1", "tcp://h:x", "unix:", "http://h:1", ""):
         with pytest.raises(ValueError):
             parse_address(bad)
 
