@@ -1,1 +1,65 @@
-//! placeholder
+//! Rust client for the plexus bus: call methods on other processes' objects, serve objects,
+//! publish and subscribe to events, and wait for names.
+//!
+//! ```no_run
+//! use plexus_client::Client;
+//! use serde_json::{Value, json};
+//!
+//! # async fn demo() -> Result<(), plexus_client::Error> {
+//! let client = Client::connect().await?;
+//! let sum: Value = client.call("math", "add", &json!({"a": 10, "b": 32})).await?;
+//! client.publish("sensor.temperature", &json!("25.6°C")).await?;
+//! let mut events = client.subscribe("sensor.>").await?;
+//! while let Some(event) = events.next().await {
+//!     println!("{}: {}", event.topic, event.json::<Value>()?);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! One task owns the socket; the API sends it commands over a channel and waits on oneshot
+//! answers. A call whose future is dropped is cancelled at the broker and the worker.
+
+mod address;
+#[cfg(feature = "blocking")]
+pub mod blocking;
+mod client;
+mod error;
+mod socket_task;
+mod subscription;
+mod worker;
+
+use std::time::Duration;
+
+pub use address::default_bus;
+pub use client::{Call, Client, ClientBuilder, Delivery};
+pub use error::Error;
+pub use plexus_proto::{BusAddr, ErrorCode};
+pub use subscription::{Event, Subscription};
+pub use worker::{CallContext, FnObject, Object, parse_params};
+
+/// Client options, set through [`ClientBuilder`].
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub name: String,
+    pub reconnect: bool,
+    pub call_timeout: Duration,
+    pub max_concurrent_calls: usize,
+    pub subscription_capacity: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let name = std::env::args().next().and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        });
+        Options {
+            name: name.unwrap_or_else(|| "plexus-client".to_owned()),
+            reconnect: true,
+            call_timeout: Duration::from_secs(30),
+            max_concurrent_calls: 1024,
+            subscription_capacity: 65_536,
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! The async client: calls, publish, subscribe, serving objects and waiting for names.
+
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use plexus_proto::{BROKER_OBJECT, BusAddr, ErrorCode, Frame, validate_topic};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::address::default_bus;
+use crate::socket_task::{Command, SocketTask, into_result, open};
+use crate::subscription::Subscription;
+use crate::worker::{CallContext, DynObject, FnObject, Object};
+use crate::{Error, Options};
+
+/// Time the client waits past a call's own timeout for the broker's `timeout` answer.
+const LOCAL_GRACE: Duration = Duration::from_secs(1);
+
+/// A connection to the bus. Cheap to clone; clones share the connection, which closes when the
+/// last clone (and the last [`Subscription`]) is dropped.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    commands: mpsc::UnboundedSender<Command>,
+    ids: Arc<AtomicU64>,
+    conn_id: u64,
+    addr: BusAddr,
+    options: Options,
+}
+
+/// Builds a [`Client`] with non-default options.
+#[derive(Debug, Clone, Default)]
+pub struct ClientBuilder {
+    addr: Option<String>,
+    options: Options,
+}
+
+impl ClientBuilder {
+    /// The bus address (`unix:/path`, `tcp://host:port`, or a path); default `PLEXUS_BUS` or
+    /// the default socket.
+    pub fn address(mut self, addr: impl Into<String>) -> Self {
+        self.addr = Some(addr.into());
+        self
+    }
+
+    /// The client name the broker shows in `plexus list`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.options.name = name.into();
+        self
+    }
+
+    /// Reconnect (re-registering names and re-subscribing) when the broker goes away. On by
+    /// default.
+    pub fn reconnect(mut self, on: bool) -> Self {
+        self.options.reconnect = on;
+        self
+    }
+
+    /// Timeout of calls that do not set one (default 30 s).
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.options.call_timeout = timeout;
+        self
+    }
+
+    /// Incoming calls handled at once by this client's objects (default 1024).
+    pub fn max_concurrent_calls(mut self, n: usize) -> Self {
+        self.options.max_concurrent_calls = n;
+        self
+    }
+
+    /// Events a subscription queues before it drops (and counts) more (default 65,536).
+    pub fn subscription_capacity(mut self, n: usize) -> Self {
+        self.options.subscription_capacity = n.max(1);
+        self
+    }
+
+    /// Connects and completes the handshake.
+    pub async fn connect(self) -> Result<Client, Error> {
+        let addr = match &self.addr {
+            Some(text) => BusAddr::parse(text)?,
+            None => default_bus()?,
+        };
+        let io = open(&addr, &self.options.name).await?;
+        let conn_id = io.conn_id;
+        let (commands, rx) = mpsc::unbounded_channel();
+        let ids = Arc::new(AtomicU64::new(1));
+        let task = SocketTask::new(
+            addr.clone(),
+            self.options.clone(),
+            ids.clone(),
+            rx,
+            commands.downgrade(),
+        );
+        tokio::spawn(task.run(io));
+        Ok(Client {
+            inner: Arc::new(Inner {
+                commands,
+                ids,
+                conn_id,
+                addr,
+                options: self.options,
+            }),
+        })
+    }
+}
+
+impl Client {
+    /// Connects to `PLEXUS_BUS`, else the default socket.
+    pub async fn connect() -> Result<Client, Error> {
+        ClientBuilder::default().connect().await
+    }
+
+    /// Connects to `unix:/path`, `tcp://host:port`, or a socket path.
+    pub async fn connect_to(addr: &str) -> Result<Client, Error> {
+        ClientBuilder::default().address(addr).connect().await
+    }
+
+    /// A builder for other options.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The connection id the broker gave at connect time.
+    pub fn conn_id(&self) -> u64 {
+        self.inner.conn_id
+    }
+
+    /// The bus address.
+    pub fn address(&self) -> &BusAddr {
+        &self.inner.addr
+    }
+
+    fn next_id(&self) -> u64 {
+        self.inner.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn send(&self, command: Command) -> Result<(), Error> {
+        self.inner.commands.send(command).map_err(|_| Error::Closed)
+    }
+
+    async fn request(&self, frame: Frame) -> Result<Frame, Error> {
+        let (answer, rx) = oneshot::channel();
+        self.send(Command::Request { frame, answer })?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Calls `object.method` with `params`; `.timeout(d)` sets a timeout, `.await` runs it.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: plexus_client::Client) -> Result<(), plexus_client::Error> {
+    /// use serde_json::{Value, json};
+    /// let sum: Value = client.call("math", "add", &json!({"a": 10, "b": 32})).await?;
+    /// let fast: Value = client
+    ///     .call("math", "add", &json!({"a": 1, "b": 2}))
+    ///     .timeout(std::time::Duration::from_millis(100))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn call<P: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        object: &str,
+        method: &str,
+        params: &P,
+    ) -> Call<'_, R> {
+        Call {
+            client: self,
+            object: object.to_owned(),
+            method: method.to_owned(),
+            params: serde_json::to_vec(params),
+            timeout: self.inner.options.call_timeout,
+            result: PhantomData,
+        }
+    }
+
+    /// Calls with an explicit timeout.
+    pub async fn call_with<P: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        object: &str,
+        method: &str,
+        params: &P,
+        timeout: Duration,
+    ) -> Result<R, Error> {
+        self.call(object, method, params).timeout(timeout).await
+    }
+
+    /// Calls with params and result as raw JSON bytes (for proxies: nothing is parsed). Dropping
+    /// the future before it resolves cancels the call at the broker and the worker.
+    pub async fn call_raw(
+        &self,
+        object: &str,
+        method: &str,
+        params: &[u8],
+        timeout: Duration,
+    ) -> Result<Bytes, Error> {
+        let id = self.next_id();
+        let ms = u32::try_from(timeout.as_millis())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let (answer, rx) = oneshot::channel();
+        self.send(Command::Request {
+            frame: Frame::call(id, object, method, ms, params),
+            answer,
+        })?;
+        let mut guard = CancelOnDrop {
+            commands: &self.inner.commands,
+            id,
+            armed: true,
+        };
+        match tokio::time::timeout(timeout + LOCAL_GRACE, rx).await {
+            Err(_) => Err(Error::remote(
+                ErrorCode::Timeout,
+                format!("no answer within {} ms", timeout.as_millis()),
+            )),
+            Ok(answer) => {
+                guard.armed = false;
+                into_result(answer.map_err(|_| Error::Closed)??)
+            }
+        }
+    }
+
+    /// Publishes `payload` on `topic`; returns once the frame is handed to the socket.
+    pub async fn publish<P: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        payload: &P,
+    ) -> Result<(), Error> {
+        self.publish_raw(topic, &serde_json::to_vec(payload)?).await
+    }
+
+    /// Publishes JSON bytes as they are.
+    pub async fn publish_raw(&self, topic: &str, payload: &[u8]) -> Result<(), Error> {
+        validate_topic(topic).map_err(|e| Error::invalid_params(e.to_string()))?;
+        let (written, rx) = oneshot::channel();
+        self.send(Command::Send {
+            frame: Frame::publish(0, topic, payload, false),
+            written: Some(written),
+        })?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Publishes and waits for the broker's count of subscriptions reached and dropped.
+    pub async fn publish_acked<P: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        payload: &P,
+    ) -> Result<Delivery, Error> {
+        let frame = Frame::publish(self.next_id(), topic, &serde_json::to_vec(payload)?, true);
+        let body = into_result(self.request(frame).await?)?;
+        Ok(serde_json::from_slice(&body)?)
+    }
+
+    /// Subscribes to a pattern (`*` = one segment, `>` = the rest).
+    pub async fn subscribe(&self, pattern: &str) -> Result<Subscription, Error> {
+        let id = self.next_id();
+        let (events, rx) = mpsc::channel(self.inner.options.subscription_capacity);
+        let (answer, answered) = oneshot::channel();
+        self.send(Command::Subscribe {
+            id,
+            pattern: pattern.to_owned(),
+            events,
+            answer,
+        })?;
+        let subscription = Subscription::new(id, rx, self.inner.commands.clone());
+        into_result(answered.await.map_err(|_| Error::Closed)??)?;
+        Ok(subscription)
+    }
+
+    /// Serves `object` under `name`, alone.
+    pub async fn serve<O: Object>(&self, name: &str, object: O) -> Result<(), Error> {
+        self.register(name, false, Arc::new(object)).await
+    }
+
+    /// Serves `object` under `name` as a member of a queue group.
+    pub async fn serve_shared<O: Object>(&self, name: &str, object: O) -> Result<(), Error> {
+        self.register(name, true, Arc::new(object)).await
+    }
+
+    /// Serves a closure `(method, params, ctx) -> future of result` under `name`.
+    pub async fn serve_fn<F, Fut>(&self, name: &str, f: F) -> Result<(), Error>
+    where
+        F: Fn(String, Value, CallContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, Error>> + Send + 'static,
+    {
+        self.serve(name, FnObject(f)).await
+    }
+
+    async fn register(
+        &self,
+        name: &str,
+        shared: bool,
+        object: Arc<dyn DynObject>,
+    ) -> Result<(), Error> {
+        let id = self.next_id();
+        let (answer, rx) = oneshot::channel();
+        self.send(Command::Serve {
+            id,
+            name: name.to_owned(),
+            shared,
+            object,
+            answer,
+        })?;
+        let result = rx.await.map_err(|_| Error::Closed)?.and_then(into_result);
+        if let Err(e) = result {
+            let _ = self.send(Command::Unserve {
+                id,
+                name: name.to_owned(),
+                answer: None,
+            });
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Stops serving `name` and gives it up at the broker.
+    pub async fn unserve(&self, name: &str) -> Result<(), Error> {
+        let (answer, rx) = oneshot::channel();
+        self.send(Command::Unserve {
+            id: self.next_id(),
+            name: name.to_owned(),
+            answer: Some(answer),
+        })?;
+        into_result(rx.await.map_err(|_| Error::Closed)??).map(|_| ())
+    }
+
+    /// Waits until every name is registered, or fails with `timeout` naming the missing ones.
+    pub async fn wait_for(&self, names: &[&str], timeout: Duration) -> Result<(), Error> {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let params = json!({ "names": names, "timeout_ms": ms });
+        let _: Value = self
+            .call(BROKER_OBJECT, "wait_for", &params)
+            .timeout(timeout + LOCAL_GRACE)
+            .await?;
+        Ok(())
+    }
+
+    /// Round-trip time of a ping to the broker.
+    pub async fn ping(&self) -> Result<Duration, Error> {
+        let started = Instant::now();
+        into_result(self.request(Frame::ping(self.next_id(), b"")).await?)?;
+        Ok(started.elapsed())
+    }
+}
+
+/// What a publish with acknowledgement reached.
+#[derive(Debug, Clone, Copy, serde::Deserialize, PartialEq, Eq)]
+pub struct Delivery {
+    /// Subscriptions the event was queued for.
+    pub delivered: u64,
+    /// Subscriptions whose queue was full.
+    pub dropped: u64,
+}
+
+/// Sends a cancel for a call whose future is dropped before its answer arrived.
+struct CancelOnDrop<'a> {
+    commands: &'a mpsc::UnboundedSender<Command>,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.commands.send(Command::Cancel { id: self.id });
+        }
+    }
+}
+
+/// A call being built: set `.timeout(d)`, then `.await` it.
+#[must_use = "a call does nothing until awaited"]
+pub struct Call<'a, R> {
+    client: &'a Client,
+    object: String,
+    method: String,
+    params: Result<Vec<u8>, serde_json::Error>,
+    timeout: Duration,
+    result: PhantomData<fn() -> R>,
+}
+
+impl<R> Call<'_, R> {
+    /// The call's timeout (the broker answers `timeout` after it and cancels the call).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl<'a, R: DeserializeOwned + 'a> IntoFuture for Call<'a, R> {
+    type Output = Result<R, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<R, Error>> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let params = self.params?;
+            let body = self
+                .client
+                .call_raw(&self.object, &self.method, &params, self.timeout)
+                .await?;
+            let text: &[u8] = if body.is_empty() { b"null" } else { &body };
+            Ok(serde_json::from_slice(text)?)
+        })
+    }
+}

@@ -1,0 +1,103 @@
+//! The client's one error type, carrying the protocol's error code where there is one.
+
+use plexus_proto::{AddrError, ErrorCode, Frame};
+use serde_json::Value;
+
+/// Everything that can go wrong talking to the bus.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The broker or the worker answered with an error.
+    #[error("{code}: {message}")]
+    Remote {
+        /// The protocol's error code.
+        code: ErrorCode,
+        /// What happened, for people.
+        message: String,
+        /// Extra JSON data, if any.
+        data: Option<Value>,
+    },
+    /// Nothing listens at the bus address.
+    #[error("no broker at {addr} ({source}) — start one with `plexus broker`")]
+    NoBroker {
+        /// The address tried.
+        addr: String,
+        /// Why the connection failed.
+        source: std::io::Error,
+    },
+    /// The broker did not complete the handshake.
+    #[error("handshake with the broker at {addr} failed: {why}")]
+    Handshake {
+        /// The address.
+        addr: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// The connection broke while the request was open; it may or may not have been carried out.
+    #[error("the connection to the broker was lost while the request was open: {0}")]
+    ConnectionLost(String),
+    /// The client is reconnecting; nothing was sent.
+    #[error("not connected to the broker (reconnecting); nothing was sent")]
+    NotConnected,
+    /// The client was closed.
+    #[error("the client is closed")]
+    Closed,
+    /// Params or a result could not be turned into or out of JSON.
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The bus address is not valid.
+    #[error(transparent)]
+    Address(#[from] AddrError),
+    /// A socket error.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// An error with a protocol code, for worker handlers to return.
+    pub fn remote(code: ErrorCode, message: impl Into<String>) -> Error {
+        Error::Remote {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// `no_such_method` for `method`.
+    pub fn no_such_method(method: &str) -> Error {
+        Error::remote(ErrorCode::NoSuchMethod, format!("no method '{method}'"))
+    }
+
+    /// `invalid_params` with a message.
+    pub fn invalid_params(message: impl Into<String>) -> Error {
+        Error::remote(ErrorCode::InvalidParams, message)
+    }
+
+    /// The protocol error code: the remote one, or the closest for local failures.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Remote { code, .. } => *code,
+            Error::Json(_) => ErrorCode::InvalidParams,
+            Error::Address(_) => ErrorCode::InvalidParams,
+            Error::NoBroker { .. }
+            | Error::Handshake { .. }
+            | Error::NotConnected
+            | Error::Closed => ErrorCode::Internal,
+            Error::ConnectionLost(_) | Error::Io(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The error an `Error` frame carries.
+    pub(crate) fn from_frame(frame: &Frame) -> Error {
+        let payload = frame.payload();
+        let data = if payload.is_empty() {
+            None
+        } else {
+            serde_json::from_slice(&payload).ok()
+        };
+        Error::Remote {
+            code: frame.error_code(),
+            message: frame.string(0).to_owned(),
+            data,
+        }
+    }
+}

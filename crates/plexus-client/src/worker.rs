@@ -1,0 +1,145 @@
+//! Serving objects: the [`Object`] trait, closures as objects, and the context of a call.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio::sync::watch;
+
+use crate::Error;
+
+/// An object served on the bus. Each call runs in its own task, so a slow method never delays
+/// another; a panic answers `internal` and the object keeps serving.
+///
+/// ```
+/// use plexus_client::{CallContext, Error, Object, parse_params};
+/// use serde_json::{Value, json, value::RawValue};
+///
+/// struct Calculator;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Args { a: i64, b: i64 }
+///
+/// impl Object for Calculator {
+///     async fn call(&self, method: &str, params: &RawValue, _ctx: &CallContext) -> Result<Value, Error> {
+///         let Args { a, b } = parse_params(params)?;
+///         match method {
+///             "add" => Ok(json!({ "sum": a + b })),
+///             "mul" => Ok(json!({ "product": a * b })),
+///             other => Err(Error::no_such_method(other)),
+///         }
+///     }
+/// }
+/// ```
+pub trait Object: Send + Sync + 'static {
+    /// Answers one call. Return [`Error::remote`] (or helpers like [`Error::no_such_method`]) to
+    /// answer with a specific error code; any other error answers `internal`.
+    fn call(
+        &self,
+        method: &str,
+        params: &RawValue,
+        ctx: &CallContext,
+    ) -> impl Future<Output = Result<Value, Error>> + Send;
+}
+
+/// Parses a call's params, answering `invalid_params` when they do not fit `T`.
+pub fn parse_params<T: DeserializeOwned>(params: &RawValue) -> Result<T, Error> {
+    serde_json::from_str(params.get())
+        .map_err(|e| Error::invalid_params(format!("bad params: {e}")))
+}
+
+/// What a handler knows about the call it answers.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    method: String,
+    timeout: Duration,
+    cancelled: watch::Receiver<bool>,
+}
+
+impl CallContext {
+    pub(crate) fn new(method: String, timeout: Duration, cancelled: watch::Receiver<bool>) -> Self {
+        CallContext {
+            method,
+            timeout,
+            cancelled,
+        }
+    }
+
+    /// The method called.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The time the caller gave the call (as the broker forwarded it).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Whether the caller gave up (cancelled, timed out, or disconnected).
+    pub fn is_cancelled(&self) -> bool {
+        *self.cancelled.borrow()
+    }
+
+    /// Resolves when the caller gives up; never, if it does not.
+    pub async fn cancelled(&self) {
+        let mut rx = self.cancelled.clone();
+        if rx.wait_for(|c| *c).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// A closure served as an object: `(method, params, ctx) -> future of result`.
+pub struct FnObject<F>(pub F);
+
+impl<F, Fut> Object for FnObject<F>
+where
+    F: Fn(String, Value, CallContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, Error>> + Send + 'static,
+{
+    fn call(
+        &self,
+        method: &str,
+        params: &RawValue,
+        ctx: &CallContext,
+    ) -> impl Future<Output = Result<Value, Error>> + Send {
+        let parsed: Result<Value, Error> = parse_params(params);
+        let fut = parsed.map(|params| (self.0)(method.to_owned(), params, ctx.clone()));
+        async move { fut?.await }
+    }
+}
+
+/// A boxed future, for the object-safe form of [`Object`].
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The object-safe form the socket task stores: owned arguments, result as JSON bytes.
+pub(crate) trait DynObject: Send + Sync {
+    fn call_dyn(
+        self: Arc<Self>,
+        method: String,
+        params: Bytes,
+        ctx: CallContext,
+    ) -> BoxFuture<Result<Vec<u8>, Error>>;
+}
+
+impl<O: Object> DynObject for O {
+    fn call_dyn(
+        self: Arc<Self>,
+        method: String,
+        params: Bytes,
+        ctx: CallContext,
+    ) -> BoxFuture<Result<Vec<u8>, Error>> {
+        Box::pin(async move {
+            let text: &[u8] = if params.is_empty() { b"null" } else { &params };
+            let raw: Box<RawValue> = serde_json::from_slice(text)
+                .map_err(|e| Error::invalid_params(format!("params are not JSON: {e}")))?;
+            let value = self.call(&method, &raw, &ctx).await?;
+            Ok(serde_json::to_vec(&value)?)
+        })
+    }
+}
