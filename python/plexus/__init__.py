@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import aio
 from ._names import validate_name, validate_pattern, validate_topic
 from ._transport import default_socket
 from ._requests import DEFAULT_TIMEOUT
@@ -51,6 +52,7 @@ __all__ = [
     "TransportError",
     "UnsupportedVersion",
     "WorkerGone",
+    "aio",
     "connect",
     "default_socket",
     "validate_name",
