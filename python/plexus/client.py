@@ -6,8 +6,8 @@ import itertools
 import logging
 import socket
 import threading
-from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
 
 from ._codec import DEFAULT_MAX_FRAME, HEADER_LEN, Frame, Kind, decode_body, decode_header, encode
@@ -77,15 +77,16 @@ def connect(
     broker's error when it refuses the hello.
     """
     address = resolve_address(bus)
+    client_name = name or default_client_name()
     sock = open_socket(address, connect_timeout)
     try:
         stream = sock.makefile("rb")
-        welcome = _handshake(sock, stream, address, name or default_client_name())
+        welcome = _handshake(sock, stream, address, client_name)
         sock.settimeout(None)
     except BaseException:
         sock.close()
         raise
-    return Client(sock, stream, address, name or default_client_name(), welcome, workers)
+    return Client(sock, stream, address, client_name, welcome, workers)
 
 
 def _handshake(sock: socket.socket, stream: IO[bytes], address: Address, name: str) -> Frame:
@@ -446,6 +447,10 @@ class Client:
             pool = self._pool
         if not self._closing:
             log.warning("%s", reason)
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         for slot in slots:
             slot.done.set()
         for sub in subs:
