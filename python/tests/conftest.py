@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 
@@ -49,7 +49,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 class Broker:
     """A broker process listening on a Unix socket in a fresh temporary directory."""
 
-    def __init__(self, binary: Path) -> None:
+    def __init__(self, binary: Path, extra_args: Sequence[str] = ()) -> None:
         self.dir = tempfile.mkdtemp(prefix="plexus-test-")
         self.path = os.path.join(self.dir, "bus.sock")
         self.bus = f"unix:{self.path}"
@@ -58,7 +58,7 @@ class Broker:
         self._procs: List[subprocess.Popen[bytes]] = []
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [str(binary), "broker", "--socket", self.path], stdout=log, stderr=subprocess.STDOUT
+                [str(binary), "broker", "--socket", self.path, *extra_args], stdout=log, stderr=subprocess.STDOUT
             )
         try:
             wait_until(self._accepting, START_TIMEOUT, f"the broker to accept connections at {self.path}")
@@ -131,3 +131,20 @@ def broker() -> Iterator[Broker]:
         yield b
     finally:
         b.stop()
+
+
+@pytest.fixture
+def start_broker() -> Iterator[Callable[..., Broker]]:
+    """Starts brokers with extra command-line arguments; all are stopped when the test ends."""
+    started: List[Broker] = []
+
+    def start(*extra_args: str) -> Broker:
+        b = Broker(broker_binary(), extra_args)
+        started.append(b)
+        return b
+
+    try:
+        yield start
+    finally:
+        for b in started:
+            b.stop()
