@@ -10,15 +10,14 @@ from typing import Any, Dict, List
 
 import pytest
 
-from conftest import REPO, Broker, broker_binary
+from conftest import Broker, broker_binary
 
-EXAMPLES = REPO / "target" / "debug" / "examples"
 WAIT = 20.0
 
 
 def example(name: str) -> Path:
-    """The built Rust example `name`, or a skip when it is not built."""
-    path = EXAMPLES / name
+    """The built Rust example `name` beside the broker binary, or a skip when it is not built."""
+    path = broker_binary().parent / "examples" / name
     if not path.is_file():
         pytest.skip(f"Rust example {name} is not built: cargo build -p plexus-client --example {name}")
     return path
