@@ -18,7 +18,7 @@ use crate::address::default_bus;
 use crate::socket_task::{Command, SocketTask, into_result, open};
 use crate::subscription::Subscription;
 use crate::worker::{CallContext, DynObject, FnObject, Object};
-use crate::{Error, Options};
+use crate::{BrokerInfo, Error, Options};
 
 /// Time the client waits past a call's own timeout for the broker's `timeout` answer.
 const LOCAL_GRACE: Duration = Duration::from_secs(1);
@@ -34,7 +34,7 @@ pub struct Client {
 struct Inner {
     commands: mpsc::UnboundedSender<Command>,
     ids: Arc<AtomicU64>,
-    conn_id: u64,
+    welcome: BrokerInfo,
     addr: BusAddr,
     options: Options,
 }
@@ -92,7 +92,7 @@ impl ClientBuilder {
             None => default_bus()?,
         };
         let io = open(&addr, &self.options.name).await?;
-        let conn_id = io.conn_id;
+        let welcome = io.welcome.clone();
         let (commands, rx) = mpsc::unbounded_channel();
         let ids = Arc::new(AtomicU64::new(1));
         let task = SocketTask::new(
@@ -107,7 +107,7 @@ impl ClientBuilder {
             inner: Arc::new(Inner {
                 commands,
                 ids,
-                conn_id,
+                welcome,
                 addr,
                 options: self.options,
             }),
@@ -131,9 +131,9 @@ impl Client {
         ClientBuilder::default()
     }
 
-    /// The connection id the broker gave at connect time.
-    pub fn conn_id(&self) -> u64 {
-        self.inner.conn_id
+    /// What the broker said when this client connected: connection id, version, frame limit.
+    pub fn broker_info(&self) -> &BrokerInfo {
+        &self.inner.welcome
     }
 
     /// The bus address.

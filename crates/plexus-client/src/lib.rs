@@ -37,6 +37,17 @@ pub use plexus_proto::{BusAddr, ErrorCode};
 pub use subscription::{Event, Subscription};
 pub use worker::{CallContext, FnObject, Object, parse_params};
 
+/// What the broker announced in its `welcome`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerInfo {
+    /// This connection's id at the broker.
+    pub conn_id: u64,
+    /// The largest frame the broker accepts.
+    pub max_frame: u32,
+    /// The broker's version.
+    pub version: String,
+}
+
 /// Client options, set through [`ClientBuilder`].
 #[derive(Debug, Clone)]
 pub(crate) struct Options {

@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 
 use crate::subscription::Event;
 use crate::worker::{CallContext, DynObject};
-use crate::{Error, Options};
+use crate::{BrokerInfo, Error, Options};
 
 /// Bytes of queued frames after which the task writes before taking more commands.
 const WRITE_BATCH: usize = 256 * 1024;
@@ -73,8 +73,8 @@ pub(crate) struct Io {
     reader: Reader,
     writer: Writer,
     buf: BytesMut,
-    /// The connection id the broker gave.
-    pub conn_id: u64,
+    /// What the broker said in its `welcome`.
+    pub welcome: BrokerInfo,
 }
 
 /// Connects to `addr` and completes the handshake.
@@ -113,7 +113,7 @@ pub(crate) async fn open(addr: &BusAddr, client_name: &str) -> Result<Io, Error>
         reader,
         writer,
         buf: BytesMut::with_capacity(64 * 1024),
-        conn_id: 0,
+        welcome: BrokerInfo::default(),
     };
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, io.read_frame())
         .await
@@ -121,7 +121,11 @@ pub(crate) async fn open(addr: &BusAddr, client_name: &str) -> Result<Io, Error>
         .map_err(|e| handshake_failed(format!("{e} (is a plexus broker listening there?)")))?;
     match first.kind() {
         Kind::Welcome => {
-            io.conn_id = first.id();
+            io.welcome = BrokerInfo {
+                conn_id: first.id(),
+                max_frame: first.aux(),
+                version: first.string(0).to_owned(),
+            };
             Ok(io)
         }
         Kind::Error => Err(Error::from_frame(&first)),
@@ -468,7 +472,7 @@ impl SocketTask {
                     match open(&self.addr, &self.options.name).await {
                         Ok(io) => {
                             self.restore();
-                            debug!(addr = %self.addr, conn = io.conn_id, "reconnected");
+                            debug!(addr = %self.addr, conn = io.welcome.conn_id, "reconnected");
                             return Some(io);
                         }
                         Err(e) => {
