@@ -12,7 +12,7 @@ use crate::registry::Owners;
 use crate::router::{ConnId, State};
 
 /// The methods, for `no_such_method` messages.
-const METHODS: &str = "ping, list, wait_for, stats";
+const METHODS: &str = "ping, list, wait_for, stats, introspect";
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -32,6 +32,10 @@ pub fn call(st: &mut State, conn: ConnId, frame: &Frame, deadline: Instant) {
         "list" => list(st),
         "stats" => stats(st),
         "wait_for" => return wait_for(st, conn, frame, deadline),
+        "introspect" => match introspect(st, &frame.payload()) {
+            Ok(v) => v,
+            Err((code, msg)) => return st.fail(conn, id, code, &msg, b""),
+        },
         other => {
             let msg =
                 format!("the broker object 'plexus' has no method '{other}'; it has {METHODS}");
@@ -67,6 +71,52 @@ fn wait_for(st: &mut State, conn: ConnId, frame: &Frame, deadline: Instant) {
         names,
         deadline,
     });
+}
+
+/// What the broker's own object declares.
+fn own_description() -> Value {
+    json!({ "methods": {
+        "ping": { "params": "anything", "result": "{pong, conn_id}" },
+        "list": { "params": "none", "result": "[{name, kind, owners, calls_served}]" },
+        "wait_for": { "params": "{names, timeout_ms} or [names]", "result": "{names}" },
+        "stats": { "params": "none", "result": "counters" },
+        "introspect": { "params": "{name} or name", "result": "{name, kind, owners, description}" },
+    }})
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IntrospectParams {
+    Full { name: String },
+    Name(String),
+}
+
+fn introspect(st: &State, params: &[u8]) -> Result<Value, (ErrorCode, String)> {
+    let name = match serde_json::from_slice::<IntrospectParams>(params) {
+        Ok(IntrospectParams::Full { name } | IntrospectParams::Name(name)) => name,
+        Err(e) => {
+            return Err((
+                ErrorCode::InvalidParams,
+                format!("introspect takes {{\"name\":N}} or a name: {e}"),
+            ));
+        }
+    };
+    if name == plexus_proto::BROKER_OBJECT {
+        return Ok(
+            json!({ "name": name, "kind": "broker", "owners": 0, "description": own_description() }),
+        );
+    }
+    let entry = st.registry.get(&name).ok_or_else(|| {
+        (
+            ErrorCode::NoSuchObject,
+            format!("no object named '{name}' is registered on the bus"),
+        )
+    })?;
+    let (kind, owners) = match &entry.owners {
+        Owners::Exclusive(_) => ("exclusive", 1),
+        Owners::Shared { members, .. } => ("shared", members.len()),
+    };
+    Ok(json!({ "name": name, "kind": kind, "owners": owners, "description": entry.description }))
 }
 
 fn list(st: &State) -> Value {

@@ -27,6 +27,8 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// How long shutdown waits for outboxes to drain.
     pub shutdown_grace: Duration,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -41,6 +43,7 @@ impl Default for Config {
             max_pending_per_connection: 65_536,
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            metrics: None,
         }
     }
 }

@@ -11,6 +11,9 @@ pub enum BrokerError {
     /// Something that is not a socket sits at the socket path.
     #[error("{0} exists and is not a socket — remove it or choose another path with --socket")]
     NotASocket(PathBuf),
+    /// Metrics were asked for, but this build has none.
+    #[error("this broker was built without the metrics feature")]
+    NoMetrics,
     /// An I/O operation failed.
     #[error("{what}: {source}")]
     Io {

@@ -9,6 +9,9 @@ mod config;
 mod connection;
 mod error;
 mod listener;
+#[cfg(feature = "metrics")]
+mod metrics;
+mod monitor;
 mod outbox;
 mod peer;
 mod pending;
@@ -35,36 +38,68 @@ use router::Router;
 /// A broker whose sockets are bound, ready to run.
 pub struct Broker {
     router: Arc<Router>,
-    unix: Option<(UnixListener, PathBuf)>,
+    unix: Option<UnixSocket>,
     tcp: Vec<TcpListener>,
+    metrics: Option<TcpListener>,
+}
+
+/// The Unix listener and whether the broker made its file (and so removes it at shutdown).
+struct UnixSocket {
+    listener: UnixListener,
+    path: PathBuf,
+    owned: bool,
 }
 
 impl Broker {
     /// Binds the Unix socket (unless `config.no_unix`) and the TCP addresses.
     pub async fn bind(config: Config) -> Result<Broker, BrokerError> {
-        let unix = if config.no_unix {
-            None
-        } else {
-            let path = config.socket.clone().unwrap_or_else(default_path);
-            Some((listener::bind_unix(&path)?, path))
+        Self::bind_with(config, None).await
+    }
+
+    /// Like [`Broker::bind`], but serves `activated` (a listening socket passed by systemd) instead
+    /// of creating the Unix socket; its file is left in place at shutdown.
+    pub async fn bind_with(
+        config: Config,
+        activated: Option<std::os::unix::net::UnixListener>,
+    ) -> Result<Broker, BrokerError> {
+        let unix = match activated {
+            Some(std_listener) => Some(listener::adopt_unix(std_listener)?),
+            None if config.no_unix => None,
+            None => {
+                let path = config.socket.clone().unwrap_or_else(default_path);
+                let listener = listener::bind_unix(&path)?;
+                Some(UnixSocket {
+                    listener,
+                    path,
+                    owned: true,
+                })
+            }
         };
         let mut tcp = Vec::new();
         for addr in &config.tcp {
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|e| BrokerError::io(format!("cannot listen on {addr}"), e))?;
-            tcp.push(l);
+            tcp.push(bind_tcp(*addr).await?);
         }
+        let metrics = match config.metrics {
+            Some(_) if !cfg!(feature = "metrics") => return Err(BrokerError::NoMetrics),
+            Some(addr) => Some(bind_tcp(addr).await?),
+            None => None,
+        };
         Ok(Broker {
             router: Arc::new(Router::new(config)),
             unix,
             tcp,
+            metrics,
         })
     }
 
     /// The Unix socket path, if listening on one.
     pub fn unix_path(&self) -> Option<&Path> {
-        self.unix.as_ref().map(|(_, p)| p.as_path())
+        self.unix.as_ref().map(|u| u.path.as_path())
+    }
+
+    /// The address metrics are served on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The bound TCP addresses (with real ports when port 0 was asked).
@@ -82,15 +117,19 @@ impl Broker {
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         let router = self.router;
         let mut socket_path = None;
-        if let Some((l, path)) = self.unix {
-            info!(path = %path.display(), "listening on Unix socket");
+        if let Some(unix) = self.unix {
+            info!(path = %unix.path.display(), "listening on Unix socket");
             tokio::spawn(listener::accept_unix(
-                l,
+                unix.listener,
                 router.clone(),
                 stop_rx.clone(),
                 alive_tx.clone(),
             ));
-            socket_path = Some(path);
+            socket_path = unix.owned.then_some(unix.path);
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(l) = self.metrics {
+            tokio::spawn(metrics::serve(l, router.clone(), stop_rx.clone()));
         }
         for l in self.tcp {
             if let Ok(addr) = l.local_addr() {
@@ -118,6 +157,12 @@ impl Broker {
         info!("stopped");
         Ok(())
     }
+}
+
+async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BrokerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| BrokerError::io(format!("cannot listen on {addr}"), e))
 }
 
 /// Binds and runs a broker until `shutdown` resolves.

@@ -57,6 +57,27 @@ pub fn bind_unix(path: &Path) -> Result<UnixListener, BrokerError> {
     Ok(listener)
 }
 
+/// Takes over a listening socket passed by systemd (socket activation).
+pub fn adopt_unix(
+    listener: std::os::unix::net::UnixListener,
+) -> Result<crate::UnixSocket, BrokerError> {
+    let what = "cannot use the socket passed by systemd";
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| BrokerError::io(what, e))?;
+    let path = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("(passed by systemd)"));
+    let listener = UnixListener::from_std(listener).map_err(|e| BrokerError::io(what, e))?;
+    Ok(crate::UnixSocket {
+        listener,
+        path,
+        owned: false,
+    })
+}
+
 /// Accepts Unix connections until shutdown. Each connection task holds a clone of `alive`.
 pub async fn accept_unix(
     listener: UnixListener,

@@ -19,6 +19,8 @@ pub struct PendingCall {
     pub deadline: Instant,
     /// The timeout the call had, for messages.
     pub timeout_ms: u64,
+    /// When the broker routed it, for latency.
+    pub started: Instant,
 }
 
 /// A `plexus.wait_for` call waiting for names to appear.

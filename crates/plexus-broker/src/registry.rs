@@ -25,6 +25,8 @@ pub struct NameEntry {
     pub owners: Owners,
     /// Calls routed to it so far.
     pub calls_served: u64,
+    /// What its owner declared at registration (`{"methods": {...}}`), if anything.
+    pub description: Option<serde_json::Value>,
 }
 
 /// Why a registration or unregistration was refused.
@@ -67,6 +69,7 @@ impl Registry {
                     NameEntry {
                         owners,
                         calls_served: 0,
+                        description: None,
                     },
                 );
                 Ok(())
@@ -129,9 +132,22 @@ impl Registry {
         Some(target)
     }
 
+    /// Records what the owner of `name` declared about it.
+    pub fn describe(&mut self, name: &str, description: serde_json::Value) {
+        if let Some(entry) = self.names.get_mut(name) {
+            entry.description = Some(description);
+        }
+    }
+
+    /// The entry for `name`.
+    pub fn get(&self, name: &str) -> Option<&NameEntry> {
+        self.names.get(name)
+    }
+
     /// Whether `name` is registered.
+    /// The broker's own object always is.
     pub fn contains(&self, name: &str) -> bool {
-        self.names.contains_key(name)
+        name == plexus_proto::BROKER_OBJECT || self.names.contains_key(name)
     }
 
     /// Every name with its entry.

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use crate::broker_object;
 use crate::config::Config;
+use crate::monitor;
 use crate::outbox::Outbox;
 use crate::peer::PeerInfo;
 use crate::pending::{Pending, PendingCall, Taken, Waiter};
@@ -32,6 +33,8 @@ pub struct Subscription {
     pub pattern: String,
     /// Events dropped since the last one delivered.
     pub dropped: u32,
+    /// Whether it receives the monitor feed.
+    pub monitor: bool,
 }
 
 /// A connection that finished its handshake.
@@ -64,6 +67,8 @@ pub struct State {
     pub shutting_down: bool,
     /// Set when a deadline earlier than the timer's was added.
     pub timer_dirty: bool,
+    /// Subscriptions that receive the monitor feed; while 0, no feed is built.
+    pub monitor_subs: usize,
     matches: Vec<SubKey>,
 }
 
@@ -96,6 +101,12 @@ impl Router {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` on the state under the lock.
+    #[cfg(feature = "metrics")]
+    pub fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&self.lock())
     }
 
     /// A fresh connection id.
@@ -147,10 +158,12 @@ impl Router {
         }
         for (id, sub) in &gone.subs {
             st.subs.remove(&sub.pattern, (conn, *id));
+            st.monitor_subs -= usize::from(sub.monitor);
         }
         let orphans = st.pending.take_connection(conn);
         let who = gone.peer.describe(conn);
         for call in orphans.as_worker {
+            st.stats.record_call(Some(ErrorCode::WorkerGone), None);
             let msg = format!("the worker, {who}, disconnected before answering");
             st.fail(
                 call.caller,
@@ -186,7 +199,10 @@ impl Router {
         st.shutting_down = true;
         for taken in st.pending.take_all() {
             let (caller, caller_id) = match &taken {
-                Taken::Call(_, c) => (c.caller, c.caller_id),
+                Taken::Call(_, c) => {
+                    st.stats.record_call(Some(ErrorCode::ShuttingDown), None);
+                    (c.caller, c.caller_id)
+                }
                 Taken::Wait(w) => (w.caller, w.caller_id),
             };
             st.fail(
@@ -237,6 +253,9 @@ impl State {
     /// Answers request `id` of `conn` with an error, and counts it.
     pub fn fail(&mut self, conn: ConnId, id: u64, code: ErrorCode, message: &str, data: &[u8]) {
         self.stats.count_error(code);
+        if self.monitor_subs > 0 {
+            self.deliver(&monitor::broker_error(conn, id, code, message));
+        }
         self.send_always(conn, Frame::error(id, code, message, data));
     }
 
@@ -269,12 +288,14 @@ impl State {
                 "{} requests are already waiting for answers on this connection (the limit); wait for some to finish",
                 config.max_pending_per_connection
             );
+            self.stats.record_call(Some(ErrorCode::Overloaded), None);
             return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
         }
         let object = frame.string(0);
         let Some(worker) = self.registry.route(object) else {
             let msg = format!("no object named '{object}' is registered on the bus");
             let data = json!({ "object": object }).to_string();
+            self.stats.record_call(Some(ErrorCode::NoSuchObject), None);
             return self.fail(conn, id, ErrorCode::NoSuchObject, &msg, data.as_bytes());
         };
         let routed = self.pending.next_routed_id();
@@ -290,6 +311,7 @@ impl State {
             let msg = format!(
                 "the worker for '{object}' is not keeping up (its outbox is full); try again later"
             );
+            self.stats.record_call(Some(ErrorCode::Overloaded), None);
             return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
         }
         let call = PendingCall {
@@ -298,7 +320,11 @@ impl State {
             worker,
             deadline: now + timeout,
             timeout_ms: timeout_ms.into(),
+            started: now,
         };
+        if self.monitor_subs > 0 {
+            self.deliver(&monitor::call(conn, worker, routed, &frame));
+        }
         if let Ok(earliest) = self.pending.insert_call(routed, call) {
             self.timer_dirty |= earliest;
         }
@@ -310,10 +336,25 @@ impl State {
             self.stats.late_replies += 1;
             return;
         };
+        let elapsed = call.started.elapsed();
         if frame.kind() == Kind::Error {
             self.stats.count_error(frame.error_code());
+            self.stats
+                .record_call(Some(frame.error_code()), Some(elapsed));
+        } else {
+            self.stats.record_call(None, Some(elapsed));
         }
         self.stats.replies_routed += 1;
+        if self.monitor_subs > 0 {
+            let routed = frame.id();
+            self.deliver(&monitor::answer(
+                worker,
+                call.caller,
+                routed,
+                elapsed,
+                &frame,
+            ));
+        }
         self.send_always(
             call.caller,
             frame.readdress(frame.kind(), call.caller_id, frame.aux()),
@@ -333,6 +374,7 @@ impl State {
                     "no reply within {} ms; the call was cancelled",
                     call.timeout_ms
                 );
+                self.stats.record_call(Some(ErrorCode::Timeout), None);
                 self.fail(call.caller, call.caller_id, ErrorCode::Timeout, &msg, b"");
                 self.send_always(call.worker, Frame::cancel(routed));
             }
@@ -386,8 +428,24 @@ impl State {
             return self.fail(conn, id, ErrorCode::PermissionDenied, &msg, b"");
         }
         let shared = frame.flags() & flags::SHARED != 0;
+        let payload = frame.payload();
+        let description = if payload.is_empty() {
+            None
+        } else {
+            match serde_json::from_slice::<serde_json::Value>(&payload) {
+                Ok(v @ serde_json::Value::Object(_)) => Some(v),
+                _ => {
+                    let msg =
+                        "a register payload must be a JSON object like {\"methods\":{\"add\":{}}}";
+                    return self.fail(conn, id, ErrorCode::InvalidParams, msg, b"");
+                }
+            }
+        };
         match self.registry.register(name, conn, shared) {
             Ok(()) => {
+                if let Some(description) = description {
+                    self.registry.describe(name, description);
+                }
                 if let Some(c) = self.conns.get_mut(&conn)
                     && !c.names.iter().any(|n| n == name)
                 {
@@ -420,6 +478,10 @@ impl State {
 
     fn unregister(&mut self, conn: ConnId, frame: &Frame) {
         let (id, name) = (frame.id(), frame.string(0));
+        if name == BROKER_OBJECT {
+            let msg = format!("the name '{BROKER_OBJECT}' belongs to the broker");
+            return self.fail(conn, id, ErrorCode::PermissionDenied, &msg, b"");
+        }
         match self.registry.unregister(name, conn) {
             Ok(()) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -456,8 +518,10 @@ impl State {
             Subscription {
                 pattern: pattern.to_owned(),
                 dropped: 0,
+                monitor: monitor::is_monitor_pattern(pattern),
             },
         );
+        self.monitor_subs += usize::from(monitor::is_monitor_pattern(pattern));
         self.subs.insert(pattern, (conn, id));
         self.ok(conn, id);
     }
@@ -466,6 +530,7 @@ impl State {
         let removed = self.conns.get_mut(&conn).and_then(|c| c.subs.remove(&id));
         if let Some(sub) = removed {
             self.subs.remove(&sub.pattern, (conn, id));
+            self.monitor_subs -= usize::from(sub.monitor);
         }
     }
 
@@ -480,9 +545,29 @@ impl State {
                 b"",
             );
         }
+        if monitor::is_monitor_topic(topic) {
+            let msg = format!(
+                "topic '{topic}' is the broker's monitor feed; only the broker publishes there"
+            );
+            return self.fail(conn, frame.id(), ErrorCode::PermissionDenied, &msg, b"");
+        }
+        let (delivered, dropped) = self.deliver(frame);
+        self.stats.events_published += 1;
+        if self.monitor_subs > 0 {
+            self.deliver(&monitor::event(conn, frame, delivered, dropped));
+        }
+        if frame.flags() & flags::ACK != 0 {
+            let data = json!({ "delivered": delivered, "dropped": dropped }).to_string();
+            self.send_always(conn, Frame::reply(frame.id(), data.as_bytes()));
+        }
+    }
+
+    /// Queues `frame` (a publish) as an event to every matching subscription; returns how many
+    /// got it and how many had full outboxes.
+    fn deliver(&mut self, frame: &Frame) -> (u64, u64) {
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
-        self.subs.matches(topic, &mut matches);
+        self.subs.matches(frame.string(0), &mut matches);
         let (mut delivered, mut dropped) = (0u64, 0u64);
         for (target, sub_id) in matches.iter().copied() {
             let Some(c) = self.conns.get_mut(&target) else {
@@ -506,12 +591,8 @@ impl State {
             }
         }
         self.matches = matches;
-        self.stats.events_published += 1;
         self.stats.events_delivered += delivered;
         self.stats.events_dropped += dropped;
-        if frame.flags() & flags::ACK != 0 {
-            let data = json!({ "delivered": delivered, "dropped": dropped }).to_string();
-            self.send_always(conn, Frame::reply(frame.id(), data.as_bytes()));
-        }
+        (delivered, dropped)
     }
 }

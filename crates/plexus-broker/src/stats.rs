@@ -1,7 +1,15 @@
 //! The broker's counters, reported by `plexus.stats`.
 
+use std::time::Duration;
+
 use plexus_proto::ErrorCode;
 use serde_json::{Map, Value, json};
+
+/// Upper bounds of the call latency histogram's buckets, in microseconds.
+pub const LATENCY_BUCKETS_US: [u64; 16] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 10_000_000,
+];
 
 /// Counters since the broker started.
 #[derive(Debug, Default)]
@@ -23,6 +31,11 @@ pub struct Stats {
     /// Events dropped because a subscriber's outbox was full.
     pub events_dropped: u64,
     errors: [u64; ErrorCode::ALL.len()],
+    /// Calls by outcome: index 0 answered ok, then one per error code.
+    outcomes: [u64; ErrorCode::ALL.len() + 1],
+    /// Answered calls per latency bucket (the last is +Inf).
+    latency_counts: [u64; LATENCY_BUCKETS_US.len() + 1],
+    latency_sum: Duration,
 }
 
 impl Stats {
@@ -31,6 +44,49 @@ impl Stats {
         if let Some(n) = self.errors.get_mut(code.code() as usize - 1) {
             *n += 1;
         }
+    }
+
+    /// Counts a finished call: `outcome` is `None` for success; `elapsed` is known for calls
+    /// a worker answered.
+    pub fn record_call(&mut self, outcome: Option<ErrorCode>, elapsed: Option<Duration>) {
+        let slot = outcome.map_or(0, |c| c.code() as usize);
+        if let Some(n) = self.outcomes.get_mut(slot) {
+            *n += 1;
+        }
+        if let Some(elapsed) = elapsed {
+            let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+            let bucket = LATENCY_BUCKETS_US
+                .iter()
+                .position(|b| us <= *b)
+                .unwrap_or(LATENCY_BUCKETS_US.len());
+            self.latency_counts[bucket] += 1;
+            self.latency_sum += elapsed;
+        }
+    }
+
+    /// Calls by outcome name (`ok` or an error code name).
+    pub fn outcomes(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        std::iter::once("ok")
+            .chain(ErrorCode::ALL.iter().map(|c| c.name()))
+            .zip(self.outcomes)
+    }
+
+    /// The latency histogram: cumulative counts per bucket bound (µs; `None` = +Inf), and the sum.
+    #[cfg(feature = "metrics")]
+    pub fn latency(&self) -> (Vec<(Option<u64>, u64)>, Duration) {
+        let mut total = 0;
+        let bounds = LATENCY_BUCKETS_US
+            .iter()
+            .map(|b| Some(*b))
+            .chain(std::iter::once(None));
+        let cumulative = bounds
+            .zip(self.latency_counts)
+            .map(|(bound, n)| {
+                total += n;
+                (bound, total)
+            })
+            .collect();
+        (cumulative, self.latency_sum)
     }
 
     /// The counters as JSON, with the current gauges added by the caller.
@@ -50,6 +106,7 @@ impl Stats {
             "events_delivered": self.events_delivered,
             "events_dropped": self.events_dropped,
             "errors": errors,
+            "calls_by_outcome": self.outcomes().map(|(k, n)| (k.to_owned(), json!(n))).collect::<Map<String, Value>>(),
         });
         if let Some(map) = out.as_object_mut() {
             for (name, value) in gauges {

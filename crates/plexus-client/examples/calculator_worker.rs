@@ -28,6 +28,10 @@ impl Object for Calculator {
             other => Err(Error::no_such_method(other)),
         }
     }
+
+    fn methods(&self) -> Vec<String> {
+        vec!["add".into(), "mul".into()]
+    }
 }
 
 #[tokio::main]

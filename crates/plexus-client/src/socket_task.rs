@@ -327,7 +327,10 @@ impl SocketTask {
                 object,
                 answer,
             } => {
-                encode(&Frame::register(id, &name, shared), &mut self.out);
+                encode(
+                    &register_frame(id, &name, shared, object.as_ref()),
+                    &mut self.out,
+                );
                 self.served.insert(name, Served { id, shared, object });
                 self.pending.insert(id, answer);
             }
@@ -515,14 +518,17 @@ impl SocketTask {
 
     /// Queues registrations and subscriptions again on a new connection.
     fn restore(&mut self) {
-        let served: Vec<(String, bool)> = self
+        let served: Vec<(String, bool, Arc<dyn DynObject>)> = self
             .served
             .iter()
-            .map(|(n, s)| (n.clone(), s.shared))
+            .map(|(n, s)| (n.clone(), s.shared, s.object.clone()))
             .collect();
-        for (name, shared) in served {
+        for (name, shared, object) in served {
             let id = self.ids.fetch_add(1, Ordering::Relaxed);
-            encode(&Frame::register(id, &name, shared), &mut self.out);
+            encode(
+                &register_frame(id, &name, shared, object.as_ref()),
+                &mut self.out,
+            );
             self.pending
                 .insert(id, log_failure(format!("re-registering '{name}'")));
         }
@@ -537,6 +543,16 @@ impl SocketTask {
                 .insert(id, log_failure(format!("re-subscribing to '{pattern}'")));
         }
     }
+}
+
+/// A `register` frame carrying what the object declares about itself.
+fn register_frame(id: u64, name: &str, shared: bool, object: &dyn DynObject) -> Frame {
+    let flags = if shared {
+        plexus_proto::flags::SHARED
+    } else {
+        0
+    };
+    Frame::build(Kind::Register, id, 0, flags, &[name], &object.describe())
 }
 
 /// An answer slot that only logs a failure.

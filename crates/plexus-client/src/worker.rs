@@ -45,6 +45,11 @@ pub trait Object: Send + Sync + 'static {
         params: &RawValue,
         ctx: &CallContext,
     ) -> impl Future<Output = Result<Value, Error>> + Send;
+
+    /// Methods declared when the object is registered, shown by `plexus introspect`.
+    fn methods(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Parses a call's params, answering `invalid_params` when they do not fit `T`.
@@ -119,6 +124,7 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The object-safe form the socket task stores: owned arguments, result as JSON bytes.
 pub(crate) trait DynObject: Send + Sync {
+    fn describe(&self) -> Vec<u8>;
     fn call_dyn(
         self: Arc<Self>,
         method: String,
@@ -128,6 +134,20 @@ pub(crate) trait DynObject: Send + Sync {
 }
 
 impl<O: Object> DynObject for O {
+    fn describe(&self) -> Vec<u8> {
+        let methods = self.methods();
+        if methods.is_empty() {
+            return Vec::new();
+        }
+        let map: serde_json::Map<String, Value> = methods
+            .into_iter()
+            .map(|m| (m, Value::Object(Default::default())))
+            .collect();
+        serde_json::json!({ "methods": map })
+            .to_string()
+            .into_bytes()
+    }
+
     fn call_dyn(
         self: Arc<Self>,
         method: String,

@@ -1,17 +1,25 @@
-//! `plexus broker`: builds the broker's config from flags and runs it until SIGINT or SIGTERM.
+//! `plexus broker`: builds the broker's config from a TOML file and flags (flags win), takes a
+//! socket passed by systemd if there is one, and runs until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
 use plexus_broker::{Broker, Config};
+use serde::Deserialize;
 use tokio::signal::unix::{SignalKind, signal};
 
-/// Flags of `plexus broker`.
-#[derive(Args)]
+use crate::exit;
+
+/// Flags of `plexus broker`. Each has a key of the same name (with `_`) in the config file.
+#[derive(Args, Debug, Default)]
 pub struct BrokerArgs {
+    /// TOML file with any of the keys below (socket, tcp, no_unix, max_frame, outbox_limit,
+    /// call_timeout_ms, threads, metrics); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Unix socket path [default: $XDG_RUNTIME_DIR/plexus/bus.sock, else /tmp/plexus-$UID/bus.sock].
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
@@ -19,45 +27,125 @@ pub struct BrokerArgs {
     #[arg(long, value_name = "ADDR")]
     tcp: Vec<SocketAddr>,
     /// Listen on TCP only, no Unix socket.
-    #[arg(long, requires = "tcp")]
+    #[arg(long)]
     no_unix: bool,
-    /// Largest frame accepted, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = plexus_proto::DEFAULT_MAX_FRAME)]
-    max_frame: u32,
-    /// Bytes a connection's outbox may hold before calls to it fail and its events drop.
-    #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024 * 1024)]
-    outbox_limit: usize,
-    /// Timeout of calls that name none, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 30_000)]
-    call_timeout_ms: u64,
-    /// Worker threads; 1 runs everything on one thread, which is fastest on small machines.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    threads: usize,
+    /// Largest frame accepted, in bytes [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    max_frame: Option<u32>,
+    /// Bytes a connection's outbox may hold before calls to it fail and its events drop
+    /// [default: 8388608].
+    #[arg(long, value_name = "BYTES")]
+    outbox_limit: Option<usize>,
+    /// Timeout of calls that name none, in milliseconds [default: 30000].
+    #[arg(long, value_name = "MS")]
+    call_timeout_ms: Option<u64>,
+    /// Runtime threads; 1 runs everything on one thread, fastest on small machines [default: 1].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[cfg(feature = "metrics")]
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+}
+
+/// The config file: every key optional, unknown keys refused.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    socket: Option<PathBuf>,
+    tcp: Option<Vec<SocketAddr>>,
+    no_unix: Option<bool>,
+    max_frame: Option<u32>,
+    outbox_limit: Option<usize>,
+    call_timeout_ms: Option<u64>,
+    threads: Option<usize>,
+    metrics: Option<SocketAddr>,
+}
+
+/// Reads and checks a config file; the error names the file, the line and the key.
+fn read_config(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
 }
 
 impl BrokerArgs {
-    fn config(&self) -> Config {
-        Config {
-            socket: self.socket.clone(),
-            no_unix: self.no_unix,
-            tcp: self.tcp.clone(),
-            max_frame: self.max_frame,
-            outbox_limit: self.outbox_limit,
-            default_call_timeout: Duration::from_millis(self.call_timeout_ms),
-            ..Config::default()
+    /// The broker config and thread count: flags, else the file, else defaults.
+    fn resolve(&self) -> Result<(Config, usize), String> {
+        let file = match &self.config {
+            Some(path) => read_config(path)?,
+            None => FileConfig::default(),
+        };
+        let defaults = Config::default();
+        #[cfg(feature = "metrics")]
+        let metrics = self.metrics.or(file.metrics);
+        #[cfg(not(feature = "metrics"))]
+        let metrics = file.metrics;
+        let config = Config {
+            socket: self.socket.clone().or(file.socket),
+            no_unix: self.no_unix || file.no_unix.unwrap_or(false),
+            tcp: if self.tcp.is_empty() {
+                file.tcp.unwrap_or_default()
+            } else {
+                self.tcp.clone()
+            },
+            max_frame: self
+                .max_frame
+                .or(file.max_frame)
+                .unwrap_or(defaults.max_frame),
+            outbox_limit: self
+                .outbox_limit
+                .or(file.outbox_limit)
+                .unwrap_or(defaults.outbox_limit),
+            default_call_timeout: self
+                .call_timeout_ms
+                .or(file.call_timeout_ms)
+                .map_or(defaults.default_call_timeout, Duration::from_millis),
+            metrics,
+            ..defaults
+        };
+        if config.no_unix && config.tcp.is_empty() {
+            return Err(
+                "no_unix needs at least one tcp address, or the broker would listen nowhere".into(),
+            );
         }
+        if config.max_frame < 1024 {
+            return Err(format!(
+                "max_frame {} is too small; at least 1024 bytes",
+                config.max_frame
+            ));
+        }
+        Ok((config, self.threads.or(file.threads).unwrap_or(1).max(1)))
     }
 }
 
-/// Runs the broker; exit status 0 after a clean shutdown, 3 when it cannot listen.
+/// Runs the broker; exit status 0 after a clean shutdown, 64 for a bad config, 3 when it cannot
+/// listen.
 pub fn run(args: BrokerArgs) -> ExitCode {
-    let runtime = if args.threads <= 1 {
+    let (config, threads) = match args.resolve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("plexus broker: {e}");
+            return ExitCode::from(exit::INVALID_ARGS);
+        }
+    };
+    // Read LISTEN_FDS before any other thread exists: the crate clears the variables.
+    let activated = match listenfd::ListenFd::from_env().take_unix_listener(0) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "plexus broker: the socket passed by systemd (LISTEN_FDS) is not a Unix listener: {e}"
+            );
+            return ExitCode::from(exit::TRANSPORT);
+        }
+    };
+    let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.threads)
+            .worker_threads(threads)
             .enable_all()
             .build()
     };
@@ -65,15 +153,15 @@ pub fn run(args: BrokerArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("plexus broker: cannot start the async runtime: {e}");
-            return ExitCode::from(125);
+            return ExitCode::from(exit::INTERNAL);
         }
     };
     runtime.block_on(async {
-        let broker = match Broker::bind(args.config()).await {
+        let broker = match Broker::bind_with(config, activated).await {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("plexus broker: {e}");
-                return ExitCode::from(3);
+                return ExitCode::from(exit::TRANSPORT);
             }
         };
         if let Some(path) = broker.unix_path() {
@@ -82,11 +170,14 @@ pub fn run(args: BrokerArgs) -> ExitCode {
         for addr in broker.tcp_addrs() {
             eprintln!("plexus broker listening on tcp://{addr}");
         }
+        if let Some(addr) = broker.metrics_addr() {
+            eprintln!("plexus broker serving metrics on http://{addr}/metrics");
+        }
         match broker.run(stop_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("plexus broker: {e}");
-                ExitCode::from(125)
+                ExitCode::from(exit::INTERNAL)
             }
         }
     })

@@ -7,6 +7,7 @@ mod doctor_cmd;
 mod echo_cmd;
 mod exit;
 mod listen_cmd;
+mod monitor_cmd;
 mod names_cmd;
 mod params;
 mod status_cmd;
@@ -39,6 +40,10 @@ enum Command {
     Listen(listen_cmd::ListenArgs),
     /// List the names on the bus with their owners.
     List(names_cmd::ListArgs),
+    /// Show the methods an object declared.
+    Introspect(names_cmd::IntrospectArgs),
+    /// Print every call, answer, error and event the broker routes, with timing.
+    Monitor(monitor_cmd::MonitorArgs),
     /// Wait until every NAME is registered (exit 0), or time out (exit 124).
     Wait(names_cmd::WaitArgs),
     /// Measure round trips to the broker.
@@ -120,6 +125,8 @@ fn main() -> ExitCode {
         Command::Publish(args) => run_client(args.json(), call_cmd::publish(args)),
         Command::Listen(args) => run_client(args.json(), listen_cmd::listen(args)),
         Command::List(args) => run_client(args.json(), names_cmd::list(args)),
+        Command::Introspect(args) => run_client(args.json(), names_cmd::introspect(args)),
+        Command::Monitor(args) => run_client(args.json(), monitor_cmd::monitor(args)),
         Command::Wait(args) => run_client(false, names_cmd::wait(args)),
         Command::Ping(args) => run_client(false, status_cmd::ping(args)),
         Command::Stats(args) => run_client(false, status_cmd::stats(args)),

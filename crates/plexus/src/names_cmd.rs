@@ -105,3 +105,56 @@ pub async fn wait(args: WaitArgs) -> Result<u8, Failure> {
     client.wait_for(&names, args.timeout).await?;
     Ok(OK)
 }
+
+/// `plexus introspect OBJECT`.
+#[derive(Args, Debug)]
+pub struct IntrospectArgs {
+    /// The object (`plexus` describes the broker itself).
+    object: String,
+    /// Print the broker's JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    bus: BusArgs,
+}
+
+impl IntrospectArgs {
+    /// Whether errors go out as JSON.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
+/// Runs `plexus introspect`: the methods the object declared when it registered.
+pub async fn introspect(args: IntrospectArgs) -> Result<u8, Failure> {
+    let client = args.bus.connect().await?;
+    let info: Value = client
+        .call(
+            "plexus",
+            "introspect",
+            &serde_json::json!({ "name": args.object }),
+        )
+        .await?;
+    if args.json {
+        print_json(&info, false);
+        return Ok(OK);
+    }
+    println!(
+        "{} ({}, {} owner(s))",
+        args.object,
+        info["kind"].as_str().unwrap_or("?"),
+        info["owners"]
+    );
+    match info["description"]["methods"].as_object() {
+        Some(methods) if !methods.is_empty() => {
+            for (name, detail) in methods {
+                match detail.as_object() {
+                    Some(d) if !d.is_empty() => println!("  {name}  {detail}"),
+                    _ => println!("  {name}"),
+                }
+            }
+        }
+        _ => println!("  (no methods declared)"),
+    }
+    Ok(OK)
+}

@@ -349,3 +349,100 @@ fn version_envinfo_and_completions() {
     let out = run(&["--help"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("124 timeout"));
 }
+
+#[test]
+fn introspect_shows_declared_methods_and_monitor_sees_a_call() {
+    let mut bus = Bus::start();
+    let (_, mut monitor) = bus.spawn(&["monitor", "--json", "--count", "3"]);
+    let (_, mut filtered) = bus.spawn(&["monitor", "echo.*", "--count", "2"]);
+    assert!(
+        filtered
+            .next()
+            .expect("banner")
+            .expect("read")
+            .starts_with("monitoring")
+    );
+    let deadline = Instant::now() + WAIT;
+    while stdout_json(&bus.run(&["stats", "--raw"]))["subscriptions"] != 2 {
+        assert!(Instant::now() < deadline, "monitors subscribed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bus.echo("echo");
+    let out = bus.run(&["call", "echo", "hi", "a=1"]);
+    assert!(out.status.success());
+    assert!(bus.run(&["publish", "news.x", "i", "7"]).status.success());
+
+    let records: Vec<Value> = (0..3)
+        .map(|_| serde_json::from_str(&monitor.next().expect("line").expect("read")).expect("json"))
+        .collect();
+    assert_eq!(records[0]["kind"], "call");
+    assert_eq!(
+        (records[0]["object"].as_str(), records[0]["method"].as_str()),
+        (Some("echo"), Some("hi"))
+    );
+    assert_eq!(records[0]["params"], json!({"a":1}));
+    assert_eq!(records[1]["kind"], "reply");
+    assert_eq!(records[1]["call_id"], records[0]["call_id"]);
+    assert!(
+        records[1]["elapsed_us"].as_u64().is_some(),
+        "answers carry timing"
+    );
+    assert_eq!(
+        (records[2]["kind"].as_str(), records[2]["topic"].as_str()),
+        (Some("event"), Some("news.x"))
+    );
+
+    let call_line = filtered.next().expect("line").expect("read");
+    assert!(
+        call_line.contains(" call ") && call_line.contains("echo.hi"),
+        "{call_line}"
+    );
+    let reply_line = filtered.next().expect("line").expect("read");
+    assert!(
+        reply_line.contains(" reply ") && reply_line.contains("µs"),
+        "{reply_line}"
+    );
+
+    let broker = stdout_json(&bus.run(&["introspect", "plexus", "--json"]));
+    assert!(broker["description"]["methods"]["wait_for"].is_object());
+    let missing = bus.run(&["introspect", "nobody"]);
+    assert_eq!(missing.status.code(), Some(69));
+}
+
+struct Calculator;
+
+impl plexus_client::Object for Calculator {
+    async fn call(
+        &self,
+        _method: &str,
+        _params: &serde_json::value::RawValue,
+        _ctx: &plexus_client::CallContext,
+    ) -> Result<Value, plexus_client::Error> {
+        Ok(Value::Null)
+    }
+
+    fn methods(&self) -> Vec<String> {
+        vec!["add".into(), "mul".into()]
+    }
+}
+
+#[test]
+fn introspect_lists_the_methods_a_worker_declared() {
+    let bus = Bus::start();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let addr = format!("unix:{}", bus.socket().display());
+    let _worker = runtime.block_on(async {
+        let worker = plexus_client::Client::connect_to(&addr)
+            .await
+            .expect("connect");
+        worker.serve("math", Calculator).await.expect("serve");
+        worker
+    });
+    let out = bus.run(&["introspect", "math"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("math (exclusive, 1 owner(s))"), "{text}");
+    assert!(
+        text.contains("  add\n") && text.contains("  mul\n"),
+        "{text}"
+    );
+}

@@ -1,0 +1,206 @@
+//! Operating the broker: config files, systemd socket activation, Prometheus metrics.
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn plexus() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_plexus"))
+}
+
+fn wait_exit(child: &mut Child) -> Option<i32> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code();
+        }
+        assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stop(child: &mut Child) -> Option<i32> {
+    let pid = rustix::process::Pid::from_child(child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+    wait_exit(child)
+}
+
+#[test]
+fn config_file_errors_name_the_key_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "socket = \"/tmp/x.sock\"\nsockett = 1\n",
+            &["sockett", "line 2"][..],
+        ),
+        ("max_frame = \"big\"\n", &["max_frame", "line 1"][..]),
+        ("tcp = [\"not an address\"]\n", &["tcp", "line 1"][..]),
+        ("no_unix = true\n", &["no_unix", "tcp"][..]),
+    ];
+    for (i, (text, wanted)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&path, text).expect("write");
+        let out = plexus()
+            .args(["broker", "--config"])
+            .arg(&path)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(64), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for w in *wanted {
+            assert!(err.contains(w), "error for {text:?} mentions {w}: {err}");
+        }
+    }
+    let out = plexus()
+        .args(["broker", "--config"])
+        .arg(dir.path().join("absent.toml"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
+}
+
+#[test]
+fn config_file_settings_apply_and_flags_win() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let from_file = dir.path().join("file.sock");
+    let from_flag = dir.path().join("flag.sock");
+    let path = dir.path().join("plexus.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "socket = {:?}\nmax_frame = 4096\ncall_timeout_ms = 1500\n",
+            from_file
+        ),
+    )
+    .expect("write");
+    let mut broker = plexus()
+        .args(["broker", "--config"])
+        .arg(&path)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("broker");
+    let deadline = Instant::now() + WAIT;
+    while std::os::unix::net::UnixStream::connect(&from_file).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "broker listens on the file's socket"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = plexus()
+        .args(["doctor", "--bus"])
+        .arg(&from_file)
+        .output()
+        .expect("doctor");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("frames up to 4096 bytes"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(stop(&mut broker), Some(0));
+
+    let mut broker = plexus()
+        .args(["broker", "--config"])
+        .arg(&path)
+        .arg("--socket")
+        .arg(&from_flag)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("broker");
+    let deadline = Instant::now() + WAIT;
+    while std::os::unix::net::UnixStream::connect(&from_flag).is_err() {
+        assert!(Instant::now() < deadline, "the flag's socket wins");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!from_file.exists());
+    assert_eq!(stop(&mut broker), Some(0));
+}
+
+#[test]
+fn socket_activation_serves_the_passed_fd_and_leaves_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("activated.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+    // Pass the listener as systemd would: inherited (no close-on-exec), named by LISTEN_FDS.
+    rustix::io::fcntl_setfd(listener.as_fd(), rustix::io::FdFlags::empty()).expect("clear CLOEXEC");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    let mut broker = plexus()
+        .args(["broker", "--socket"])
+        .arg(dir.path().join("ignored.sock"))
+        .env("LISTEN_FDS", "1")
+        .env("LISTEN_FDS_FIRST_FD", fd.to_string())
+        .env_remove("LISTEN_PID")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("broker");
+    drop(listener);
+    let out = plexus()
+        .args(["wait", "plexus", "--timeout", "10s", "--bus"])
+        .arg(&socket)
+        .output()
+        .expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the broker answers on the passed socket: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !dir.path().join("ignored.sock").exists(),
+        "no socket of its own"
+    );
+    assert_eq!(stop(&mut broker), Some(0));
+    assert!(socket.exists(), "systemd's socket file is left for systemd");
+}
+
+#[test]
+fn metrics_endpoint_serves_prometheus_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("bus.sock");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut broker = plexus()
+        .args(["broker", "--socket"])
+        .arg(&socket)
+        .args(["--metrics", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("broker");
+    let deadline = Instant::now() + WAIT;
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "broker started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bus = format!("unix:{}", socket.display());
+    let out = plexus()
+        .args(["call", "nobody", "x", "--bus", &bus])
+        .output()
+        .expect("call");
+    assert_eq!(out.status.code(), Some(69));
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("response");
+        text
+    };
+    let text = get("/metrics");
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    for line in [
+        "plexus_connections ",
+        "plexus_calls_total{outcome=\"no_such_object\"} 1",
+        "plexus_call_duration_seconds_bucket{le=\"+Inf\"}",
+        "plexus_events_dropped_total 0",
+    ] {
+        assert!(text.contains(line), "metrics contain {line}: {text}");
+    }
+    assert!(get("/other").starts_with("HTTP/1.1 404"));
+    assert_eq!(stop(&mut broker), Some(0));
+}
