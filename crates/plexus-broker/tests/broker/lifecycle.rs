@@ -165,12 +165,20 @@ async fn broker_object_lists_names_with_credentials_waits_and_counts() {
 async fn the_broker_object_counts_as_registered_and_its_names_are_reserved() {
     let broker = TestBroker::start().await;
     let mut c = broker.client("c").await;
-    let done = c.request(Frame::call(1, "plexus", "wait_for", 0, br#"["plexus"]"#)).await;
+    let done = c
+        .request(Frame::call(1, "plexus", "wait_for", 0, br#"["plexus"]"#))
+        .await;
     assert_eq!(done.kind(), Kind::Reply, "wait_for(plexus) answers at once");
     let err = c.request(Frame::unregister(2, "plexus")).await;
     assert_eq!(err.error_code(), ErrorCode::PermissionDenied);
-    let err = c.request(Frame::publish(3, "plexus.monitor.call", b"{}", false)).await;
-    assert_eq!(err.error_code(), ErrorCode::PermissionDenied, "only the broker feeds the monitor");
+    let err = c
+        .request(Frame::publish(3, "plexus.monitor.call", b"{}", false))
+        .await;
+    assert_eq!(
+        err.error_code(),
+        ErrorCode::PermissionDenied,
+        "only the broker feeds the monitor"
+    );
 }
 
 #[tokio::test]
@@ -178,14 +186,36 @@ async fn registration_declares_methods_for_introspect() {
     let broker = TestBroker::start().await;
     let mut w = broker.client("w").await;
     let declared = br#"{"methods":{"add":{},"mul":{}}}"#;
-    let ok = w.request(Frame::build(Kind::Register, 1, 0, 0, &["math"], declared)).await;
+    let ok = w
+        .request(Frame::build(Kind::Register, 1, 0, 0, &["math"], declared))
+        .await;
     assert_eq!(ok.kind(), Kind::Reply);
-    let err = w.request(Frame::build(Kind::Register, 2, 0, 0, &["other"], b"[1,2]")).await;
-    assert_eq!(err.error_code(), ErrorCode::InvalidParams, "a description must be an object");
-    let info = json(&w.request(Frame::call(3, "plexus", "introspect", 0, br#""math""#)).await);
-    assert_eq!(info["description"]["methods"], serde_json::json!({"add":{},"mul":{}}));
+    let err = w
+        .request(Frame::build(Kind::Register, 2, 0, 0, &["other"], b"[1,2]"))
+        .await;
+    assert_eq!(
+        err.error_code(),
+        ErrorCode::InvalidParams,
+        "a description must be an object"
+    );
+    let info = json(
+        &w.request(Frame::call(3, "plexus", "introspect", 0, br#""math""#))
+            .await,
+    );
+    assert_eq!(
+        info["description"]["methods"],
+        serde_json::json!({"add":{},"mul":{}})
+    );
     assert_eq!(info["kind"], "exclusive");
-    let err = w.request(Frame::call(4, "plexus", "introspect", 0, br#"{"name":"none"}"#)).await;
+    let err = w
+        .request(Frame::call(
+            4,
+            "plexus",
+            "introspect",
+            0,
+            br#"{"name":"none"}"#,
+        ))
+        .await;
     assert_eq!(err.error_code(), ErrorCode::NoSuchObject);
 }
 
@@ -208,13 +238,24 @@ async fn monitor_feed_reports_calls_answers_broker_errors_and_events() {
     for _ in 0..4 {
         let ev = m.recv().await;
         let record = json(&ev);
-        kinds.push((ev.string(0).to_owned(), record["kind"].as_str().unwrap_or("").to_owned()));
+        kinds.push((
+            ev.string(0).to_owned(),
+            record["kind"].as_str().unwrap_or("").to_owned(),
+        ));
         if record["kind"] == "call" {
-            assert_eq!((record["object"].as_str(), record["params"]["x"].as_i64()), (Some("obj"), Some(1)));
+            assert_eq!(
+                (record["object"].as_str(), record["params"]["x"].as_i64()),
+                (Some("obj"), Some(1))
+            );
             assert_eq!(record["call_id"], call.id());
         }
     }
-    let want = [("call", "call"), ("reply", "reply"), ("error", "error"), ("event", "event")]
-        .map(|(t, k)| (format!("plexus.monitor.{t}"), k.to_owned()));
+    let want = [
+        ("call", "call"),
+        ("reply", "reply"),
+        ("error", "error"),
+        ("event", "event"),
+    ]
+    .map(|(t, k)| (format!("plexus.monitor.{t}"), k.to_owned()));
     assert_eq!(kinds, want);
 }
