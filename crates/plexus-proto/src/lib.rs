@@ -6,6 +6,7 @@
 //! The byte-level specification is `docs/protocol.md`.
 
 mod address;
+pub mod dialect;
 mod error_code;
 mod frame;
 mod header;

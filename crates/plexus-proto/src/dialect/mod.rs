@@ -1,0 +1,239 @@
+//! Foreign dialects: detecting which protocol a connection speaks from its first bytes, and codecs
+//! that turn ProcBridge, NDJSON and ipc-broker messages into native [`Frame`]s and back.
+//!
+//! A dialect codec is a pure state machine: [`DialectCodec::decode`] takes the peer's bytes and
+//! produces frames for the router (or answers it can give by itself), [`DialectCodec::encode`]
+//! turns the frames the router sends to the peer into the dialect's bytes. State that maps the
+//! dialect's ids to the `u64` ids of frames lives in the codec. Nothing here does I/O; the broker
+//! shares one codec between a connection's reader and writer.
+
+use std::borrow::Cow;
+
+use bytes::BytesMut;
+use serde_json::value::RawValue;
+
+use crate::error_code::ErrorCode;
+use crate::frame::Frame;
+
+pub mod ipc_broker;
+pub mod ndjson;
+pub mod procbridge;
+
+/// The protocol a connection speaks, told from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// plexus frames (`PX`), or bytes no dialect claims (the native decoder refuses them).
+    Native,
+    /// ProcBridge packets (`pb`).
+    ProcBridge,
+    /// One JSON object per line (`{`, after optional whitespace).
+    Ndjson,
+    /// ipc-broker's u32 big-endian length prefix followed by a JSON object.
+    IpcBroker,
+}
+
+impl Dialect {
+    /// Which dialect `first` (the first bytes a peer sent) belongs to, or `None` when more bytes
+    /// are needed to tell. At most five bytes are ever needed.
+    ///
+    /// `PX` is native; `pb` is ProcBridge; `{` or ASCII whitespace is NDJSON (no length prefix
+    /// under 128 MiB starts with those bytes); four bytes followed by `{` is ipc-broker. Anything
+    /// else is native, whose decoder answers `bad_frame`.
+    pub fn detect(first: &[u8]) -> Option<Dialect> {
+        let &b0 = first.first()?;
+        if b0 == b'{' || b0.is_ascii_whitespace() {
+            return Some(Dialect::Ndjson);
+        }
+        if b0 == b'P' {
+            return Some(Dialect::Native);
+        }
+        if b0 == procbridge::MAGIC[0] {
+            let &b1 = first.get(1)?;
+            return Some(if b1 == procbridge::MAGIC[1] {
+                Dialect::ProcBridge
+            } else {
+                Dialect::Native
+            });
+        }
+        let &b4 = first.get(4)?;
+        Some(if b4 == b'{' {
+            Dialect::IpcBroker
+        } else {
+            Dialect::Native
+        })
+    }
+
+    /// The client name a connection of this dialect is listed under (it sends no `hello`).
+    pub fn client_name(self) -> &'static str {
+        match self {
+            Dialect::Native => "native",
+            Dialect::ProcBridge => "procbridge",
+            Dialect::Ndjson => "ndjson",
+            Dialect::IpcBroker => "ipc-broker",
+        }
+    }
+
+    /// A fresh codec for a connection of this dialect; `None` for native, which needs none.
+    pub fn codec(self, max_frame: u32) -> Option<Box<dyn DialectCodec>> {
+        match self {
+            Dialect::Native => None,
+            Dialect::ProcBridge => Some(Box::new(procbridge::ProcBridgeCodec::new(max_frame))),
+            Dialect::Ndjson => Some(Box::new(ndjson::NdjsonCodec::new(max_frame))),
+            Dialect::IpcBroker => Some(Box::new(ipc_broker::IpcBrokerCodec::new(max_frame))),
+        }
+    }
+}
+
+/// One thing a decoder produced from the peer's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// A request for the router, as a native frame.
+    Route(Frame),
+    /// An answer the codec gives by itself (e.g. to a malformed message); it goes back to the peer
+    /// through the encoder like any answer.
+    Answer(Frame),
+    /// A message the dialect ignores without answering (its clients would misread an answer);
+    /// the text says why, for the log.
+    Dropped(String),
+}
+
+/// The peer's bytes cannot be made sense of any more; the connection must close after telling it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Fatal {
+    /// The error code to tell the peer.
+    pub code: ErrorCode,
+    /// What happened.
+    pub message: String,
+}
+
+impl Fatal {
+    /// A fatal error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Fatal {
+        Fatal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A dialect's decoder and encoder, with the state that maps its ids to frame ids.
+pub trait DialectCodec: Send {
+    /// Takes every complete message off the front of `buf` and appends what it means to `out`.
+    /// Problems confined to one message are answered through [`Decoded::Answer`]; `Err` means the
+    /// stream cannot be resynchronised.
+    fn decode(&mut self, buf: &mut BytesMut, out: &mut Vec<Decoded>) -> Result<(), Fatal>;
+
+    /// The peer closed its sending side: whatever is left in `buf` is all it will send.
+    fn decode_eof(&mut self, buf: &mut BytesMut, out: &mut Vec<Decoded>) {
+        let _ = (buf, out);
+    }
+
+    /// Appends the dialect's form of `frame` (sent by the router to this peer) to `dst`. Frames
+    /// with no meaning in the dialect are dropped. A call the dialect cannot carry is answered by
+    /// pushing an error frame for the router to `bounce`, as if the peer had sent it.
+    fn encode(&mut self, frame: &Frame, dst: &mut BytesMut, bounce: &mut Vec<Frame>);
+
+    /// Requests of the peer still waiting for an answer.
+    fn outstanding(&self) -> usize;
+}
+
+/// `object.method` split at the last dot, so object names may contain dots
+/// (`org.x.math.add` calls `add` on `org.x.math`). `None` without a dot or with an empty side.
+pub fn split_method(full: &str) -> Option<(&str, &str)> {
+    let (object, method) = full.rsplit_once('.')?;
+    if object.is_empty() || method.is_empty() {
+        return None;
+    }
+    Some((object, method))
+}
+
+/// A payload as JSON for embedding in a dialect's message: `null` when empty, the bytes when they
+/// are JSON, otherwise a JSON string of the bytes (invalid UTF-8 replaced).
+pub fn payload_json(payload: &[u8]) -> Cow<'_, RawValue> {
+    if payload.is_empty() {
+        return Cow::Owned(RawValue::NULL.to_owned());
+    }
+    match serde_json::from_slice::<&RawValue>(payload) {
+        Ok(raw) => Cow::Borrowed(raw),
+        Err(_) => Cow::Owned(
+            serde_json::value::to_raw_value(&String::from_utf8_lossy(payload))
+                .unwrap_or_else(|_| RawValue::NULL.to_owned()),
+        ),
+    }
+}
+
+/// `code_name: message`, the form error codes take in dialects whose errors are plain text.
+pub fn coded_message(code: ErrorCode, message: &str) -> String {
+    format!("{}: {message}", code.name())
+}
+
+/// The code and message of a text error: `code_name: message` gives that code; any other text is
+/// `internal` with the whole text as the message.
+pub fn parse_coded_message(text: &str) -> (ErrorCode, &str) {
+    if let Some((name, rest)) = text.split_once(": ")
+        && let Some(code) = ErrorCode::from_name(name)
+    {
+        return (code, rest);
+    }
+    (ErrorCode::Internal, text)
+}
+
+/// The text of an error frame in `code_name: message` form.
+fn frame_error_text(frame: &Frame) -> String {
+    coded_message(frame.error_code(), frame.string(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_each_dialect_from_its_first_bytes() {
+        assert_eq!(Dialect::detect(b""), None);
+        assert_eq!(Dialect::detect(b"PX\x01"), Some(Dialect::Native));
+        assert_eq!(Dialect::detect(b"P"), Some(Dialect::Native));
+        assert_eq!(Dialect::detect(b"p"), None);
+        assert_eq!(Dialect::detect(b"pb"), Some(Dialect::ProcBridge));
+        assert_eq!(Dialect::detect(b"px"), Some(Dialect::Native));
+        assert_eq!(Dialect::detect(b"{\"op\""), Some(Dialect::Ndjson));
+        assert_eq!(Dialect::detect(b"  \n{"), Some(Dialect::Ndjson));
+        assert_eq!(Dialect::detect(b"\x00\x00\x00"), None);
+        assert_eq!(
+            Dialect::detect(b"\x00\x00\x00\x10{\"Call\""),
+            Some(Dialect::IpcBroker)
+        );
+        assert_eq!(Dialect::detect(b"GET / HTTP/1.1"), Some(Dialect::Native));
+    }
+
+    #[test]
+    fn methods_split_at_the_last_dot() {
+        assert_eq!(split_method("math.add"), Some(("math", "add")));
+        assert_eq!(split_method("org.x.math.add"), Some(("org.x.math", "add")));
+        assert_eq!(split_method("add"), None);
+        assert_eq!(split_method(".add"), None);
+        assert_eq!(split_method("math."), None);
+    }
+
+    #[test]
+    fn payloads_become_json() {
+        assert_eq!(payload_json(b"").get(), "null");
+        assert_eq!(payload_json(b"{\"a\":1}").get(), "{\"a\":1}");
+        assert_eq!(payload_json(b" 42 ").get(), "42");
+        assert_eq!(payload_json(b"not json").get(), "\"not json\"");
+    }
+
+    #[test]
+    fn coded_messages_round_trip() {
+        let text = coded_message(ErrorCode::NoSuchObject, "no object named 'x'");
+        assert_eq!(text, "no_such_object: no object named 'x'");
+        assert_eq!(
+            parse_coded_message(&text),
+            (ErrorCode::NoSuchObject, "no object named 'x'")
+        );
+        assert_eq!(
+            parse_coded_message("division by zero"),
+            (ErrorCode::Internal, "division by zero")
+        );
+    }
+}

@@ -1,0 +1,434 @@
+//! ProcBridge: packets of `pb`, a 2-byte version, a status byte, 2 reserved bytes, a u32
+//! little-endian body length and a JSON body. Requests are calls to `object.method`; answers go
+//! back in request order, since the protocol has no request ids.
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{Decoded, DialectCodec, Fatal, frame_error_text, payload_json, split_method};
+use crate::error_code::ErrorCode;
+use crate::frame::Frame;
+use crate::kind::Kind;
+
+/// The two bytes every packet starts with.
+pub const MAGIC: [u8; 2] = *b"pb";
+/// The version this side writes (the PyPI client 1.2 accepts only this one).
+pub const VERSION: [u8; 2] = [1, 1];
+/// Bytes before the body.
+pub const HEADER_LEN: usize = 11;
+
+/// A packet's status byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    /// A request: `{"method": M, "payload": P}`.
+    Request = 0,
+    /// A good response: `{"payload": R}`.
+    GoodResponse = 1,
+    /// An error response: `{"message": TEXT}`.
+    BadResponse = 2,
+}
+
+/// One packet: its version, status byte and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    /// The version bytes.
+    pub version: [u8; 2],
+    /// The status byte as sent (see [`Status`]).
+    pub status: u8,
+    /// The JSON body.
+    pub body: Bytes,
+}
+
+/// Appends a packet to `dst`.
+pub fn put_packet(dst: &mut BytesMut, status: Status, body: &[u8]) {
+    dst.reserve(HEADER_LEN + body.len());
+    dst.put_slice(&MAGIC);
+    dst.put_slice(&VERSION);
+    dst.put_u8(status as u8);
+    dst.put_slice(&[0, 0]);
+    // Bodies come from frames, which are at most u32::MAX bytes long.
+    dst.put_u32_le(body.len() as u32);
+    dst.put_slice(body);
+}
+
+/// Takes one packet off the front of `buf`; `Ok(None)` when more bytes are needed. A packet
+/// larger than `max_frame` is refused as soon as its header is in.
+pub fn take_packet(buf: &mut BytesMut, max_frame: u32) -> Result<Option<Packet>, Fatal> {
+    if buf.len() < HEADER_LEN {
+        if buf.len() >= 2 && buf[..2] != MAGIC {
+            return Err(bad_magic(&buf[..2]));
+        }
+        return Ok(None);
+    }
+    if buf[..2] != MAGIC {
+        return Err(bad_magic(&buf[..2]));
+    }
+    if buf[2] != VERSION[0] {
+        return Err(Fatal::new(
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "ProcBridge version {}.{} is not supported; this side speaks 1.x",
+                buf[2], buf[3]
+            ),
+        ));
+    }
+    let body_len = u32::from_le_bytes([buf[7], buf[8], buf[9], buf[10]]);
+    let size = HEADER_LEN as u64 + u64::from(body_len);
+    if size > u64::from(max_frame) {
+        return Err(Fatal::new(
+            ErrorCode::FrameTooLarge,
+            format!("packet of {size} bytes exceeds the limit of {max_frame} bytes"),
+        ));
+    }
+    let total = HEADER_LEN + body_len as usize;
+    if buf.len() < total {
+        buf.reserve(total - buf.len());
+        return Ok(None);
+    }
+    let version = [buf[2], buf[3]];
+    let status = buf[4];
+    buf.advance(HEADER_LEN);
+    let body = buf.split_to(body_len as usize).freeze();
+    Ok(Some(Packet {
+        version,
+        status,
+        body,
+    }))
+}
+
+fn bad_magic(first: &[u8]) -> Fatal {
+    Fatal::new(
+        ErrorCode::BadFrame,
+        format!("bad magic bytes {first:02x?}: expected \"pb\""),
+    )
+}
+
+#[derive(Deserialize)]
+struct RequestBody<'a> {
+    method: Option<String>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ResponseBody<'a> {
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+    message: Option<serde_json::Value>,
+}
+
+/// The JSON body of a request for `method` with `payload` (as the PyPI client writes it: a
+/// missing payload is left out).
+pub fn request_body(method: &str, payload: Option<&RawValue>) -> Vec<u8> {
+    let mut body = br#"{"method":"#.to_vec();
+    push_json_string(&mut body, method);
+    if let Some(p) = payload.filter(|p| p.get() != "null") {
+        body.extend_from_slice(br#","payload":"#);
+        body.extend_from_slice(p.get().as_bytes());
+    }
+    body.push(b'}');
+    body
+}
+
+/// What a ProcBridge server answered.
+#[derive(Debug, Clone)]
+pub enum Response {
+    /// A good response with its payload as JSON (`null` when there was none).
+    Good(Box<RawValue>),
+    /// An error response with its message.
+    Bad(String),
+}
+
+/// Reads a server's response packet.
+pub fn parse_response(packet: &Packet) -> Result<Response, String> {
+    let body: ResponseBody<'_> = serde_json::from_slice(&packet.body)
+        .map_err(|e| format!("the response body is not a JSON object: {e}"))?;
+    match packet.status {
+        s if s == Status::GoodResponse as u8 => Ok(Response::Good(
+            body.payload
+                .map(RawValue::to_owned)
+                .unwrap_or_else(|| RawValue::NULL.to_owned()),
+        )),
+        s if s == Status::BadResponse as u8 => Ok(Response::Bad(match body.message {
+            Some(serde_json::Value::String(s)) => s,
+            Some(other) => other.to_string(),
+            None => "unknown server error".to_owned(),
+        })),
+        other => Err(format!("invalid status code {other} in a response")),
+    }
+}
+
+fn push_json_string(dst: &mut Vec<u8>, text: &str) {
+    // Serializing a str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *dst, text);
+}
+
+/// The broker side of a ProcBridge connection: each request becomes a `call`, and answers are
+/// written in the order the requests came.
+#[derive(Debug)]
+pub struct ProcBridgeCodec {
+    max_frame: u32,
+    next_id: u64,
+    /// Open requests in arrival order, with their answer packet once it is known.
+    queue: VecDeque<(u64, Option<BytesMut>)>,
+}
+
+impl ProcBridgeCodec {
+    /// A codec refusing packets over `max_frame` bytes.
+    pub fn new(max_frame: u32) -> ProcBridgeCodec {
+        ProcBridgeCodec {
+            max_frame,
+            next_id: 0,
+            queue: VecDeque::new(),
+        }
+    }
+
+    fn request(&mut self, packet: &Packet) -> Decoded {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.queue.push_back((id, None));
+        let refuse = |code, message: String| Decoded::Answer(Frame::error(id, code, &message, b""));
+        if packet.status != Status::Request as u8 {
+            return refuse(
+                ErrorCode::BadFrame,
+                format!(
+                    "expected a request (status 0), got status {}",
+                    packet.status
+                ),
+            );
+        }
+        let body: RequestBody<'_> = match serde_json::from_slice(&packet.body) {
+            Ok(b) => b,
+            Err(e) => {
+                return refuse(
+                    ErrorCode::BadFrame,
+                    format!("the request body is not a JSON object: {e}"),
+                );
+            }
+        };
+        let Some(method) = body.method else {
+            return refuse(
+                ErrorCode::InvalidParams,
+                "the request has no method; use \"object.method\"".to_owned(),
+            );
+        };
+        let Some((object, name)) = split_method(&method) else {
+            return refuse(
+                ErrorCode::InvalidParams,
+                format!(
+                    "method {method:?} does not name an object; use \"object.method\" (split at the last dot)"
+                ),
+            );
+        };
+        let params = body.payload.map(|p| p.get().as_bytes()).unwrap_or_default();
+        Decoded::Route(Frame::call(id, object, name, 0, params))
+    }
+
+    fn answer(&mut self, id: u64, packet: BytesMut, dst: &mut BytesMut) {
+        if let Some(slot) = self.queue.iter_mut().find(|(open, _)| *open == id) {
+            slot.1 = Some(packet);
+        }
+        while let Some((_, Some(_))) = self.queue.front() {
+            if let Some((_, Some(ready))) = self.queue.pop_front() {
+                dst.extend_from_slice(&ready);
+            }
+        }
+    }
+}
+
+fn good_packet(frame: &Frame) -> BytesMut {
+    let mut body = br#"{"payload":"#.to_vec();
+    body.extend_from_slice(payload_json(&frame.payload()).get().as_bytes());
+    body.push(b'}');
+    let mut packet = BytesMut::new();
+    put_packet(&mut packet, Status::GoodResponse, &body);
+    packet
+}
+
+fn bad_packet(text: &str) -> BytesMut {
+    let mut body = br#"{"message":"#.to_vec();
+    push_json_string(&mut body, text);
+    body.push(b'}');
+    let mut packet = BytesMut::new();
+    put_packet(&mut packet, Status::BadResponse, &body);
+    packet
+}
+
+impl DialectCodec for ProcBridgeCodec {
+    fn decode(&mut self, buf: &mut BytesMut, out: &mut Vec<Decoded>) -> Result<(), Fatal> {
+        while let Some(packet) = take_packet(buf, self.max_frame)? {
+            let decoded = self.request(&packet);
+            out.push(decoded);
+        }
+        Ok(())
+    }
+
+    fn encode(&mut self, frame: &Frame, dst: &mut BytesMut, _bounce: &mut Vec<Frame>) {
+        let open = self.queue.iter().any(|(id, _)| *id == frame.id());
+        match frame.kind() {
+            Kind::Reply if open => self.answer(frame.id(), good_packet(frame), dst),
+            Kind::Error if open => {
+                self.answer(frame.id(), bad_packet(&frame_error_text(frame)), dst);
+            }
+            Kind::Error => dst.extend_from_slice(&bad_packet(&frame_error_text(frame))),
+            _ => {}
+        }
+    }
+
+    fn outstanding(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request_packet(body: &str) -> BytesMut {
+        let mut b = BytesMut::new();
+        put_packet(&mut b, Status::Request, body.as_bytes());
+        b
+    }
+
+    fn decode_all(codec: &mut ProcBridgeCodec, buf: &mut BytesMut) -> Vec<Decoded> {
+        let mut out = Vec::new();
+        codec.decode(buf, &mut out).expect("decodes");
+        out
+    }
+
+    fn routed(d: &Decoded) -> &Frame {
+        match d {
+            Decoded::Route(f) => f,
+            other => panic!("expected a routed frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn packet_bytes_match_the_pypi_client() {
+        // What procbridge 1.2.2 writes for request("math.add", {"a": 1}): json.dumps adds a space.
+        let mut b = BytesMut::new();
+        put_packet(&mut b, Status::Request, br#"{"method": "math.add"}"#);
+        assert_eq!(&b[..11], b"pb\x01\x01\x00\x00\x00\x16\x00\x00\x00");
+        assert_eq!(b.len(), 11 + 22);
+    }
+
+    #[test]
+    fn a_request_becomes_a_call_split_at_the_last_dot() {
+        let mut codec = ProcBridgeCodec::new(1 << 20);
+        let mut buf = request_packet(r#"{"method": "org.x.math.add", "payload": {"a": 1}}"#);
+        let out = decode_all(&mut codec, &mut buf);
+        let call = routed(&out[0]);
+        assert_eq!(call.kind(), Kind::Call);
+        assert_eq!((call.string(0), call.string(1)), ("org.x.math", "add"));
+        assert_eq!(&call.payload()[..], br#"{"a": 1}"#);
+        assert!(buf.is_empty());
+        assert_eq!(codec.outstanding(), 1);
+    }
+
+    #[test]
+    fn answers_leave_in_request_order() {
+        let mut codec = ProcBridgeCodec::new(1 << 20);
+        let mut buf = request_packet(r#"{"method":"a.x"}"#);
+        buf.extend_from_slice(&request_packet(r#"{"method":"b.y","payload":[1]}"#));
+        let out = decode_all(&mut codec, &mut buf);
+        let (first, second) = (routed(&out[0]).id(), routed(&out[1]).id());
+        let mut dst = BytesMut::new();
+        let mut bounce = Vec::new();
+        codec.encode(&Frame::reply(second, b"2"), &mut dst, &mut bounce);
+        assert!(dst.is_empty(), "the second answer waits for the first");
+        codec.encode(
+            &Frame::error(first, ErrorCode::NoSuchObject, "no object named 'a'", b""),
+            &mut dst,
+            &mut bounce,
+        );
+        let p1 = take_packet(&mut dst, u32::MAX).expect("ok").expect("one");
+        let p2 = take_packet(&mut dst, u32::MAX).expect("ok").expect("two");
+        let Ok(Response::Bad(text)) = parse_response(&p1) else {
+            panic!("bad response expected");
+        };
+        assert_eq!(text, "no_such_object: no object named 'a'");
+        let Ok(Response::Good(v)) = parse_response(&p2) else {
+            panic!("good response expected");
+        };
+        assert_eq!(v.get(), "2");
+        assert_eq!(codec.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_bad_request_is_answered_and_the_connection_goes_on() {
+        let mut codec = ProcBridgeCodec::new(1 << 20);
+        let mut buf = request_packet("not json");
+        buf.extend_from_slice(&request_packet(r#"{"method":"nodot"}"#));
+        buf.extend_from_slice(&request_packet(r#"{"method":"m.ok"}"#));
+        let out = decode_all(&mut codec, &mut buf);
+        assert_eq!(out.len(), 3);
+        let Decoded::Answer(bad) = &out[0] else {
+            panic!("answer expected");
+        };
+        assert_eq!(bad.error_code(), ErrorCode::BadFrame);
+        let Decoded::Answer(nodot) = &out[1] else {
+            panic!("answer expected");
+        };
+        assert_eq!(nodot.error_code(), ErrorCode::InvalidParams);
+        assert_eq!(routed(&out[2]).string(0), "m");
+    }
+
+    #[test]
+    fn framing_errors_are_fatal() {
+        let mut codec = ProcBridgeCodec::new(100);
+        let mut out = Vec::new();
+        let mut big = BytesMut::from(&b"pb\x01\x01\x00\x00\x00\xff\x00\x00\x00"[..]);
+        assert_eq!(
+            codec.decode(&mut big, &mut out).map_err(|f| f.code),
+            Err(ErrorCode::FrameTooLarge)
+        );
+        let mut v2 = BytesMut::from(&b"pb\x02\x00\x00\x00\x00\x00\x00\x00\x00"[..]);
+        assert_eq!(
+            codec.decode(&mut v2, &mut out).map_err(|f| f.code),
+            Err(ErrorCode::UnsupportedVersion)
+        );
+        let mut junk = BytesMut::from(&b"xx"[..]);
+        assert_eq!(
+            codec.decode(&mut junk, &mut out).map_err(|f| f.code),
+            Err(ErrorCode::BadFrame)
+        );
+    }
+
+    #[test]
+    fn request_bodies_for_the_bridge() {
+        let p = serde_json::value::to_raw_value(&serde_json::json!({"a": 1})).expect("raw");
+        assert_eq!(
+            request_body("add", Some(&p)),
+            br#"{"method":"add","payload":{"a":1}}"#
+        );
+        assert_eq!(request_body("add", None), br#"{"method":"add"}"#);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let mut codec = ProcBridgeCodec::new(1 << 16);
+            let mut buf = BytesMut::from(&b"pb\x01\x01"[..]);
+            buf.extend_from_slice(&bytes);
+            let mut out = Vec::new();
+            let _ = codec.decode(&mut buf, &mut out);
+        }
+
+        #[test]
+        fn split_anywhere_decodes_the_same(cut in 0usize..40) {
+            let whole = request_packet(r#"{"method":"m.x","payload":[1,2]}"#);
+            let cut = cut.min(whole.len());
+            let mut codec = ProcBridgeCodec::new(1 << 16);
+            let mut buf = BytesMut::from(&whole[..cut]);
+            let mut out = Vec::new();
+            codec.decode(&mut buf, &mut out).expect("partial is fine");
+            buf.extend_from_slice(&whole[cut..]);
+            codec.decode(&mut buf, &mut out).expect("whole");
+            proptest::prop_assert_eq!(out.len(), 1);
+        }
+    }
+}
