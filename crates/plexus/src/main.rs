@@ -1,5 +1,6 @@
 //! `plexus`: the broker daemon and the tools to use a bus from the shell.
 
+mod bench_cmd;
 mod broker_cmd;
 mod bus;
 mod call_cmd;
@@ -50,6 +51,8 @@ enum Command {
     Ping(status_cmd::PingArgs),
     /// Print the broker's counters.
     Stats(status_cmd::StatsArgs),
+    /// Measure call latency and throughput and publish throughput against the socket floor.
+    Bench(bench_cmd::BenchArgs),
     /// Serve an object that answers every method with its params.
     Echo(echo_cmd::EchoArgs),
     /// Check the socket, its permissions and the broker, and say what to fix.
@@ -130,6 +133,7 @@ fn main() -> ExitCode {
         Command::Wait(args) => run_client(false, names_cmd::wait(args)),
         Command::Ping(args) => run_client(false, status_cmd::ping(args)),
         Command::Stats(args) => run_client(false, status_cmd::stats(args)),
+        Command::Bench(args) => run_client(false, bench_cmd::bench(args)),
         Command::Echo(args) => run_client(false, echo_cmd::echo(args)),
         Command::Doctor(args) => run_client(false, doctor_cmd::doctor(args)),
         Command::Version(args) => ExitCode::from(doctor_cmd::version(&args)),
