@@ -21,9 +21,10 @@ pub const TOPICS: [&str; 4] = [
 /// Payloads up to this size are shown in the feed; larger ones only by size.
 const SHOWN_PAYLOAD: usize = 4096;
 
-/// Whether a subscription to `pattern` receives the feed.
+/// Whether a subscription to `pattern` receives the feed: it must name `plexus.monitor`
+/// literally, so that broad wildcards like `>` do not eavesdrop (as NATS keeps `$SYS` out of `>`).
 pub fn is_monitor_pattern(pattern: &str) -> bool {
-    TOPICS.iter().any(|t| topic_matches(pattern, t))
+    pattern.starts_with("plexus.monitor.") && TOPICS.iter().any(|t| topic_matches(pattern, t))
 }
 
 /// Whether `topic` is one of the feed's own (never itself monitored).
@@ -102,9 +103,11 @@ mod tests {
     #[test]
     fn patterns_that_see_the_feed() {
         assert!(is_monitor_pattern("plexus.monitor.*"));
-        assert!(is_monitor_pattern("plexus.>"));
-        assert!(is_monitor_pattern(">"));
+        assert!(is_monitor_pattern("plexus.monitor.>"));
         assert!(is_monitor_pattern("plexus.monitor.call"));
+        assert!(!is_monitor_pattern("plexus.>"));
+        assert!(!is_monitor_pattern(">"));
+        assert!(!is_monitor_pattern("*.monitor.call"));
         assert!(!is_monitor_pattern("plexus.other"));
         assert!(!is_monitor_pattern("sensor.>"));
     }

@@ -565,6 +565,7 @@ impl State {
     /// Queues `frame` (a publish) as an event to every matching subscription; returns how many
     /// got it and how many had full outboxes.
     fn deliver(&mut self, frame: &Frame) -> (u64, u64) {
+        let feed = monitor::is_monitor_topic(frame.string(0));
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
         self.subs.matches(frame.string(0), &mut matches);
@@ -576,6 +577,9 @@ impl State {
             let Some(sub) = c.subs.get_mut(&sub_id) else {
                 continue;
             };
+            if feed && !sub.monitor {
+                continue;
+            }
             match c
                 .outbox
                 .push(frame.readdress(Kind::Event, sub_id, sub.dropped))

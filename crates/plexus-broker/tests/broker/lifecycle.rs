@@ -259,3 +259,24 @@ async fn monitor_feed_reports_calls_answers_broker_errors_and_events() {
     .map(|(t, k)| (format!("plexus.monitor.{t}"), k.to_owned()));
     assert_eq!(kinds, want);
 }
+
+#[tokio::test]
+async fn broad_wildcards_do_not_receive_the_monitor_feed() {
+    let broker = TestBroker::start().await;
+    let mut everything = broker.client("everything").await;
+    everything.subscribe(1, ">").await;
+    let mut m = broker.client("monitor").await;
+    m.subscribe(1, "plexus.monitor.>").await;
+    let mut p = broker.client("p").await;
+    p.send(Frame::publish(0, "a.b", b"1", false)).await;
+    assert_eq!(m.recv().await.string(0), "plexus.monitor.event");
+    let ev = everything.recv().await;
+    assert_eq!(ev.string(0), "a.b");
+    assert!(
+        everything
+            .try_recv(std::time::Duration::from_millis(100))
+            .await
+            .is_err(),
+        "no monitor record for '>'"
+    );
+}
