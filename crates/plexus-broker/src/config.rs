@@ -29,7 +29,19 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Serve Prometheus metrics on this address (`GET /metrics`).
     pub metrics: Option<SocketAddr>,
+    /// Also listen on this Unix socket, where programs built on the `ipc-broker` crate connect
+    /// (it is [`IPC_BROKER_SOCKET`] for them). Every socket speaks every dialect; this one only
+    /// adds the path.
+    pub ipc_broker_socket: Option<PathBuf>,
+    /// Also listen on this TCP address for `ipc-broker` programs (they use TCP when
+    /// `BROKER_ADDR` is set; its own broker uses port [`IPC_BROKER_PORT`]).
+    pub ipc_broker_tcp: Option<SocketAddr>,
 }
+
+/// The socket path the `ipc-broker` crate's clients and workers connect to.
+pub const IPC_BROKER_SOCKET: &str = "/tmp/ipc_broker.sock";
+/// The TCP port of the `ipc-broker` crate's own broker.
+pub const IPC_BROKER_PORT: u16 = 5123;
 
 impl Default for Config {
     fn default() -> Self {
@@ -44,6 +56,8 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             metrics: None,
+            ipc_broker_socket: None,
+            ipc_broker_tcp: None,
         }
     }
 }

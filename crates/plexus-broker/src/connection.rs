@@ -1,15 +1,19 @@
-//! One connection: the handshake, a reader loop that decodes frames and hands them to the router,
-//! and a writer task that drains the connection's outbox to the socket.
+//! One connection: telling its dialect from the first bytes, the handshake, a reader loop that
+//! decodes frames and hands them to the router, and a writer task that drains the outbox.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::BytesMut;
+use plexus_proto::dialect::{Decoded, Dialect, DialectCodec};
 use plexus_proto::{DecodeError, ErrorCode, Frame, Kind, decode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 use tracing::{debug, info};
 
-use crate::outbox::outbox;
+use crate::outbox::{FrameEncoder, NativeEncoder, Outbox, outbox};
 use crate::peer::PeerInfo;
 use crate::router::{ConnId, Router};
 
@@ -22,6 +26,13 @@ enum Stop {
     Closed,
     /// The peer sent something that ends the connection.
     Refused(ErrorCode, String),
+}
+
+fn no_hello() -> Stop {
+    Stop::Refused(
+        ErrorCode::BadFrame,
+        "no hello frame within the handshake timeout".into(),
+    )
 }
 
 /// Serves one accepted connection until it closes or the broker shuts down.
@@ -37,23 +48,56 @@ pub async fn serve<R, W>(
 {
     let conn = router.next_conn_id();
     let (outbox, receiver) = outbox(router.config().outbox_limit);
-    let writer_task = tokio::spawn(receiver.write_all_to(writer));
-    let mut reader = FrameReader {
+    let max_frame = router.config().max_frame;
+    let mut input = Input {
         reader,
         buf: BytesMut::with_capacity(READ_CHUNK),
-        max_frame: router.config().max_frame,
+        max_frame,
+    };
+    let deadline = Instant::now() + router.config().handshake_timeout;
+    let detected = tokio::time::timeout_at(deadline, input.detect())
+        .await
+        .unwrap_or_else(|_| Err(no_hello()));
+    let dialect = match &detected {
+        Ok(d) => d.codec(max_frame).map(|codec| (*d, codec)),
+        Err(_) => None,
     };
 
-    let stop = match handshake(&mut reader, &router).await {
-        Ok(hello) => {
-            peer.client = hello.string(0).to_owned();
-            info!(conn, client = %peer.client, pid = ?peer.pid, uid = ?peer.uid, transport = peer.transport, addr = ?peer.addr, "connection opened");
-            router.attach(conn, peer, outbox.clone());
-            let stop = route_frames(conn, &mut reader, &router, shutdown).await;
-            router.detach(conn);
-            stop
+    let (stop, writer_task) = match dialect {
+        None => {
+            let writer_task = tokio::spawn(receiver.write_all_to(writer, NativeEncoder));
+            let stop = match detected {
+                Err(stop) => stop,
+                Ok(_) => native(conn, &mut input, peer, &router, &outbox, shutdown, deadline).await,
+            };
+            (stop, writer_task)
         }
-        Err(stop) => stop,
+        Some((dialect, codec)) => {
+            let shared = Arc::new(DialectState {
+                codec: Mutex::new(codec),
+                idle: Notify::new(),
+                writer_done: AtomicBool::new(false),
+            });
+            let encoder = DialectEncoder {
+                state: shared.clone(),
+                router: router.clone(),
+                conn,
+                bounce: Vec::new(),
+            };
+            let done = shared.clone();
+            let writer_task = tokio::spawn(async move {
+                let result = receiver.write_all_to(writer, encoder).await;
+                done.writer_done.store(true, Ordering::Relaxed);
+                done.idle.notify_one();
+                result
+            });
+            peer.client = dialect.client_name().to_owned();
+            info!(conn, dialect = dialect.client_name(), pid = ?peer.pid, uid = ?peer.uid, transport = peer.transport, addr = ?peer.addr, "connection opened");
+            router.attach(conn, peer, outbox.clone());
+            let stop = speak_dialect(conn, &mut input, &router, &outbox, &shared, shutdown).await;
+            router.detach(conn);
+            (stop, writer_task)
+        }
     };
     if let Stop::Refused(code, message) = &stop {
         info!(conn, code = code.name(), %message, "connection refused");
@@ -70,74 +114,214 @@ pub async fn serve<R, W>(
     info!(conn, "connection closed");
 }
 
-/// Waits for the `hello` frame.
-async fn handshake<R: AsyncRead + Unpin>(
-    reader: &mut FrameReader<R>,
+/// A native session: `hello` before `deadline`, then frames until the connection ends.
+async fn native<R: AsyncRead + Unpin>(
+    conn: ConnId,
+    input: &mut Input<R>,
+    mut peer: PeerInfo,
     router: &Router,
-) -> Result<Frame, Stop> {
-    let first = tokio::time::timeout(router.config().handshake_timeout, reader.next()).await;
-    match first {
-        Err(_) => Err(Stop::Refused(
-            ErrorCode::BadFrame,
-            "no hello frame within the handshake timeout".into(),
-        )),
-        Ok(Err(stop)) => Err(stop),
-        Ok(Ok(hello)) if hello.kind() == Kind::Hello => Ok(hello),
-        Ok(Ok(other)) => Err(Stop::Refused(
-            ErrorCode::BadFrame,
-            format!("the first frame must be hello, not {}", other.kind().name()),
-        )),
-    }
+    outbox: &Outbox,
+    shutdown: watch::Receiver<bool>,
+    deadline: Instant,
+) -> Stop {
+    let hello = match tokio::time::timeout_at(deadline, input.next()).await {
+        Err(_) => return no_hello(),
+        Ok(Err(stop)) => return stop,
+        Ok(Ok(hello)) if hello.kind() == Kind::Hello => hello,
+        Ok(Ok(other)) => {
+            return Stop::Refused(
+                ErrorCode::BadFrame,
+                format!("the first frame must be hello, not {}", other.kind().name()),
+            );
+        }
+    };
+    peer.client = hello.string(0).to_owned();
+    info!(conn, client = %peer.client, pid = ?peer.pid, uid = ?peer.uid, transport = peer.transport, addr = ?peer.addr, "connection opened");
+    router.attach(conn, peer, outbox.clone());
+    let stop = route_frames(conn, input, router, shutdown).await;
+    router.detach(conn);
+    stop
 }
 
 /// Hands every frame to the router, a read's worth at a time, until the connection ends.
 async fn route_frames<R: AsyncRead + Unpin>(
     conn: ConnId,
-    reader: &mut FrameReader<R>,
+    input: &mut Input<R>,
     router: &Router,
     mut shutdown: watch::Receiver<bool>,
 ) -> Stop {
     let mut batch = Vec::new();
     loop {
-        let result = tokio::select! {
-            _ = shutdown.changed() => return Stop::Closed,
-            r = reader.fill() => r,
-        };
-        let stop = match result {
-            Ok(()) => reader.drain_into(&mut batch).err(),
-            Err(stop) => Some(stop),
-        };
+        let stop = input.drain_into(&mut batch).err();
         if !batch.is_empty() {
             router.handle(conn, batch.drain(..));
         }
         if let Some(stop) = stop {
             return stop;
         }
+        let result = tokio::select! {
+            _ = shutdown.changed() => return Stop::Closed,
+            r = input.fill() => r,
+        };
+        if let Err(stop) = result {
+            return stop;
+        }
+    }
+}
+
+/// A dialect connection's codec, shared by its reader and its writer.
+struct DialectState {
+    codec: Mutex<Box<dyn DialectCodec>>,
+    /// Signalled after each written batch, and when the writer ends.
+    idle: Notify,
+    writer_done: AtomicBool,
+}
+
+impl DialectState {
+    fn codec(&self) -> MutexGuard<'_, Box<dyn DialectCodec>> {
+        self.codec
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Encodes an outbox's frames in a dialect; a call the dialect cannot carry is answered through
+/// the router as if the peer had refused it.
+struct DialectEncoder {
+    state: Arc<DialectState>,
+    router: Arc<Router>,
+    conn: ConnId,
+    bounce: Vec<Frame>,
+}
+
+impl FrameEncoder for DialectEncoder {
+    fn encode(&mut self, frame: &Frame, buf: &mut BytesMut) {
+        self.state.codec().encode(frame, buf, &mut self.bounce);
+    }
+
+    fn batch_written(&mut self) {
+        if !self.bounce.is_empty() {
+            self.router.handle(self.conn, self.bounce.drain(..));
+        }
+        self.state.idle.notify_one();
+    }
+}
+
+/// Decodes a dialect connection's bytes into frames for the router until it ends. When the peer
+/// closes its side, its open requests are still answered (for at most the default call timeout
+/// and a second) before the connection is dropped.
+async fn speak_dialect<R: AsyncRead + Unpin>(
+    conn: ConnId,
+    input: &mut Input<R>,
+    router: &Router,
+    outbox: &Outbox,
+    state: &DialectState,
+    mut shutdown: watch::Receiver<bool>,
+) -> Stop {
+    let mut decoded = Vec::new();
+    let mut batch = Vec::new();
+    let mut eof = false;
+    loop {
+        let fatal = {
+            let mut codec = state.codec();
+            let result = codec.decode(&mut input.buf, &mut decoded);
+            if eof && result.is_ok() {
+                codec.decode_eof(&mut input.buf, &mut decoded);
+            }
+            result.err()
+        };
+        for d in decoded.drain(..) {
+            match d {
+                Decoded::Route(frame) => batch.push(frame),
+                Decoded::Answer(frame) => {
+                    debug!(
+                        conn,
+                        code = frame.error_code().name(),
+                        message = frame.string(0),
+                        "answered by the dialect"
+                    );
+                    outbox.push_always(frame);
+                }
+                Decoded::Dropped(why) => debug!(conn, %why, "message dropped"),
+            }
+        }
+        if !batch.is_empty() {
+            router.handle(conn, batch.drain(..));
+        }
+        if let Some(fatal) = fatal {
+            return Stop::Refused(fatal.code, fatal.message);
+        }
+        if eof {
+            let bound = router.config().default_call_timeout + Duration::from_secs(1);
+            let _ = tokio::time::timeout(bound, answered(state, &mut shutdown)).await;
+            return Stop::Closed;
+        }
+        let read = tokio::select! {
+            _ = shutdown.changed() => return Stop::Closed,
+            r = input.read_some() => r,
+        };
+        match read {
+            Ok(true) => {}
+            Ok(false) => eof = true,
+            Err(()) => return Stop::Closed,
+        }
+    }
+}
+
+/// Resolves once the peer's open requests are answered, its writer ended, or the broker stops.
+async fn answered(state: &DialectState, shutdown: &mut watch::Receiver<bool>) {
+    loop {
+        if state.codec().outstanding() == 0 || state.writer_done.load(Ordering::Relaxed) {
+            return;
+        }
+        tokio::select! {
+            _ = state.idle.notified() => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }
 
 /// The read half of a socket with its buffer.
-struct FrameReader<R> {
+struct Input<R> {
     reader: R,
     buf: BytesMut,
     max_frame: u32,
 }
 
-impl<R: AsyncRead + Unpin> FrameReader<R> {
-    /// Reads once from the socket into the buffer.
-    async fn fill(&mut self) -> Result<(), Stop> {
+impl<R: AsyncRead + Unpin> Input<R> {
+    /// Reads once from the socket into the buffer: `Ok(false)` at the end of the stream.
+    async fn read_some(&mut self) -> Result<bool, ()> {
         self.buf.reserve(READ_CHUNK);
         match self.reader.read_buf(&mut self.buf).await {
-            Ok(0) if self.buf.is_empty() => Err(Stop::Closed),
-            Ok(0) => Err(Stop::Refused(
+            Ok(0) => Ok(false),
+            Ok(_) => Ok(true),
+            Err(e) => {
+                debug!(error = %e, "read failed");
+                Err(())
+            }
+        }
+    }
+
+    /// Reads once; the end of the stream stops the connection.
+    async fn fill(&mut self) -> Result<(), Stop> {
+        match self.read_some().await {
+            Ok(true) => Ok(()),
+            Ok(false) if self.buf.is_empty() => Err(Stop::Closed),
+            Ok(false) => Err(Stop::Refused(
                 ErrorCode::BadFrame,
                 "connection closed in the middle of a frame".into(),
             )),
-            Ok(_) => Ok(()),
-            Err(e) => {
-                debug!(error = %e, "read failed");
-                Err(Stop::Closed)
+            Err(()) => Err(Stop::Closed),
+        }
+    }
+
+    /// Reads until the first bytes tell the dialect.
+    async fn detect(&mut self) -> Result<Dialect, Stop> {
+        loop {
+            if let Some(dialect) = Dialect::detect(&self.buf) {
+                return Ok(dialect);
             }
+            self.fill().await?;
         }
     }
 

@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
-pub use config::Config;
+pub use config::{Config, IPC_BROKER_PORT, IPC_BROKER_SOCKET};
 pub use error::BrokerError;
 pub use listener::default_path;
 use router::Router;
@@ -39,6 +39,8 @@ use router::Router;
 pub struct Broker {
     router: Arc<Router>,
     unix: Option<UnixSocket>,
+    /// ipc-broker's socket path, when asked for.
+    ipc_unix: Option<UnixSocket>,
     tcp: Vec<TcpListener>,
     metrics: Option<TcpListener>,
 }
@@ -51,7 +53,8 @@ struct UnixSocket {
 }
 
 impl Broker {
-    /// Binds the Unix socket (unless `config.no_unix`) and the TCP addresses.
+    /// Binds the Unix socket (unless `config.no_unix`), the TCP addresses, and ipc-broker's socket
+    /// and TCP address when the config asks for them.
     pub async fn bind(config: Config) -> Result<Broker, BrokerError> {
         Self::bind_with(config, None).await
     }
@@ -75,8 +78,16 @@ impl Broker {
                 })
             }
         };
+        let ipc_unix = match &config.ipc_broker_socket {
+            Some(path) => Some(UnixSocket {
+                listener: listener::bind_unix(path)?,
+                path: path.clone(),
+                owned: true,
+            }),
+            None => None,
+        };
         let mut tcp = Vec::new();
-        for addr in &config.tcp {
+        for addr in config.tcp.iter().chain(&config.ipc_broker_tcp) {
             tcp.push(bind_tcp(*addr).await?);
         }
         let metrics = match config.metrics {
@@ -87,6 +98,7 @@ impl Broker {
         Ok(Broker {
             router: Arc::new(Router::new(config)),
             unix,
+            ipc_unix,
             tcp,
             metrics,
         })
@@ -95,6 +107,11 @@ impl Broker {
     /// The Unix socket path, if listening on one.
     pub fn unix_path(&self) -> Option<&Path> {
         self.unix.as_ref().map(|u| u.path.as_path())
+    }
+
+    /// The ipc-broker socket path, if listening on one.
+    pub fn ipc_broker_path(&self) -> Option<&Path> {
+        self.ipc_unix.as_ref().map(|u| u.path.as_path())
     }
 
     /// The address metrics are served on.
@@ -116,8 +133,8 @@ impl Broker {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         let router = self.router;
-        let mut socket_path = None;
-        if let Some(unix) = self.unix {
+        let mut socket_paths = Vec::new();
+        for unix in self.unix.into_iter().chain(self.ipc_unix) {
             info!(path = %unix.path.display(), "listening on Unix socket");
             tokio::spawn(listener::accept_unix(
                 unix.listener,
@@ -125,7 +142,9 @@ impl Broker {
                 stop_rx.clone(),
                 alive_tx.clone(),
             ));
-            socket_path = unix.owned.then_some(unix.path);
+            if unix.owned {
+                socket_paths.push(unix.path);
+            }
         }
         #[cfg(feature = "metrics")]
         if let Some(l) = self.metrics {
@@ -151,7 +170,7 @@ impl Broker {
         let grace = router.config().shutdown_grace;
         let _ = tokio::time::timeout(grace * 2, alive_rx.recv()).await;
         timer.abort();
-        if let Some(path) = socket_path {
+        for path in socket_paths {
             let _ = std::fs::remove_file(&path);
         }
         info!("stopped");

@@ -25,6 +25,25 @@ pub struct Outbox {
 #[derive(Debug, Clone, Copy)]
 pub struct Full;
 
+/// Turns the frames of an outbox into the bytes its peer reads: native frames, or a dialect.
+pub trait FrameEncoder: Send + 'static {
+    /// Appends the wire form of `frame` to `buf`.
+    fn encode(&mut self, frame: &Frame, buf: &mut BytesMut);
+
+    /// Runs after each batch of frames has been written.
+    fn batch_written(&mut self) {}
+}
+
+/// Native frames: the header and the body bytes, nothing parsed.
+pub struct NativeEncoder;
+
+impl FrameEncoder for NativeEncoder {
+    #[inline]
+    fn encode(&mut self, frame: &Frame, buf: &mut BytesMut) {
+        encode(frame, buf);
+    }
+}
+
 /// The receiving side, owned by the writer task.
 pub struct OutboxReceiver {
     rx: mpsc::UnboundedReceiver<Frame>,
@@ -68,9 +87,10 @@ impl Outbox {
 impl OutboxReceiver {
     /// Writes frames until every `Outbox` is dropped and the queue is empty, or the socket fails.
     /// Everything queued at a time goes out in one write.
-    pub async fn write_all_to<W: AsyncWrite + Unpin>(
+    pub async fn write_all_to<W: AsyncWrite + Unpin, E: FrameEncoder>(
         mut self,
         mut socket: W,
+        mut encoder: E,
     ) -> std::io::Result<()> {
         let mut batch = Vec::with_capacity(BATCH_FRAMES);
         let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -78,7 +98,7 @@ impl OutboxReceiver {
             let mut taken = 0;
             for frame in batch.drain(..) {
                 taken += frame.wire_len();
-                encode(&frame, &mut buf);
+                encoder.encode(&frame, &mut buf);
                 if buf.len() >= BATCH_BYTES {
                     socket.write_all(&buf).await?;
                     buf.clear();
@@ -89,6 +109,7 @@ impl OutboxReceiver {
                 buf.clear();
             }
             self.queued.fetch_sub(taken, Ordering::Relaxed);
+            encoder.batch_written();
         }
         socket.shutdown().await
     }
