@@ -66,10 +66,13 @@ def subscribe_frame(rid: int, pattern: str) -> Frame:
     return Frame(Kind.SUBSCRIBE, rid, strings=(pattern,))
 
 
-def register_frame(rid: int, name: str, shared: bool) -> Frame:
-    """A `register` of `name`, alone or as a member of its queue group."""
+def register_frame(rid: int, name: str, shared: bool, methods: Iterable[str] = ()) -> Frame:
+    """A `register` of `name`, alone or as a member of its queue group, declaring `methods`
+    (shown by `plexus introspect`)."""
     validate_name(name)
-    return Frame(Kind.REGISTER, rid, flags=FLAG_SHARED if shared else 0, strings=(name,))
+    declared = sorted(methods)
+    payload = dumps({"methods": {m: {} for m in declared}}) if declared else b""
+    return Frame(Kind.REGISTER, rid, flags=FLAG_SHARED if shared else 0, strings=(name,), payload=payload)
 
 
 def unregister_frame(rid: int, name: str) -> Frame:

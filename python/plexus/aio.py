@@ -274,8 +274,8 @@ class Client:
             table = self._objects.get(obj)
             if table is not None:
                 table[method_name] = fn
-                return fn
-            self._objects[obj] = {method_name: fn}
+            else:
+                self._objects[obj] = {method_name: fn}
             self._spawn(self._claim_logged(obj, shared))
             return fn
 
@@ -363,7 +363,8 @@ class Client:
     async def _claim(self, name: str, shared: bool) -> None:
         """Registers `name`, whose method table is already installed; uninstalls it on failure."""
         try:
-            await self._request(register_frame(0, name, shared), f"register {name}")
+            declared = list(self._objects.get(name, {}))
+            await self._request(register_frame(0, name, shared, declared), f"register {name}")
         except BaseException:
             self._objects.pop(name, None)
             raise

@@ -252,9 +252,13 @@ class Client:
                 table = self._objects.get(obj)
                 if table is not None:
                     table[method_name] = fn
-                    return fn
-                self._objects[obj] = {method_name: fn}
-            self._claim(obj, shared)
+                    declared = list(table)
+                else:
+                    self._objects[obj] = {method_name: fn}
+            if table is None:
+                self._claim(obj, shared)
+            else:
+                self._request(lambda rid: register_frame(rid, obj, shared, declared), f"declare {obj}.{method_name}")
             return fn
 
         return decorate
@@ -336,7 +340,8 @@ class Client:
     def _claim(self, name: str, shared: bool) -> None:
         """Registers `name`, whose method table is already installed; uninstalls it on failure."""
         try:
-            self._request(lambda rid: register_frame(rid, name, shared), f"register {name}")
+            declared = list(self._objects.get(name, {}))
+            self._request(lambda rid: register_frame(rid, name, shared, declared), f"register {name}")
         except BaseException:
             with self._lock:
                 self._objects.pop(name, None)

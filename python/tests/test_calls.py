@@ -295,3 +295,22 @@ def test_close_fails_pending_and_later_calls(broker: Broker) -> None:
     assert len(outcome) == 1 and isinstance(outcome[0], plexus.ConnectionLost)
     with pytest.raises(plexus.ConnectionLost):
         caller.call("slow", "wait")
+
+
+def test_served_methods_are_declared_for_introspect(broker: Broker) -> None:
+    worker = broker.client("worker")
+    worker.serve("math", Math())
+
+    @worker.method("tools", "first")
+    def first() -> int:
+        return 1
+
+    @worker.method("tools", "second")
+    def second() -> int:
+        return 2
+
+    caller = broker.client("caller")
+    math = caller.call("plexus", "introspect", {"name": "math"})
+    assert math["description"] == {"methods": {"add": {}}}, "public methods only"
+    tools = caller.call("plexus", "introspect", "tools")
+    assert sorted(tools["description"]["methods"]) == ["first", "second"], "later decorated methods are declared too"
