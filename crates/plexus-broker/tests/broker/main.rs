@@ -5,3 +5,4 @@ mod errors;
 mod events;
 mod harness;
 mod lifecycle;
+mod procbridge;
