@@ -5,4 +5,5 @@ mod errors;
 mod events;
 mod harness;
 mod lifecycle;
+mod ndjson;
 mod procbridge;

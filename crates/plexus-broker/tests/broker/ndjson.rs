@@ -1,0 +1,345 @@
+//! NDJSON on the bus socket: JSON-RPC 2.0 callers, op-line workers and subscribers, bad lines, and
+//! the seed article's Node.js demo from `examples/node`.
+
+use plexus_broker::Config;
+use plexus_proto::{ErrorCode, Frame, Kind};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::harness::{TestBroker, WAIT, json, missing};
+
+/// A client writing and reading JSON lines.
+struct LineClient<S> {
+    stream: BufReader<S>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> LineClient<S> {
+    fn new(stream: S) -> Self {
+        LineClient {
+            stream: BufReader::new(stream),
+        }
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.get_mut().write_all(bytes).await.expect("write");
+    }
+
+    async fn send(&mut self, line: Value) {
+        self.send_raw(format!("{line}\n").as_bytes()).await;
+    }
+
+    /// The next line, or `None` when the broker closed.
+    async fn recv_line(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        let n = tokio::time::timeout(WAIT, self.stream.read_line(&mut line))
+            .await
+            .expect("a line in time")
+            .expect("read");
+        if n == 0 {
+            return None;
+        }
+        assert!(line.ends_with('\n'), "lines end with a newline: {line:?}");
+        Some(serde_json::from_str(&line).expect("the broker writes JSON lines"))
+    }
+
+    async fn recv(&mut self) -> Value {
+        self.recv_line().await.expect("connection open")
+    }
+
+    async fn request(&mut self, line: Value) -> Value {
+        self.send(line).await;
+        self.recv().await
+    }
+}
+
+async fn unix_lines(broker: &TestBroker) -> LineClient<UnixStream> {
+    LineClient::new(UnixStream::connect(&broker.path).await.expect("connect"))
+}
+
+#[tokio::test]
+async fn json_rpc_calls_reach_native_workers_and_errors_carry_the_code() {
+    let broker = TestBroker::start().await;
+    let mut worker = broker.client("calc").await;
+    worker.register(1, "org.x.math").await;
+    let mut sub = broker.client("sub").await;
+    sub.subscribe(5, "sensor.>").await;
+    let mut rpc = LineClient::new(TcpStream::connect(broker.tcp).await.expect("connect"));
+
+    rpc.send(json!({"jsonrpc":"2.0","id":"a","method":"org.x.math.add","params":{"a":1,"b":2}}))
+        .await;
+    let call = worker.recv().await;
+    assert_eq!((call.string(0), call.string(1)), ("org.x.math", "add"));
+    assert_eq!(json(&call), json!({"a":1,"b":2}));
+    worker.send(Frame::reply(call.id(), br#"{"sum":3}"#)).await;
+    assert_eq!(
+        rpc.recv().await,
+        json!({"jsonrpc":"2.0","id":"a","result":{"sum":3}})
+    );
+
+    let err = rpc
+        .request(json!({"jsonrpc":"2.0","id":2,"method":"nope.add","params":[]}))
+        .await;
+    assert_eq!(err["id"], 2);
+    assert_eq!(err["error"]["code"], ErrorCode::NoSuchObject.code());
+    assert_eq!(err["error"]["data"], json!({"object":"nope"}));
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nope")
+    );
+
+    let list = rpc
+        .request(json!({"jsonrpc":"2.0","id":3,"method":"plexus.list"}))
+        .await;
+    let names: Vec<&str> = list["result"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    assert!(names.contains(&"org.x.math"), "{list}");
+
+    rpc.send(json!({"jsonrpc":"2.0","method":"sensor.temperature","params":"25.6°C"}))
+        .await;
+    let event = sub.recv().await;
+    assert_eq!(
+        (event.kind(), event.id(), event.string(0)),
+        (Kind::Event, 5, "sensor.temperature")
+    );
+    assert_eq!(json(&event), json!("25.6°C"));
+}
+
+#[tokio::test]
+async fn an_ndjson_peer_serves_subscribes_publishes_and_pings() {
+    let broker = TestBroker::start().await;
+    let mut peer = unix_lines(&broker).await;
+    let mut caller = broker.client("caller").await;
+
+    assert_eq!(
+        peer.request(json!({"op":"register","id":1,"name":"demo"}))
+            .await,
+        json!({"op":"reply","id":1,"result":null})
+    );
+    let mut thief = unix_lines(&broker).await;
+    let taken = thief
+        .request(json!({"op":"register","id":"t","name":"demo"}))
+        .await;
+    assert_eq!(
+        (&taken["op"], &taken["id"], &taken["error"]["name"]),
+        (&json!("error"), &json!("t"), &json!("name_taken"))
+    );
+
+    caller
+        .send(Frame::call(7, "demo", "add", 5000, b"[1,2,3,4,5]"))
+        .await;
+    let call = peer.recv().await;
+    assert_eq!(
+        (
+            &call["op"],
+            &call["object"],
+            &call["method"],
+            &call["params"]
+        ),
+        (
+            &json!("call"),
+            &json!("demo"),
+            &json!("add"),
+            &json!([1, 2, 3, 4, 5])
+        )
+    );
+    assert_eq!(call["timeout_ms"], 5000);
+    peer.send(json!({"op":"reply","id":call["id"],"result":15}))
+        .await;
+    let reply = caller.recv().await;
+    assert_eq!((reply.kind(), reply.id()), (Kind::Reply, 7));
+    assert_eq!(json(&reply), json!(15));
+
+    caller.send(Frame::call(8, "demo", "fly", 0, b"null")).await;
+    let call = peer.recv().await;
+    peer.send(json!({"op":"error","id":call["id"],"error":{"code":"no_such_method","message":"demo cannot fly","data":{"methods":["add"]}}}))
+        .await;
+    let err = caller.expect_error(ErrorCode::NoSuchMethod).await;
+    assert_eq!((err.id(), err.string(0)), (8, "demo cannot fly"));
+    assert_eq!(json(&err), json!({"methods":["add"]}));
+
+    caller
+        .send(Frame::call(9, "demo", "slow", 0, b"null"))
+        .await;
+    let slow = peer.recv().await;
+    caller.send(Frame::cancel(9)).await;
+    assert_eq!(
+        peer.recv().await,
+        json!({"op":"cancel","id":slow["id"]}),
+        "the worker learns the caller gave up"
+    );
+
+    assert_eq!(
+        peer.request(json!({"op":"subscribe","id":"s1","pattern":"sensor.>"}))
+            .await,
+        json!({"op":"reply","id":"s1","result":null})
+    );
+    caller
+        .send(Frame::publish(0, "sensor.temp", b"\"25.6\"", false))
+        .await;
+    assert_eq!(
+        peer.recv().await,
+        json!({"op":"event","sub":"s1","topic":"sensor.temp","data":"25.6","dropped":0})
+    );
+    peer.send(json!({"op":"unsubscribe","sub":"s1"})).await;
+    let ack = peer
+        .request(json!({"op":"publish","id":2,"topic":"sensor.temp","data":{"v":1}}))
+        .await;
+    assert_eq!(
+        ack,
+        json!({"op":"reply","id":2,"result":{"delivered":0,"dropped":0}}),
+        "unsubscribed: the peer's own publish reaches nobody"
+    );
+
+    assert_eq!(
+        peer.request(json!({"op":"ping","id":3,"data":"x"})).await,
+        json!({"op":"pong","id":3,"data":"x"})
+    );
+    let waited = peer
+        .request(json!({"op":"wait_for","id":4,"names":["demo"],"timeout_ms":1000}))
+        .await;
+    assert_eq!(
+        waited,
+        json!({"op":"reply","id":4,"result":{"names":["demo"]}})
+    );
+    let missing = peer
+        .request(json!({"op":"wait_for","id":5,"names":["never"],"timeout_ms":50}))
+        .await;
+    assert_eq!(missing["error"]["name"], "timeout");
+    assert_eq!(missing["error"]["data"], json!({"missing":["never"]}));
+
+    let gone = peer
+        .request(json!({"op":"call","id":6,"object":"nope","method":"x"}))
+        .await;
+    assert_eq!(gone["error"]["code"], ErrorCode::NoSuchObject.code());
+}
+
+#[tokio::test]
+async fn bad_lines_get_error_lines_and_the_connection_keeps_working() {
+    let broker = TestBroker::with_config(Config {
+        max_frame: 4096,
+        ..Config::default()
+    })
+    .await;
+    let mut peer = unix_lines(&broker).await;
+    assert_eq!(
+        peer.request(json!({"op":"ping","id":1})).await["op"],
+        "pong",
+        "the first line tells the dialect"
+    );
+
+    peer.send_raw(b"this is not json\n").await;
+    let err = peer.recv().await;
+    assert_eq!(
+        (&err["jsonrpc"], &err["op"], &err["id"]),
+        (&json!("2.0"), &json!("error"), &Value::Null)
+    );
+    assert_eq!(err["error"]["code"], ErrorCode::BadFrame.code());
+
+    peer.send_raw(b"{\"op\":\"ping\",\"id\":1,\"data\":\"\xff\xfe\"}\n")
+        .await;
+    assert_eq!(peer.recv().await["error"]["name"], "bad_frame");
+
+    peer.send_raw(b"[1,2,3]\n").await;
+    assert_eq!(peer.recv().await["error"]["name"], "bad_frame");
+
+    let long = vec![b'x'; 10_000];
+    for chunk in long.chunks(1000) {
+        peer.send_raw(chunk).await;
+    }
+    let err = peer.recv().await;
+    assert_eq!(err["error"]["code"], ErrorCode::FrameTooLarge.code());
+    peer.send_raw(&long).await;
+    peer.send_raw(b"\n").await;
+
+    assert_eq!(
+        peer.request(json!({"op":"ping","id":2})).await,
+        json!({"op":"pong","id":2,"data":null}),
+        "the connection goes on after the over-long line"
+    );
+    let unknown = peer.request(json!({"op":"dance","id":3})).await;
+    assert_eq!(
+        (&unknown["id"], &unknown["error"]["name"]),
+        (&json!(3), &json!("bad_frame"))
+    );
+}
+
+#[tokio::test]
+async fn a_peer_that_closes_its_sending_side_still_gets_its_answers() {
+    let broker = TestBroker::start().await;
+    let mut worker = broker.client("calc").await;
+    worker.register(1, "math").await;
+    let mut peer = unix_lines(&broker).await;
+    peer.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"math.add\",\"params\":[2,3]}\n{\"op\":\"ping\",\"id\":2}")
+        .await;
+    peer.stream.get_mut().shutdown().await.expect("shutdown");
+    let call = worker.recv().await;
+    worker.send(Frame::reply(call.id(), b"5")).await;
+    let mut answers = vec![peer.recv().await, peer.recv().await];
+    answers.sort_by_key(|a| a["id"].as_i64());
+    assert_eq!(
+        answers,
+        [
+            json!({"jsonrpc":"2.0","id":1,"result":5}),
+            json!({"op":"pong","id":2,"data":null})
+        ]
+    );
+    assert!(peer.recv_line().await.is_none(), "then the broker closes");
+}
+
+fn node_available() -> bool {
+    std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test]
+async fn the_seed_articles_node_demo_runs_on_the_bus() {
+    if !node_available() {
+        return missing("node is not on PATH (the examples/node demo needs Node.js)");
+    }
+    let broker = TestBroker::start().await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/node");
+    let mut worker = tokio::process::Command::new("node")
+        .arg(format!("{dir}/worker.js"))
+        .arg(&broker.path)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node worker starts");
+    let out = tokio::time::timeout(
+        WAIT,
+        tokio::process::Command::new("node")
+            .arg(format!("{dir}/caller.js"))
+            .arg(&broker.path)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the caller finishes in time")
+    .expect("node caller runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "caller failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["1+2+3+4+5 = 15", "1*2*3*4*5 = 120"]
+    );
+    worker.kill().await.expect("stop the worker");
+    let mut worker_out = String::new();
+    if let Some(mut stdout) = worker.stdout.take() {
+        use tokio::io::AsyncReadExt;
+        let _ = tokio::time::timeout(WAIT, stdout.read_to_string(&mut worker_out)).await;
+    }
+    assert_eq!(worker_out.lines().next(), Some("serving demo"));
+}
