@@ -136,7 +136,7 @@ impl Broker {
         let mut socket_paths = Vec::new();
         for unix in self.unix.into_iter().chain(self.ipc_unix) {
             info!(path = %unix.path.display(), "listening on Unix socket");
-            tokio::spawn(listener::accept_unix(
+            tokio::spawn(listener::accept_loop(
                 unix.listener,
                 router.clone(),
                 stop_rx.clone(),
@@ -154,7 +154,7 @@ impl Broker {
             if let Ok(addr) = l.local_addr() {
                 info!(%addr, "listening on TCP");
             }
-            tokio::spawn(listener::accept_tcp(
+            tokio::spawn(listener::accept_loop(
                 l,
                 router.clone(),
                 stop_rx.clone(),
