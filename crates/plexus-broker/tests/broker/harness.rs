@@ -18,6 +18,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestBroker {
     pub path: PathBuf,
     pub tcp: std::net::SocketAddr,
+    /// Every bound TCP address: `tcp` first, then any the config added (ipc-broker's).
+    pub tcp_addrs: Vec<std::net::SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -34,7 +36,8 @@ impl TestBroker {
         config.socket = Some(path.clone());
         config.tcp = vec!["127.0.0.1:0".parse().expect("addr")];
         let broker = Broker::bind(config).await.expect("bind");
-        let tcp = broker.tcp_addrs()[0];
+        let tcp_addrs = broker.tcp_addrs();
+        let tcp = tcp_addrs[0];
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             broker
@@ -47,6 +50,7 @@ impl TestBroker {
         TestBroker {
             path,
             tcp,
+            tcp_addrs,
             stop: Some(stop),
             task: Some(task),
             _dir: dir,

@@ -4,6 +4,7 @@ mod calls;
 mod errors;
 mod events;
 mod harness;
+mod ipc_broker;
 mod lifecycle;
 mod ndjson;
 mod procbridge;
