@@ -17,7 +17,7 @@ use crate::exit;
 #[derive(Args, Debug, Default)]
 pub struct BrokerArgs {
     /// TOML file with any of the keys below (socket, tcp, no_unix, max_frame, outbox_limit,
-    /// call_timeout_ms, threads, metrics); flags override it.
+    /// call_timeout_ms, threads, metrics, ipc_broker_compat, ipc_broker_tcp); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Unix socket path [default: $XDG_RUNTIME_DIR/plexus/bus.sock, else /tmp/plexus-$UID/bus.sock].
@@ -46,6 +46,14 @@ pub struct BrokerArgs {
     #[cfg(feature = "metrics")]
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// Also listen on the socket of the `ipc-broker` crate, so programs built on its IPCClient and
+    /// WorkerBuilder connect unchanged [PATH default: /tmp/ipc_broker.sock].
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = plexus_broker::IPC_BROKER_SOCKET)]
+    ipc_broker_compat: Option<PathBuf>,
+    /// Also listen on TCP for `ipc-broker` programs (which use TCP when BROKER_ADDR is set)
+    /// [ADDR default: 127.0.0.1:5123].
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:5123")]
+    ipc_broker_tcp: Option<SocketAddr>,
 }
 
 /// The config file: every key optional, unknown keys refused.
@@ -60,6 +68,8 @@ struct FileConfig {
     call_timeout_ms: Option<u64>,
     threads: Option<usize>,
     metrics: Option<SocketAddr>,
+    ipc_broker_compat: Option<PathBuf>,
+    ipc_broker_tcp: Option<SocketAddr>,
 }
 
 /// Reads and checks a config file; the error names the file, the line and the key.
@@ -102,6 +112,8 @@ impl BrokerArgs {
                 .or(file.call_timeout_ms)
                 .map_or(defaults.default_call_timeout, Duration::from_millis),
             metrics,
+            ipc_broker_socket: self.ipc_broker_compat.clone().or(file.ipc_broker_compat),
+            ipc_broker_tcp: self.ipc_broker_tcp.or(file.ipc_broker_tcp),
             ..defaults
         };
         if config.no_unix && config.tcp.is_empty() {
@@ -166,6 +178,12 @@ pub fn run(args: BrokerArgs) -> ExitCode {
         };
         if let Some(path) = broker.unix_path() {
             eprintln!("plexus broker listening on unix:{}", path.display());
+        }
+        if let Some(path) = broker.ipc_broker_path() {
+            eprintln!(
+                "plexus broker listening for ipc-broker programs on unix:{}",
+                path.display()
+            );
         }
         for addr in broker.tcp_addrs() {
             eprintln!("plexus broker listening on tcp://{addr}");
