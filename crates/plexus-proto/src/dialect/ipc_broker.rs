@@ -220,6 +220,17 @@ impl IpcBrokerCodec {
                 ))
             }
             Incoming::Subscribe { object_name, topic } => {
+                if self
+                    .subs
+                    .values()
+                    .any(|(o, t)| *o == object_name && *t == topic)
+                {
+                    // ipc-broker delivers each event once per connection and subscribed pair;
+                    // its client hands every event to all its callbacks for that pair.
+                    return Decoded::Dropped(format!(
+                        "already subscribed to {object_name}/{topic}"
+                    ));
+                }
                 let id = self.open(Open::Subscribe);
                 let pattern = format!("{object_name}.{topic}");
                 self.subs.insert(id, (object_name, topic));
@@ -612,6 +623,14 @@ mod tests {
                 json!({"Result":{"call_id":"c","object_name":"m","value":1}}),
                 expected
             ]
+        );
+        let again = decode(
+            &mut c,
+            json!({"Subscribe":{"object_name":"sensor","topic":"temperature"}}),
+        );
+        assert!(
+            matches!(again, Decoded::Dropped(_)),
+            "one subscription per pair"
         );
         let bad = decode(
             &mut c,
