@@ -1,6 +1,7 @@
 //! `plexus`: the broker daemon and the tools to use a bus from the shell.
 
 mod bench_cmd;
+mod bridge_cmd;
 mod broker_cmd;
 mod bus;
 mod call_cmd;
@@ -33,6 +34,9 @@ struct Cli {
 enum Command {
     /// Run the broker daemon.
     Broker(broker_cmd::BrokerArgs),
+    /// Make a server of another protocol a bus object:
+    /// `bridge procbridge --name NAME --connect HOST:PORT|unix:PATH`.
+    Bridge(bridge_cmd::BridgeArgs),
     /// Call OBJECT.METHOD and print the result as JSON.
     Call(call_cmd::CallArgs),
     /// Publish an event on TOPIC.
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match cli.command {
         Command::Broker(args) => broker_cmd::run(args),
+        Command::Bridge(args) => bridge_cmd::run(args),
         Command::Call(args) => run_client(args.json(), call_cmd::call(args)),
         Command::Publish(args) => run_client(args.json(), call_cmd::publish(args)),
         Command::Listen(args) => run_client(args.json(), listen_cmd::listen(args)),
