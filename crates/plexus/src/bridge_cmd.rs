@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use bytes::BytesMut;
 use clap::{Args, Subcommand};
@@ -16,9 +15,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::signal::unix::{SignalKind, signal};
 
-use crate::bus::BusArgs;
+use crate::bus::{BusArgs, stop_signal};
 use crate::exit::{self, Failure};
 
 /// `plexus bridge KIND ...`: make a server of another protocol a bus object.
@@ -184,40 +182,9 @@ async fn procbridge(args: ProcBridgeArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn stop_signal() {
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
-}
-
 /// Runs `plexus bridge` until SIGINT or SIGTERM.
-pub fn run(args: BridgeArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("plexus: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::INTERNAL);
-        }
-    };
-    let result = match args.kind {
-        BridgeKind::Procbridge(args) => runtime.block_on(procbridge(args)),
-    };
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(failure) => {
-            failure.report(false);
-            ExitCode::from(failure.code)
-        }
+pub async fn bridge(args: BridgeArgs) -> Result<u8, Failure> {
+    match args.kind {
+        BridgeKind::Procbridge(args) => procbridge(args).await,
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::Args;
 use plexus_broker::{Broker, Config};
 use serde::Deserialize;
-use tokio::signal::unix::{SignalKind, signal};
 
+use crate::bus::stop_signal;
 use crate::exit;
 
 /// Flags of `plexus broker`. Each has a key of the same name (with `_`) in the config file.
@@ -199,18 +199,4 @@ pub fn run(args: BrokerArgs) -> ExitCode {
             }
         }
     })
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn stop_signal() {
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
 }

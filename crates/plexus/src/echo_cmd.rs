@@ -31,6 +31,6 @@ pub async fn echo(args: EchoArgs) -> Result<u8, Failure> {
         client.serve_fn(&args.name, handler).await?;
     }
     println!("serving {} on {}", args.name, client.address());
-    let _ = tokio::signal::ctrl_c().await;
+    crate::bus::stop_signal().await;
     Ok(OK)
 }

@@ -128,7 +128,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match cli.command {
         Command::Broker(args) => broker_cmd::run(args),
-        Command::Bridge(args) => bridge_cmd::run(args),
+        Command::Bridge(args) => run_client(false, bridge_cmd::bridge(args)),
         Command::Call(args) => run_client(args.json(), call_cmd::call(args)),
         Command::Publish(args) => run_client(args.json(), call_cmd::publish(args)),
         Command::Listen(args) => run_client(args.json(), listen_cmd::listen(args)),

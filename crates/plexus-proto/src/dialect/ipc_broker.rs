@@ -303,7 +303,10 @@ impl IpcBrokerCodec {
             return;
         };
         let failed = frame.kind() == Kind::Error;
-        let text = coded_message(frame.error_code(), truncate(frame.string(0), 32 * 1024));
+        let text = coded_message(
+            frame.error_code(),
+            crate::frame::truncate_utf8(frame.string(0), 32 * 1024),
+        );
         let body = match &open {
             Open::Call { call_id, object } if failed => to_json(&Outgoing::Error {
                 call_id: Some(call_id),
@@ -360,18 +363,6 @@ impl IpcBrokerCodec {
             self.held.clear();
         }
     }
-}
-
-/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 impl DialectCodec for IpcBrokerCodec {
