@@ -78,8 +78,11 @@ impl Outbox {
     /// The number of such frames is bounded by the peer's own pending requests.
     pub fn push_always(&self, frame: Frame) {
         let len = frame.wire_len();
-        if self.tx.send(frame).is_ok() {
-            self.queued.fetch_add(len, Ordering::Relaxed);
+        // Count before the writer can see the frame: it subtracts once the frame is written, and
+        // on another thread it could otherwise subtract first and wrap the count.
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        if self.tx.send(frame).is_err() {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
         }
     }
 }
