@@ -1,6 +1,6 @@
 'use strict';
 // A plexus caller in plain Node.js (only the `net` module): it waits for the object `demo`, then
-// calls `add` and `time` with JSON-RPC 2.0 lines on the bus socket, like the seed article's demo.
+// calls `add` and `time` with JSON-RPC 2.0 lines on the bus socket, like the Midway socket IPC article's demo.
 //
 //   node caller.js BUS_SOCKET [OBJECT]
 const net = require('net');

@@ -1,6 +1,6 @@
 'use strict';
 // A plexus worker in plain Node.js (only the `net` module): it serves the object `demo` with the
-// seed article's `add` and `time` methods, speaking NDJSON op lines on the bus socket.
+// Midway socket IPC article's `add` and `time` methods, speaking NDJSON op lines on the bus socket.
 //
 //   node worker.js BUS_SOCKET [OBJECT]
 const net = require('net');

@@ -33,7 +33,7 @@ def broker_binary() -> Path:
     if not path.is_file():
         if given:
             pytest.fail(f"PLEXUS_BIN={given} does not exist")
-        pytest.skip(f"no broker binary at {path}: build it with `cargo build -p plexus`")
+        pytest.skip(f"no broker binary at {path}: build it with `cargo build -p plexus-bus`")
     return path
 
 

@@ -19,7 +19,7 @@ def example(name: str) -> Path:
     """The built Rust example `name` beside the broker binary, or a skip when it is not built."""
     path = broker_binary().parent / "examples" / name
     if not path.is_file():
-        pytest.skip(f"Rust example {name} is not built: cargo build -p plexus-client --example {name}")
+        pytest.skip(f"Rust example {name} is not built: cargo build -p plexus-bus-client --example {name}")
     return path
 
 

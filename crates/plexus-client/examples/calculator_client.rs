@@ -1,6 +1,6 @@
-//! Calls `math.add` with `{"a":10,"b":32}` and prints the result (seed ipc-broker's client).
+//! Calls `math.add` with `{"a":10,"b":32}` and prints the result (as ipc-broker's calculator client does).
 //!
-//! Run: `cargo run -p plexus-client --example calculator_client` (bus from `PLEXUS_BUS`).
+//! Run: `cargo run -p plexus-bus-client --example calculator_client` (bus from `PLEXUS_BUS`).
 
 use plexus_client::{Client, Error};
 use serde::Serialize;

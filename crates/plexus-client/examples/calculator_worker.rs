@@ -1,6 +1,6 @@
-//! Serves the object `math` with `add` and `mul` on `{"a":..,"b":..}` (seed ipc-broker's worker).
+//! Serves the object `math` with `add` and `mul` on `{"a":..,"b":..}` (as ipc-broker's calculator worker does).
 //!
-//! Run: `cargo run -p plexus-client --example calculator_worker` (bus from `PLEXUS_BUS`).
+//! Run: `cargo run -p plexus-bus-client --example calculator_worker` (bus from `PLEXUS_BUS`).
 
 use plexus_client::{CallContext, Client, Error, Object, parse_params};
 use serde::Deserialize;

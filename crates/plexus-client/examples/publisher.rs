@@ -1,6 +1,6 @@
-//! Publishes one temperature reading on `sensor.temperature` (seed ipc-broker's publisher).
+//! Publishes one temperature reading on `sensor.temperature` (as ipc-broker's publisher example does).
 //!
-//! Run: `cargo run -p plexus-client --example publisher` (bus from `PLEXUS_BUS`).
+//! Run: `cargo run -p plexus-bus-client --example publisher` (bus from `PLEXUS_BUS`).
 
 use plexus_client::{Client, Error};
 

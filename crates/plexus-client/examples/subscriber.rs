@@ -1,6 +1,6 @@
-//! Prints every event under `sensor.` until interrupted (seed ipc-broker's subscriber).
+//! Prints every event under `sensor.` until interrupted (as ipc-broker's subscriber example does).
 //!
-//! Run: `cargo run -p plexus-client --example subscriber` (bus from `PLEXUS_BUS`).
+//! Run: `cargo run -p plexus-bus-client --example subscriber` (bus from `PLEXUS_BUS`).
 
 use plexus_client::{Client, Error};
 use serde_json::Value;

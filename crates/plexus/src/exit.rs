@@ -1,4 +1,4 @@
-//! Exit codes (seed ipcprims' table) and how failures are reported on stderr.
+//! Exit codes (ipcprims' table) and how failures are reported on stderr.
 
 use plexus_client::{Error, ErrorCode};
 use serde_json::{Value, json};

@@ -1,5 +1,5 @@
 //! Turns command-line arguments into JSON params, in three forms: one JSON value,
-//! `key=value` pairs (httpie style, `key:=json` for raw JSON), or a seed-002 `rob` signature
+//! `key=value` pairs (httpie style, `key:=json` for raw JSON), or an ipc-broker `rob` signature
 //! (`{ii} a 10 b 32`, `(ss) one two`, `s text`, `i 42`, `n`).
 
 use serde_json::{Map, Number, Value};

@@ -1,5 +1,5 @@
 //! ipc-broker compatibility with the real `ipc-broker` crate: its `WorkerBuilder` and `IPCClient`
-//! (the seed's worker and client) against plexus on ipc-broker's socket path, native peers on
+//! (ipc-broker's calculator worker and client) against plexus on ipc-broker's socket path, native peers on
 //! both sides, publish/subscribe, and plexus' guarantees (errors instead of hangs, no hijacking).
 //!
 //! The crate's programs connect to the fixed path `/tmp/ipc_broker.sock` (or TCP through the
@@ -23,7 +23,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::harness::{RawClient, TestBroker, WAIT, json};
 
-/// The seed's worker object.
+/// ipc-broker's calculator worker object.
 #[derive(Deserialize, Serialize)]
 struct Args {
     a: i32,
@@ -150,7 +150,7 @@ async fn ipc_broker_programs_work_unchanged_and_get_plexus_guarantees() {
     let mut native = broker.client("native").await;
     let mut next_id = 100;
 
-    // The seed's worker and client: math.add {a:10,b:32} → {"sum":42}.
+    // ipc-broker's calculator worker and client: math.add {a:10,b:32} → {"sum":42}.
     let (builder, stop_worker) = WorkerBuilder::new()
         .add("math", Calculator)
         .with_graceful_shutdown();

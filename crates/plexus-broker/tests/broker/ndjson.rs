@@ -1,5 +1,5 @@
 //! NDJSON on the bus socket: JSON-RPC 2.0 callers, op-line workers and subscribers, bad lines, and
-//! the seed article's Node.js demo from `examples/node`.
+//! the Midway socket IPC article's Node.js demo from `examples/node`.
 
 use plexus_broker::Config;
 use plexus_proto::{ErrorCode, Frame, Kind};
@@ -301,7 +301,7 @@ fn node_available() -> bool {
 }
 
 #[tokio::test]
-async fn the_seed_articles_node_demo_runs_on_the_bus() {
+async fn the_midway_articles_node_demo_runs_on_the_bus() {
     if !node_available() {
         return missing("node is not on PATH (the examples/node demo needs Node.js)");
     }
