@@ -6,9 +6,9 @@ import itertools
 import logging
 import threading
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Generic, List, NamedTuple, Optional, Tuple, TypeVar, Union
 
-from ._codec import Frame, Kind, encode
+from ._codec import DEFAULT_MAX_FRAME, Frame, Kind, encode
 from ._dispatch import Methods, error_frame, error_from_frame, loads, methods_of, prepare, reply_frame
 from ._names import validate_name
 from ._requests import (
@@ -38,15 +38,23 @@ def hello(name: str) -> bytes:
     return encode(hello_frame(name))
 
 
-def check_welcome(frame: Optional[Frame], address: Address) -> Frame:
-    """The broker's first frame if it is a `welcome`; raises what it stands for otherwise."""
+class Welcome(NamedTuple):
+    """What the broker's `welcome` tells: the connection's id, the broker's frame limit and version."""
+
+    conn_id: int
+    max_frame: int
+    broker_version: str
+
+
+def check_welcome(frame: Optional[Frame], address: Address) -> Welcome:
+    """What the broker's first frame tells if it is a `welcome`; raises what it stands for otherwise."""
     if frame is None:
         raise ConnectionLost(f"the broker at {address} closed the connection during the handshake")
     if frame.kind == Kind.ERROR:
         raise error_from_frame(frame)
     if frame.kind != Kind.WELCOME:
         raise BadFrame(f"expected welcome from {address}, got {frame.kind.name.lower()}")
-    return frame
+    return Welcome(frame.id, frame.aux or DEFAULT_MAX_FRAME, frame.string(0))
 
 
 @dataclass(frozen=True)

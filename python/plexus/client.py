@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import threading
@@ -11,7 +12,7 @@ from typing import IO, Any, Callable, Dict, Iterable, List, Optional, TypeVar, U
 from ._codec import DEFAULT_MAX_FRAME, HEADER_LEN, Frame, decode_body, decode_header
 from ._names import validate_name
 from ._requests import BROKER_OBJECT, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, GRACE, default_client_name, wait_for_params
-from ._session import Answer, Deliver, End, Outcome, Request, Serve, Session, check_welcome, hello
+from ._session import Answer, Deliver, End, Outcome, Request, Serve, Session, Welcome, check_welcome, hello
 from ._transport import Address, open_socket, resolve_address
 from .errors import ConnectionLost, Timeout
 from .events import Event, Subscription
@@ -85,7 +86,7 @@ def connect(
     return Client(sock, stream, address, client_name, welcome, workers)
 
 
-def _handshake(sock: socket.socket, stream: IO[bytes], address: Address, name: str) -> Frame:
+def _handshake(sock: socket.socket, stream: IO[bytes], address: Address, name: str) -> Welcome:
     """Sends `hello` and returns the broker's `welcome`."""
     try:
         sock.sendall(hello(name))
@@ -106,14 +107,12 @@ class Client:
         stream: IO[bytes],
         address: Address,
         name: str,
-        welcome: Frame,
+        welcome: Welcome,
         workers: int,
     ) -> None:
         self.address = address
         self.name = name
-        self.conn_id = welcome.id
-        self.max_frame = welcome.aux or DEFAULT_MAX_FRAME
-        self.broker_version = welcome.string(0)
+        self.conn_id, self.max_frame, self.broker_version = welcome
         self._session: Session[_Slot, Subscription] = Session(address, self.max_frame, _Slot)
         self._sock = sock
         self._stream = stream
@@ -286,12 +285,10 @@ class Client:
             pass
 
     def _read_loop(self) -> None:
+        """Hands the broker's frames to the session until the connection ends, then winds the client down."""
         error: Optional[Exception] = None
         try:
-            while True:
-                frame = read_frame(self._stream, self.max_frame)
-                if frame is None:
-                    break
+            for frame in iter(functools.partial(read_frame, self._stream, self.max_frame), None):
                 self._apply(self._session.receive(frame))
         except Exception as exc:
             error = exc
