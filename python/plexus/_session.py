@@ -1,4 +1,4 @@
-"""The protocol state of one connection without I/O: API requests become bytes to send, broker frames outcomes."""
+"""One connection's protocol state, without I/O: it turns API requests into bytes and broker frames into outcomes."""
 
 from __future__ import annotations
 
@@ -236,8 +236,10 @@ class Session(Generic[W, S]):
         return data
 
     def settle(self, request: Request[W], ok: bool) -> List[Outcome[W, S]]:
-        """The caller stopped waiting for `request`. If it failed, what it set up is undone:
-        the object name it claimed is uninstalled, the subscription it opened ends."""
+        """Forgets `request`, whose caller stopped waiting; if it failed, undoes what it set up.
+
+        A failed request uninstalls the object name it claimed and ends the subscription it opened.
+        """
         with self._lock:
             self._pending.pop(request.id, None)
             if ok:
@@ -250,8 +252,10 @@ class Session(Generic[W, S]):
     # Served calls -------------------------------------------------------------------------
 
     def answered(self, call_id: int, result: Any = None, error: Optional[BaseException] = None) -> Optional[bytes]:
-        """The answer to incoming call `call_id` whose handler returned `result` or raised `error`;
-        `None` if the call was cancelled meanwhile. An answer over the size limit becomes `internal`."""
+        """The bytes answering incoming call `call_id`, whose handler returned `result` or raised `error`.
+
+        `None` if the call was cancelled meanwhile. An answer over the size limit becomes `internal`.
+        """
         with self._lock:
             cancelled = self._serving.pop(call_id, False)
         if cancelled:
@@ -297,8 +301,10 @@ class Session(Generic[W, S]):
             raise ConnectionLost(self._reason or "the client is closed")
 
     def connection_lost(self, error: Optional[BaseException]) -> List[Outcome[W, S]]:
-        """The connection is over, after `error` or a clean end of stream (`None`): every request
-        in flight fails with `ConnectionLost` and every subscription ends."""
+        """Ends the session after `error`, or a clean end of stream (`None`).
+
+        Every request in flight fails with `ConnectionLost` and every subscription ends.
+        """
         if error is None:
             reason = f"the broker at {self._address} closed the connection"
         else:
