@@ -291,6 +291,7 @@ class Client:
             self._apply(self._session.settle(request, ok))
 
     async def _register_logged(self, request: Request[asyncio.Future[Any]], name: str) -> None:
+        """Finishes a registration from the `method` decorator, logging a failure (nobody waits for it)."""
         try:
             await self._finish(request)
         except Exception:
