@@ -1,4 +1,4 @@
-"""What both clients send: timeouts, client names, and request frames built from checked arguments."""
+"""Requests to the broker: timeouts, client names, and request frames built from checked arguments."""
 
 from __future__ import annotations
 

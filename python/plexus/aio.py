@@ -1,36 +1,19 @@
-"""The asyncio client: the operations of `plexus.Client` as coroutines, on one event loop."""
+"""The asyncio client: drives a `Session` with asyncio streams; the operations of `plexus.Client` as coroutines."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import inspect
-import itertools
 import logging
-from dataclasses import replace
-from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Set, Tuple, TypeVar, Union
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Set, TypeVar, Union
 
-from ._codec import DEFAULT_MAX_FRAME, HEADER_LEN, Frame, Kind, decode_body, decode_header, encode
-from ._dispatch import Methods, error_frame, error_from_frame, loads, methods_of, prepare, reply_frame
+from ._codec import DEFAULT_MAX_FRAME, HEADER_LEN, Frame, decode_body, decode_header
 from ._names import validate_name
-from ._requests import (
-    BROKER_OBJECT,
-    CONNECT_TIMEOUT,
-    DEFAULT_TIMEOUT,
-    GRACE,
-    REQUEST_TIMEOUT,
-    call_frame,
-    default_client_name,
-    hello_frame,
-    local_wait,
-    publish_frame,
-    register_frame,
-    subscribe_frame,
-    unregister_frame,
-    wait_for_params,
-)
+from ._requests import BROKER_OBJECT, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, GRACE, default_client_name, wait_for_params
+from ._session import Answer, Deliver, End, Outcome, Request, Serve, Session, Welcome, check_welcome, hello
 from ._transport import Address, open_stream, resolve_address
-from .errors import BadFrame, ConnectionLost, FrameTooLarge, Internal, NameTaken, NoSuchObject, Timeout
+from .errors import ConnectionLost, Error, Timeout
 from .events import Event
 
 __all__ = ["Client", "Subscription", "connect"]
@@ -66,7 +49,7 @@ async def connect(
     client_name = name or default_client_name()
     reader, writer = await open_stream(address, connect_timeout)
     try:
-        writer.write(encode(hello_frame(client_name)))
+        writer.write(hello(client_name))
         await writer.drain()
         frame = await asyncio.wait_for(read_frame(reader, DEFAULT_MAX_FRAME), connect_timeout)
     except asyncio.TimeoutError:
@@ -78,14 +61,12 @@ async def connect(
     except BaseException:
         writer.close()
         raise
-    if frame is None or frame.kind != Kind.WELCOME:
+    try:
+        welcome = check_welcome(frame, address)
+    except Error:
         writer.close()
-        if frame is None:
-            raise ConnectionLost(f"the broker at {address} closed the connection during the handshake")
-        if frame.kind == Kind.ERROR:
-            raise error_from_frame(frame)
-        raise BadFrame(f"expected welcome from {address}, got {frame.kind.name.lower()}")
-    return Client(reader, writer, address, client_name, frame)
+        raise
+    return Client(reader, writer, address, client_name, welcome)
 
 
 class Subscription:
@@ -156,31 +137,24 @@ class Client:
         writer: asyncio.StreamWriter,
         address: Address,
         name: str,
-        welcome: Frame,
+        welcome: Welcome,
     ) -> None:
+        self._loop = asyncio.get_running_loop()
         self.address = address
         self.name = name
-        self.conn_id = welcome.id
-        self.max_frame = welcome.aux or DEFAULT_MAX_FRAME
-        self.broker_version = welcome.string(0)
-        self._loop = asyncio.get_running_loop()
+        self.conn_id, self.max_frame, self.broker_version = welcome
+        self._session: Session[asyncio.Future[Any], Subscription] = Session(
+            address, self.max_frame, self._loop.create_future
+        )
         self._reader = reader
         self._writer = writer
         self._write_lock = asyncio.Lock()
-        self._ids = itertools.count(1)
-        self._pending: Dict[int, asyncio.Future[Frame]] = {}
-        self._subs: Dict[int, Subscription] = {}
-        self._objects: Dict[str, Methods] = {}
-        self._serving: Dict[int, bool] = {}
         self._tasks: Set[asyncio.Task[Any]] = set()
-        self._closed = False
-        self._closing = False
-        self._reason = ""
         self._done = asyncio.Event()
         self._read_task = self._loop.create_task(self._read_loop())
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "closed" if self.closed else "open"
         return f"<plexus.aio.Client {self.name!r} conn {self.conn_id} at {self.address} {state}>"
 
     # Requests -------------------------------------------------------------------------------
@@ -189,21 +163,15 @@ class Client:
         self, obj: str, method: str, params: Any = None, timeout: Optional[float] = DEFAULT_TIMEOUT
     ) -> Any:
         """Calls `obj.method(params)` and returns the decoded JSON result (see `plexus.Client.call`)."""
-        frame = call_frame(0, obj, method, params, timeout)
-        rid, future = self._begin()
-        answer = await self._finish(rid, future, replace(frame, id=rid), local_wait(timeout), f"{obj}.{method}", True)
-        return loads(answer.payload)
+        return await self._finish(self._session.call(obj, method, params, timeout))
 
     async def publish(self, topic: str, payload: Any = None, *, ack: bool = False) -> Optional[Dict[str, int]]:
         """Publishes `payload` (as JSON) on `topic`; with `ack`, returns the broker's delivery counts."""
-        frame = publish_frame(0, topic, payload, ack)
         if not ack:
-            await self._send(frame)
+            await self._write(self._session.publish(topic, payload))
             return None
-        rid, future = self._begin()
-        answer = await self._finish(rid, future, replace(frame, id=rid), REQUEST_TIMEOUT, f"publish on {topic}")
-        result: Dict[str, int] = loads(answer.payload)
-        return result
+        counts: Dict[str, int] = await self._finish(self._session.publish_acked(topic, payload))
+        return counts
 
     async def subscribe(
         self, pattern: str, callback: Optional[Callable[[Event], Any]] = None
@@ -213,16 +181,8 @@ class Client:
         Returns a `Subscription` to `async for` over. With `callback` (a function or a coroutine
         function), each event is passed to it from a task of its own instead.
         """
-        frame = subscribe_frame(0, pattern)
-        rid, future = self._begin()
-        sub = Subscription(rid, pattern, self._unsubscribe)
-        self._subs[rid] = sub
-        try:
-            await self._finish(rid, future, replace(frame, id=rid), REQUEST_TIMEOUT, f"subscribe {pattern}")
-        except BaseException:
-            self._subs.pop(rid, None)
-            sub._end()
-            raise
+        request, sub = self._session.subscribe(pattern, lambda sub_id: Subscription(sub_id, pattern, self._unsubscribe))
+        await self._finish(request)
         if callback is not None:
             self._spawn(_run_callback(sub, callback))
         return sub
@@ -254,12 +214,7 @@ class Client:
         Coroutine functions run on the event loop; plain functions run in the loop's default
         executor, so a blocking method does not stall the loop. See `plexus.Client.serve`.
         """
-        validate_name(name)
-        methods = methods_of(target)
-        if name in self._objects:
-            raise NameTaken(f"this client already serves {name!r}")
-        self._objects[name] = methods
-        await self._claim(name, shared)
+        await self._finish(self._session.serve(name, target, shared))
 
     def method(self, obj: str, name: Optional[str] = None, *, shared: bool = False) -> Callable[[F], F]:
         """Decorator: serve the function as `obj.name` (default: the function's name).
@@ -270,21 +225,19 @@ class Client:
         validate_name(obj)
 
         def decorate(fn: F) -> F:
-            method_name = name or fn.__name__
-            table = self._objects.get(obj)
-            if table is not None:
-                table[method_name] = fn
+            try:
+                request = self._session.add_method(obj, name or fn.__name__, fn, shared)
+            except Exception:
+                log.exception("registering %r failed", obj)
             else:
-                self._objects[obj] = {method_name: fn}
-            self._spawn(self._claim_logged(obj, shared))
+                self._spawn(self._register_logged(request, obj))
             return fn
 
         return decorate
 
     async def unserve(self, name: str) -> None:
         """Unregisters `name`; calls to it fail with `NoSuchObject` from then on."""
-        self._objects.pop(name, None)
-        await self._request(unregister_frame(0, name), f"unregister {name}")
+        await self._finish(self._session.unserve(name))
 
     async def run_forever(self) -> None:
         """Waits until the connection ends (the broker stops, or `close()` is called)."""
@@ -295,12 +248,11 @@ class Client:
     @property
     def closed(self) -> bool:
         """Whether the connection has ended."""
-        return self._closed
+        return self._session.closed
 
     async def close(self) -> None:
         """Closes the connection: pending calls fail with `ConnectionLost`, subscriptions end."""
-        self._closing = True
-        self._closed = True
+        self._session.close()
         self._writer.close()
         try:
             await asyncio.wait_for(asyncio.shield(self._read_task), 5)
@@ -319,86 +271,51 @@ class Client:
 
     # Internals ------------------------------------------------------------------------------
 
-    def _begin(self) -> Tuple[int, asyncio.Future[Frame]]:
-        """A fresh request id and the future its answer will complete."""
-        if self._closed:
-            raise ConnectionLost(self._reason or "the client is closed")
-        rid = next(self._ids)
-        future: asyncio.Future[Frame] = self._loop.create_future()
-        self._pending[rid] = future
-        return rid, future
-
-    async def _finish(
-        self,
-        rid: int,
-        future: asyncio.Future[Frame],
-        frame: Frame,
-        wait: Optional[float],
-        what: str,
-        cancel: bool = False,
-    ) -> Frame:
-        """Sends request `frame` and waits for its answer; an `error` answer is raised."""
+    async def _finish(self, request: Request[asyncio.Future[Any]]) -> Any:
+        """Sends `request` and waits for its answer: returns the result, raises an error answer."""
+        ok = False
         try:
-            await self._send(frame)
-            answer = await asyncio.wait_for(future, wait)
+            await self._write(request.data)
+            result = await asyncio.wait_for(request.waiter, request.wait)
+            ok = True
+            return result
         except asyncio.TimeoutError:
-            if cancel:
-                await self._send_quietly(Frame(Kind.CANCEL, rid))
-            raise Timeout(f"no answer to {what} within {wait} s") from None
+            if request.cancel is not None:
+                await self._write_quietly(request.cancel)
+            raise request.timed_out() from None
         except asyncio.CancelledError:
-            if cancel and not self._closed:
-                self._spawn(self._send_quietly(Frame(Kind.CANCEL, rid)))
+            if request.cancel is not None and not self.closed:
+                self._spawn(self._write_quietly(request.cancel))
             raise
         finally:
-            self._pending.pop(rid, None)
-        if answer.kind == Kind.ERROR:
-            raise error_from_frame(answer)
-        return answer
+            self._apply(self._session.settle(request, ok))
 
-    async def _request(self, frame: Frame, what: str) -> Frame:
-        """Sends request `frame` under a fresh id and waits up to `REQUEST_TIMEOUT` for its answer."""
-        rid, future = self._begin()
-        return await self._finish(rid, future, replace(frame, id=rid), REQUEST_TIMEOUT, what)
-
-    async def _claim(self, name: str, shared: bool) -> None:
-        """Registers `name`, whose method table is already installed; uninstalls it on failure."""
+    async def _register_logged(self, request: Request[asyncio.Future[Any]], name: str) -> None:
+        """Finishes a registration from the `method` decorator, logging a failure (nobody waits for it)."""
         try:
-            declared = list(self._objects.get(name, {}))
-            await self._request(register_frame(0, name, shared, declared), f"register {name}")
-        except BaseException:
-            self._objects.pop(name, None)
-            raise
-
-    async def _claim_logged(self, name: str, shared: bool) -> None:
-        try:
-            await self._claim(name, shared)
+            await self._finish(request)
         except Exception:
             log.exception("registering %r failed", name)
 
-    async def _send(self, frame: Frame) -> None:
-        """Writes one frame; raises `FrameTooLarge` over the broker's limit, `ConnectionLost` if closed."""
-        data = encode(frame)
-        if len(data) > self.max_frame:
-            raise FrameTooLarge(f"frame of {len(data)} bytes exceeds the broker's limit of {self.max_frame} bytes")
+    async def _write(self, data: bytes) -> None:
+        """Writes bytes the session made; raises `ConnectionLost` if the connection is closed."""
         async with self._write_lock:
-            if self._closed:
-                raise ConnectionLost(self._reason or "the client is closed")
+            self._session.check_open()
             try:
                 self._writer.write(data)
                 await self._writer.drain()
             except OSError as exc:
                 raise ConnectionLost(f"writing to the broker at {self.address} failed: {exc}") from exc
 
-    async def _send_quietly(self, frame: Frame) -> None:
-        """Writes one frame when a failure needs no report (the connection is ending anyway)."""
+    async def _write_quietly(self, data: bytes) -> None:
+        """Writes bytes when a failure needs no report (the connection is ending anyway)."""
         try:
-            await self._send(frame)
+            await self._write(data)
         except ConnectionLost:
             pass
 
     async def _unsubscribe(self, sub_id: int) -> None:
-        self._subs.pop(sub_id, None)
-        await self._send_quietly(Frame(Kind.UNSUBSCRIBE, sub_id))
+        await self._write_quietly(self._session.unsubscribe(sub_id))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         """Runs `coro` as a task the client keeps until it ends (and cancels on close)."""
@@ -407,81 +324,56 @@ class Client:
         task.add_done_callback(self._tasks.discard)
 
     async def _read_loop(self) -> None:
-        reason = f"the broker at {self.address} closed the connection"
+        """Hands the broker's frames to the session until the connection ends, then winds the client down."""
+        error: Optional[Exception] = None
         try:
-            while True:
-                frame = await read_frame(self._reader, self.max_frame)
-                if frame is None:
-                    break
-                self._dispatch(frame)
+            while (frame := await read_frame(self._reader, self.max_frame)) is not None:
+                self._apply(self._session.receive(frame))
         except Exception as exc:
-            reason = f"the connection to the broker at {self.address} failed: {exc}"
+            error = exc
         finally:
-            self._end(reason)
+            self._apply(self._session.connection_lost(error))
+            self._writer.close()
+            self._done.set()
 
-    def _dispatch(self, frame: Frame) -> None:
-        kind = frame.kind
-        if kind in (Kind.REPLY, Kind.ERROR, Kind.PONG):
-            future = self._pending.get(frame.id)
-            if future is not None and not future.done():
-                future.set_result(frame)
-            elif future is None and kind == Kind.ERROR and frame.id == 0:
-                log.warning("the broker reported an error: %s", error_from_frame(frame))
-        elif kind == Kind.EVENT:
-            sub = self._subs.get(frame.id)
-            if sub is not None:
-                sub._deliver(Event(frame.string(0), frame.payload, frame.aux))
-        elif kind == Kind.CALL:
-            self._on_call(frame)
-        elif kind == Kind.CANCEL:
-            if frame.id in self._serving:
-                self._serving[frame.id] = True
-        else:
-            log.warning("ignoring an unexpected %s frame from the broker", kind.name.lower())
-
-    def _on_call(self, frame: Frame) -> None:
-        obj = frame.string(0)
-        methods = self._objects.get(obj)
-        if methods is None:
-            error = NoSuchObject(f"this connection does not serve '{obj}'")
-            self._spawn(self._send_quietly(error_frame(frame.id, error)))
-            return
-        self._serving[frame.id] = False
-        self._spawn(self._serve_call(frame, methods))
-
-    async def _serve_call(self, frame: Frame, methods: Methods) -> None:
-        try:
-            fn, (args, kwargs) = prepare(methods, frame)
-            if inspect.iscoroutinefunction(fn):
-                result = await fn(*args, **kwargs)
+    def _apply(self, outcomes: Iterable[Outcome[asyncio.Future[Any], Subscription]]) -> None:
+        """Carries out what the session says."""
+        for outcome in outcomes:
+            if isinstance(outcome, Answer):
+                _settle(outcome.waiter, outcome.result, outcome.error)
+            elif isinstance(outcome, Deliver):
+                outcome.subscription._deliver(outcome.event)
+            elif isinstance(outcome, End):
+                outcome.subscription._end()
+            elif isinstance(outcome, Serve):
+                self._spawn(self._serve_call(outcome))
             else:
-                result = await self._loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
+                self._spawn(self._write_quietly(outcome.data))
+
+    async def _serve_call(self, call: Serve) -> None:
+        try:
+            if inspect.iscoroutinefunction(call.fn):
+                result = await call.fn(*call.args, **call.kwargs)
+            else:
+                result = await self._loop.run_in_executor(None, functools.partial(call.fn, *call.args, **call.kwargs))
                 if inspect.isawaitable(result):
                     result = await result
-            answer = reply_frame(frame.id, result)
         except Exception as exc:
-            answer = error_frame(frame.id, exc)
-        if self._serving.pop(frame.id, False):
-            return
-        try:
-            await self._send_quietly(answer)
-        except FrameTooLarge as exc:
-            await self._send_quietly(error_frame(frame.id, Internal(f"the answer is too large: {exc}")))
+            answer = self._session.answered(call.id, error=exc)
+        else:
+            answer = self._session.answered(call.id, result)
+        if answer is not None:
+            await self._write_quietly(answer)
 
-    def _end(self, reason: str) -> None:
-        """The connection is over: fail pending requests and end subscriptions."""
-        self._closed = True
-        self._reason = "the client was closed" if self._closing else reason
-        if not self._closing:
-            log.warning("%s", reason)
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(ConnectionLost(self._reason))
-        for sub in list(self._subs.values()):
-            sub._end()
-        self._subs.clear()
-        self._writer.close()
-        self._done.set()
+
+def _settle(future: asyncio.Future[Any], result: Any, error: Optional[BaseException]) -> None:
+    """Completes `future` with `error` if it is set, else `result`, unless its caller gave up already."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 async def _run_callback(sub: Subscription, callback: Callable[[Event], Any]) -> None:

@@ -1,36 +1,20 @@
-"""The blocking client: one connection, a reader thread, calls from any thread, served methods on a pool."""
+"""The blocking client: drives a `Session` with a socket, a reader thread and a pool for served methods."""
 
 from __future__ import annotations
 
-import itertools
+import functools
 import logging
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
-from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
+from typing import IO, Any, Callable, Dict, Iterable, List, Optional, TypeVar, Union
 
-from ._codec import DEFAULT_MAX_FRAME, HEADER_LEN, Frame, Kind, decode_body, decode_header, encode
-from ._dispatch import Methods, error_frame, error_from_frame, loads, methods_of, prepare, reply_frame
+from ._codec import DEFAULT_MAX_FRAME, HEADER_LEN, Frame, decode_body, decode_header
 from ._names import validate_name
-from ._requests import (
-    BROKER_OBJECT,
-    CONNECT_TIMEOUT,
-    DEFAULT_TIMEOUT,
-    GRACE,
-    REQUEST_TIMEOUT,
-    call_frame,
-    default_client_name,
-    hello_frame,
-    local_wait,
-    publish_frame,
-    register_frame,
-    subscribe_frame,
-    unregister_frame,
-    wait_for_params,
-)
+from ._requests import BROKER_OBJECT, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, GRACE, default_client_name, wait_for_params
+from ._session import Answer, Deliver, End, Outcome, Request, Serve, Session, Welcome, check_welcome, hello
 from ._transport import Address, open_socket, resolve_address
-from .errors import BadFrame, ConnectionLost, FrameTooLarge, Internal, NameTaken, NoSuchObject, Timeout
+from .errors import ConnectionLost, Timeout
 from .events import Event, Subscription
 
 log = logging.getLogger("plexus")
@@ -53,13 +37,26 @@ def read_frame(stream: IO[bytes], max_frame: int) -> Optional[Frame]:
 
 
 class _Slot:
-    """Where the reader thread leaves the answer to one request."""
+    """Where the reader thread leaves the answer to one request: a result or an error."""
 
-    __slots__ = ("done", "frame")
+    __slots__ = ("done", "result", "error")
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.frame: Optional[Frame] = None
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+
+    def settle(self, result: Any, error: Optional[BaseException]) -> None:
+        """Leaves the answer and wakes the waiting thread."""
+        self.result = result
+        self.error = error
+        self.done.set()
+
+    def take(self) -> Any:
+        """The result; the error is raised instead if there is one."""
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 def connect(
@@ -89,22 +86,16 @@ def connect(
     return Client(sock, stream, address, client_name, welcome, workers)
 
 
-def _handshake(sock: socket.socket, stream: IO[bytes], address: Address, name: str) -> Frame:
+def _handshake(sock: socket.socket, stream: IO[bytes], address: Address, name: str) -> Welcome:
     """Sends `hello` and returns the broker's `welcome`."""
     try:
-        sock.sendall(encode(hello_frame(name)))
+        sock.sendall(hello(name))
         frame = read_frame(stream, DEFAULT_MAX_FRAME)
     except socket.timeout:
         raise Timeout(f"the broker at {address} did not answer hello in time") from None
     except OSError as exc:
         raise ConnectionLost(f"the connection to {address} failed during the handshake: {exc}") from exc
-    if frame is None:
-        raise ConnectionLost(f"the broker at {address} closed the connection during the handshake")
-    if frame.kind == Kind.ERROR:
-        raise error_from_frame(frame)
-    if frame.kind != Kind.WELCOME:
-        raise BadFrame(f"expected welcome from {address}, got {frame.kind.name.lower()}")
-    return frame
+    return check_welcome(frame, address)
 
 
 class Client:
@@ -116,34 +107,24 @@ class Client:
         stream: IO[bytes],
         address: Address,
         name: str,
-        welcome: Frame,
+        welcome: Welcome,
         workers: int,
     ) -> None:
         self.address = address
         self.name = name
-        self.conn_id = welcome.id
-        self.max_frame = welcome.aux or DEFAULT_MAX_FRAME
-        self.broker_version = welcome.string(0)
+        self.conn_id, self.max_frame, self.broker_version = welcome
+        self._session: Session[_Slot, Subscription] = Session(address, self.max_frame, _Slot)
         self._sock = sock
         self._stream = stream
         self._workers = workers
-        self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._ids = itertools.count(1)
-        self._pending: Dict[int, _Slot] = {}
-        self._subs: Dict[int, Subscription] = {}
-        self._objects: Dict[str, Methods] = {}
-        self._serving: Dict[int, bool] = {}
         self._pool: Optional[ThreadPoolExecutor] = None
-        self._closed = False
-        self._closing = False
-        self._reason = ""
         self._done = threading.Event()
         self._reader = threading.Thread(target=self._read_loop, name=f"plexus-reader-{self.conn_id}", daemon=True)
         self._reader.start()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "closed" if self.closed else "open"
         return f"<plexus.Client {self.name!r} conn {self.conn_id} at {self.address} {state}>"
 
     # Requests -------------------------------------------------------------------------------
@@ -155,10 +136,7 @@ class Client:
         when it passes, and the client gives up on its own a little later if no answer came.
         An `error` answer raises the matching `plexus.Error` subclass.
         """
-        frame = call_frame(0, obj, method, params, timeout)
-        rid, slot = self._begin()
-        answer = self._finish(rid, slot, replace(frame, id=rid), local_wait(timeout), f"{obj}.{method}", cancel=True)
-        return loads(answer.payload)
+        return self._finish(self._session.call(obj, method, params, timeout))
 
     def publish(self, topic: str, payload: Any = None, *, ack: bool = False) -> Optional[Dict[str, int]]:
         """Publishes `payload` (as JSON) on `topic`.
@@ -166,14 +144,11 @@ class Client:
         Without `ack` it returns once the frame is written. With `ack` it waits for the broker's
         count `{"delivered": N, "dropped": M}` and returns it.
         """
-        frame = publish_frame(0, topic, payload, ack)
         if not ack:
-            self._send(frame)
+            self._write(self._session.publish(topic, payload))
             return None
-        rid, slot = self._begin()
-        answer = self._finish(rid, slot, replace(frame, id=rid), REQUEST_TIMEOUT, f"publish on {topic}")
-        result: Dict[str, int] = loads(answer.payload)
-        return result
+        counts: Dict[str, int] = self._finish(self._session.publish_acked(topic, payload))
+        return counts
 
     def subscribe(self, pattern: str, callback: Optional[Callable[[Event], Any]] = None) -> Subscription:
         """Subscribes to topics matching `pattern` (`*` is one segment, a last `>` one or more).
@@ -181,21 +156,11 @@ class Client:
         Returns a `Subscription`: iterate it or call `get(timeout)`. With `callback`, each event is
         passed to `callback` on a thread of its own instead (an exception it raises is logged).
         """
-        frame = subscribe_frame(0, pattern)
-        rid, slot = self._begin()
-        sub = Subscription(rid, pattern, self._unsubscribe)
-        with self._lock:
-            self._subs[rid] = sub
-        try:
-            self._finish(rid, slot, replace(frame, id=rid), REQUEST_TIMEOUT, f"subscribe {pattern}")
-        except BaseException:
-            with self._lock:
-                self._subs.pop(rid, None)
-            sub._end()
-            raise
+        request, sub = self._session.subscribe(pattern, lambda sub_id: Subscription(sub_id, pattern, self._unsubscribe))
+        self._finish(request)
         if callback is not None:
             thread = threading.Thread(
-                target=_run_callback, args=(sub, callback), name=f"plexus-sub-{rid}", daemon=True
+                target=_run_callback, args=(sub, callback), name=f"plexus-sub-{sub.id}", daemon=True
             )
             thread.start()
         return sub
@@ -231,13 +196,7 @@ class Client:
         function. With `shared`, the name is a queue group: calls go round-robin to its members.
         Raises `NameTaken` if another connection owns the name.
         """
-        validate_name(name)
-        methods = methods_of(target)
-        with self._lock:
-            if name in self._objects:
-                raise NameTaken(f"this client already serves {name!r}")
-            self._objects[name] = methods
-        self._claim(name, shared)
+        self._finish(self._session.serve(name, target, shared))
 
     def method(self, obj: str, name: Optional[str] = None, *, shared: bool = False) -> Callable[[F], F]:
         """Decorator: serve the function as `obj.name` (default: the function's name).
@@ -247,27 +206,14 @@ class Client:
         validate_name(obj)
 
         def decorate(fn: F) -> F:
-            method_name = name or fn.__name__
-            with self._lock:
-                table = self._objects.get(obj)
-                if table is not None:
-                    table[method_name] = fn
-                    declared = list(table)
-                else:
-                    self._objects[obj] = {method_name: fn}
-            if table is None:
-                self._claim(obj, shared)
-            else:
-                self._request(lambda rid: register_frame(rid, obj, shared, declared), f"declare {obj}.{method_name}")
+            self._finish(self._session.add_method(obj, name or fn.__name__, fn, shared))
             return fn
 
         return decorate
 
     def unserve(self, name: str) -> None:
         """Unregisters `name`; calls to it fail with `NoSuchObject` from then on."""
-        with self._lock:
-            self._objects.pop(name, None)
-        self._request(lambda rid: unregister_frame(rid, name), f"unregister {name}")
+        self._finish(self._session.unserve(name))
 
     def run_forever(self) -> None:
         """Blocks until the connection ends (the broker stops, or another thread calls `close()`)."""
@@ -278,17 +224,12 @@ class Client:
     @property
     def closed(self) -> bool:
         """Whether the connection has ended."""
-        return self._closed
+        return self._session.closed
 
     def close(self) -> None:
         """Closes the connection: pending calls fail with `ConnectionLost`, subscriptions end."""
-        with self._lock:
-            self._closing = True
-            self._closed = True
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self._session.close()
+        self._shutdown()
         if threading.current_thread() is not self._reader:
             self._reader.join(timeout=5)
         self._stream.close()
@@ -302,167 +243,94 @@ class Client:
 
     # Internals ------------------------------------------------------------------------------
 
-    def _begin(self) -> Tuple[int, _Slot]:
-        """A fresh request id and the slot its answer will land in."""
-        slot = _Slot()
-        with self._lock:
-            if self._closed:
-                raise ConnectionLost(self._reason or "the client is closed")
-            rid = next(self._ids)
-            self._pending[rid] = slot
-        return rid, slot
-
-    def _finish(
-        self, rid: int, slot: _Slot, frame: Frame, wait: Optional[float], what: str, cancel: bool = False
-    ) -> Frame:
-        """Sends request `frame` and waits for its answer; an `error` answer is raised."""
+    def _finish(self, request: Request[_Slot]) -> Any:
+        """Sends `request` and waits for its answer: returns the result, raises an error answer."""
+        ok = False
         try:
-            self._send(frame)
-            if not slot.done.wait(wait):
-                if cancel:
-                    self._send_quietly(Frame(Kind.CANCEL, rid))
-                raise Timeout(f"no answer to {what} within {wait} s")
+            self._write(request.data)
+            if not request.waiter.done.wait(request.wait):
+                if request.cancel is not None:
+                    self._write_quietly(request.cancel)
+                raise request.timed_out()
+            result = request.waiter.take()
+            ok = True
+            return result
         finally:
-            with self._lock:
-                self._pending.pop(rid, None)
-        answer = slot.frame
-        if answer is None:
-            raise ConnectionLost(self._reason or "the client is closed")
-        if answer.kind == Kind.ERROR:
-            raise error_from_frame(answer)
-        return answer
+            self._apply(self._session.settle(request, ok))
 
-    def _request(self, build: Callable[[int], Frame], what: str) -> Frame:
-        """Sends the request `build(id)` and waits up to `REQUEST_TIMEOUT` for its answer."""
-        rid, slot = self._begin()
-        return self._finish(rid, slot, build(rid), REQUEST_TIMEOUT, what)
-
-    def _claim(self, name: str, shared: bool) -> None:
-        """Registers `name`, whose method table is already installed; uninstalls it on failure."""
-        try:
-            declared = list(self._objects.get(name, {}))
-            self._request(lambda rid: register_frame(rid, name, shared, declared), f"register {name}")
-        except BaseException:
-            with self._lock:
-                self._objects.pop(name, None)
-            raise
-
-    def _send(self, frame: Frame) -> None:
-        """Writes one frame; raises `FrameTooLarge` over the broker's limit, `ConnectionLost` if closed."""
-        data = encode(frame)
-        if len(data) > self.max_frame:
-            raise FrameTooLarge(f"frame of {len(data)} bytes exceeds the broker's limit of {self.max_frame} bytes")
+    def _write(self, data: bytes) -> None:
+        """Writes bytes the session made; raises `ConnectionLost` if the connection is closed."""
         with self._write_lock:
-            if self._closed:
-                raise ConnectionLost(self._reason or "the client is closed")
+            self._session.check_open()
             try:
                 self._sock.sendall(data)
             except OSError as exc:
                 raise ConnectionLost(f"writing to the broker at {self.address} failed: {exc}") from exc
 
-    def _send_quietly(self, frame: Frame) -> None:
-        """Writes one frame when a failure needs no report (the connection is ending anyway)."""
+    def _write_quietly(self, data: bytes) -> None:
+        """Writes bytes when a failure needs no report (the connection is ending anyway)."""
         try:
-            self._send(frame)
+            self._write(data)
         except ConnectionLost:
             pass
 
     def _unsubscribe(self, sub_id: int) -> None:
-        with self._lock:
-            self._subs.pop(sub_id, None)
-        self._send_quietly(Frame(Kind.UNSUBSCRIBE, sub_id))
+        self._write_quietly(self._session.unsubscribe(sub_id))
 
-    def _read_loop(self) -> None:
-        reason = f"the broker at {self.address} closed the connection"
+    def _shutdown(self) -> None:
+        """Shuts the socket down both ways, which ends the reader thread."""
         try:
-            while True:
-                frame = read_frame(self._stream, self.max_frame)
-                if frame is None:
-                    break
-                self._dispatch(frame)
-        except Exception as exc:
-            reason = f"the connection to the broker at {self.address} failed: {exc}"
-        finally:
-            self._end(reason)
-
-    def _dispatch(self, frame: Frame) -> None:
-        kind = frame.kind
-        if kind in (Kind.REPLY, Kind.ERROR, Kind.PONG):
-            with self._lock:
-                slot = self._pending.get(frame.id)
-            if slot is not None:
-                slot.frame = frame
-                slot.done.set()
-            elif kind == Kind.ERROR and frame.id == 0:
-                log.warning("the broker reported an error: %s", error_from_frame(frame))
-        elif kind == Kind.EVENT:
-            with self._lock:
-                sub = self._subs.get(frame.id)
-            if sub is not None:
-                sub._deliver(Event(frame.string(0), frame.payload, frame.aux))
-        elif kind == Kind.CALL:
-            self._on_call(frame)
-        elif kind == Kind.CANCEL:
-            with self._lock:
-                if frame.id in self._serving:
-                    self._serving[frame.id] = True
-        else:
-            log.warning("ignoring an unexpected %s frame from the broker", kind.name.lower())
-
-    def _on_call(self, frame: Frame) -> None:
-        obj = frame.string(0)
-        with self._lock:
-            methods = self._objects.get(obj)
-            if methods is not None:
-                self._serving[frame.id] = False
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix=f"plexus-worker-{self.conn_id}")
-                pool = self._pool
-        if methods is None:
-            self._send_quietly(error_frame(frame.id, NoSuchObject(f"this connection does not serve '{obj}'")))
-            return
-        try:
-            pool.submit(self._serve_call, frame, methods)
-        except RuntimeError:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
             pass
 
-    def _serve_call(self, frame: Frame, methods: Methods) -> None:
+    def _read_loop(self) -> None:
+        """Hands the broker's frames to the session until the connection ends, then winds the client down."""
+        error: Optional[Exception] = None
         try:
-            fn, (args, kwargs) = prepare(methods, frame)
-            answer = reply_frame(frame.id, fn(*args, **kwargs))
+            for frame in iter(functools.partial(read_frame, self._stream, self.max_frame), None):
+                self._apply(self._session.receive(frame))
         except Exception as exc:
-            answer = error_frame(frame.id, exc)
-        with self._lock:
-            cancelled = self._serving.pop(frame.id, False)
-        if cancelled:
-            return
-        try:
-            self._send_quietly(answer)
-        except FrameTooLarge as exc:
-            self._send_quietly(error_frame(frame.id, Internal(f"the answer is too large: {exc}")))
+            error = exc
+        finally:
+            self._apply(self._session.connection_lost(error))
+            self._shutdown()
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+            self._done.set()
 
-    def _end(self, reason: str) -> None:
-        """The connection is over: fail pending requests, end subscriptions, stop the pool."""
-        with self._lock:
-            self._closed = True
-            self._reason = "the client was closed" if self._closing else reason
-            slots = list(self._pending.values())
-            subs = list(self._subs.values())
-            self._subs.clear()
-            pool = self._pool
-        if not self._closing:
-            log.warning("%s", reason)
-            try:
-                self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for slot in slots:
-            slot.done.set()
-        for sub in subs:
-            sub._end()
-        if pool is not None:
-            pool.shutdown(wait=False)
-        self._done.set()
+    def _apply(self, outcomes: Iterable[Outcome[_Slot, Subscription]]) -> None:
+        """Carries out what the session says."""
+        for outcome in outcomes:
+            if isinstance(outcome, Answer):
+                outcome.waiter.settle(outcome.result, outcome.error)
+            elif isinstance(outcome, Deliver):
+                outcome.subscription._deliver(outcome.event)
+            elif isinstance(outcome, End):
+                outcome.subscription._end()
+            elif isinstance(outcome, Serve):
+                self._submit(outcome)
+            else:
+                self._write_quietly(outcome.data)
+
+    def _submit(self, call: Serve) -> None:
+        """Runs a served method on the worker pool (started on the first call; only the reader thread uses it)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix=f"plexus-worker-{self.conn_id}")
+        try:
+            self._pool.submit(self._serve_call, call)
+        except RuntimeError:
+            pass  # the interpreter is shutting down
+
+    def _serve_call(self, call: Serve) -> None:
+        try:
+            result = call.fn(*call.args, **call.kwargs)
+        except Exception as exc:
+            answer = self._session.answered(call.id, error=exc)
+        else:
+            answer = self._session.answered(call.id, result)
+        if answer is not None:
+            self._write_quietly(answer)
 
 
 def _run_callback(sub: Subscription, callback: Callable[[Event], Any]) -> None:
