@@ -53,6 +53,8 @@ pub(crate) struct Session {
     /// Request ids, shared with the API.
     ids: Arc<AtomicU64>,
     connected: bool,
+    /// Counts connections lost: incoming call ids are only unique within one connection.
+    generation: u64,
     /// Open requests by id.
     pending: HashMap<u64, Waiter>,
     subs: HashMap<u64, Sub>,
@@ -69,6 +71,7 @@ impl Session {
         Session {
             ids,
             connected: true,
+            generation: 0,
             pending: HashMap::new(),
             subs: HashMap::new(),
             served: HashMap::new(),
@@ -179,9 +182,10 @@ impl Session {
         None
     }
 
-    /// Queues a handler's answer, unless the call was cancelled meanwhile.
+    /// Queues a handler's answer, unless the call was cancelled meanwhile or came in on a
+    /// connection since lost (the broker that routed it is gone, and a new one reuses its id).
     pub(crate) fn answered(&mut self, answered: Answered) {
-        if self.in_flight.remove(&answered.id).is_some() {
+        if answered.generation == self.generation && self.in_flight.remove(&answered.id).is_some() {
             self.out.push(&answered.frame);
         }
     }
@@ -189,6 +193,7 @@ impl Session {
     /// Fails every open request, cancels running handlers and drops what was not written.
     pub(crate) fn connection_lost(&mut self, why: &str) {
         self.connected = false;
+        self.generation += 1;
         for (_, waiter) in self.pending.drain() {
             if let Waiter::Caller(answer) = waiter {
                 let _ = answer.send(Err(Error::ConnectionLost(why.to_owned())));
@@ -305,6 +310,7 @@ impl Session {
         self.in_flight.insert(id, cancel);
         Some(IncomingCall {
             id,
+            generation: self.generation,
             object: served.object.clone(),
             method: frame.string(1).to_owned(),
             params: frame.payload(),

@@ -96,6 +96,15 @@ fn result(mut answered: AnswerSlot) -> Result<Vec<u8>, Error> {
     into_result(frame).map(|body| body.to_vec())
 }
 
+/// A handler's `reply` to `call`.
+fn answer(call: &IncomingCall, result: &[u8]) -> Answered {
+    Answered {
+        id: call.id,
+        generation: call.generation,
+        frame: Frame::reply(call.id, result),
+    }
+}
+
 /// A served object with an incoming call `id` running on it.
 fn running_call(session: &mut Session, id: u64) -> IncomingCall {
     drop(serve(session, 1, "math"));
@@ -268,14 +277,8 @@ fn an_incoming_call_comes_out_to_run_and_its_answer_is_written_once() {
     assert_eq!(call.timeout, std::time::Duration::from_millis(250));
     assert!(!*call.cancelled.borrow());
 
-    s.answered(Answered {
-        id: 7,
-        frame: Frame::reply(7, b"2"),
-    });
-    s.answered(Answered {
-        id: 7,
-        frame: Frame::reply(7, b"3"),
-    });
+    s.answered(answer(&call, b"2"));
+    s.answered(answer(&call, b"3"));
     let sent = written(&mut s);
     assert_eq!(sent.len(), 1, "one answer per call");
     assert_eq!(
@@ -302,10 +305,7 @@ fn a_cancel_from_the_broker_tells_the_handler_and_drops_its_answer() {
         *call.cancelled.borrow(),
         "the handler learns the caller gave up"
     );
-    s.answered(Answered {
-        id: 8,
-        frame: Frame::reply(8, b"late"),
-    });
+    s.answered(answer(&call, b"late"));
     assert!(written(&mut s).is_empty(), "no answer to a cancelled call");
 }
 
@@ -524,4 +524,28 @@ fn waiters_learn_their_frame_was_written_once_its_whole_batch_is() {
         !writing.is_empty() && s.queued() == 0,
         "the next batch follows"
     );
+}
+
+#[test]
+fn an_answer_from_before_a_reconnect_never_answers_a_new_call_with_the_same_id() {
+    let mut s = session();
+    let old = running_call(&mut s, 1);
+    s.connection_lost("gone");
+    s.connection_restored();
+    s.incoming(Frame::reply(1000, b""));
+    written(&mut s);
+    let new = s
+        .incoming(Frame::call(1, "math", "add", 0, b""))
+        .expect("the new broker routes id 1 again");
+
+    s.answered(answer(&old, b"\"old\""));
+    assert!(
+        written(&mut s).is_empty(),
+        "the old connection's answer is dropped"
+    );
+    assert!(!*new.cancelled.borrow(), "the new call keeps running");
+    s.answered(answer(&new, b"\"new\""));
+    let sent = written(&mut s);
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].id(), &sent[0].payload()[..]), (1, &b"\"new\""[..]));
 }

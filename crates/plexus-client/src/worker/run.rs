@@ -15,8 +15,10 @@ use crate::worker::{CallContext, DynObject};
 
 /// A call the broker routed to one of this client's objects, ready to run.
 pub(crate) struct IncomingCall {
-    /// The call's id on this connection.
+    /// The call's id on the connection it came in on.
     pub(crate) id: u64,
+    /// Which connection that was; ids start again on a new one.
+    pub(crate) generation: u64,
     /// The object that answers it.
     pub(crate) object: Arc<dyn DynObject>,
     /// The method called.
@@ -35,6 +37,8 @@ pub(crate) struct IncomingCall {
 pub(crate) struct Answered {
     /// The call's id on the connection it came in on.
     pub(crate) id: u64,
+    /// Which connection that was.
+    pub(crate) generation: u64,
     /// The `reply` or `error` frame to send.
     pub(crate) frame: Frame,
 }
@@ -50,9 +54,13 @@ impl IncomingCall {
     /// `answers`.
     pub(crate) fn spawn(self, answers: AnswerSender) {
         tokio::spawn(async move {
-            let id = self.id;
+            let (id, generation) = (self.id, self.generation);
             let frame = self.run().await;
-            let _ = answers.send(Answered { id, frame });
+            let _ = answers.send(Answered {
+                id,
+                generation,
+                frame,
+            });
         });
     }
 
