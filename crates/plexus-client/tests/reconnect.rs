@@ -1,63 +1,15 @@
 //! The client across a broker restart, against a real broker on a temporary socket.
 
+mod in_process_broker;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use plexus_broker::{Broker, Config};
+use in_process_broker::{TestBroker, WAIT, addr};
+use plexus_broker::Config;
 use plexus_client::{CallContext, Client};
 use serde_json::Value;
-use tokio::sync::{Notify, oneshot};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-/// A broker running in this process on `dir/bus.sock`.
-struct TestBroker {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl TestBroker {
-    async fn start(dir: &tempfile::TempDir) -> TestBroker {
-        let config = Config {
-            socket: Some(dir.path().join("bus.sock")),
-            ..Config::default()
-        };
-        let broker = Broker::bind(config).await.expect("bind");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            broker
-                .run(async { drop(stopped.await) })
-                .await
-                .expect("run");
-        });
-        TestBroker {
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(WAIT, &mut self.task)
-            .await
-            .expect("stops")
-            .expect("task");
-    }
-}
-
-impl Drop for TestBroker {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-fn addr(dir: &tempfile::TempDir) -> String {
-    format!("unix:{}", dir.path().join("bus.sock").display())
-}
+use tokio::sync::Notify;
 
 /// Polls the broker's `list` (which routes no call, so call ids stay as they are) until `name`
 /// is registered.
@@ -85,14 +37,14 @@ async fn until_registered(client: &Client, name: &str) {
 #[tokio::test]
 async fn an_answer_from_before_a_broker_restart_does_not_answer_a_new_call() {
     let dir = tempfile::tempdir().expect("dir");
-    let broker = TestBroker::start(&dir).await;
+    let broker = TestBroker::start(&dir, Config::default()).await;
     let (first_started, release_first, first_done) = (
         Arc::new(Notify::new()),
         Arc::new(Notify::new()),
         Arc::new(Notify::new()),
     );
     let (second_started, release_second) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let worker = Client::connect_to(&addr(&dir)).await.expect("worker");
+    let worker = in_process_broker::client(&dir).await;
     {
         let (first_started, release_first, first_done) = (
             first_started.clone(),
@@ -139,8 +91,8 @@ async fn an_answer_from_before_a_broker_restart_does_not_answer_a_new_call() {
     let _ = tokio::time::timeout(WAIT, first)
         .await
         .expect("the first caller hears");
-    let broker = TestBroker::start(&dir).await;
-    let caller = Client::connect_to(&addr(&dir)).await.expect("new caller");
+    let broker = TestBroker::start(&dir, Config::default()).await;
+    let caller = in_process_broker::client(&dir).await;
     until_registered(&caller, "slow").await;
     let second = tokio::spawn({
         let caller = caller.clone();

@@ -61,6 +61,9 @@ pub(crate) struct Session {
     served: HashMap<String, Served>,
     /// Incoming calls still running, with the switch that tells their handler the caller gave up.
     in_flight: HashMap<u64, watch::Sender<bool>>,
+    /// Incoming calls allowed to run at once.
+    max_calls: usize,
+    /// One permit per running call, held by its task until the handler is done.
     limiter: Arc<Semaphore>,
     out: Outbound,
 }
@@ -68,6 +71,7 @@ pub(crate) struct Session {
 impl Session {
     /// A session on an open connection; `ids` numbers the requests it makes itself.
     pub(crate) fn new(ids: Arc<AtomicU64>, max_concurrent_calls: usize) -> Session {
+        let max_calls = max_concurrent_calls.max(1);
         Session {
             ids,
             connected: true,
@@ -76,7 +80,8 @@ impl Session {
             subs: HashMap::new(),
             served: HashMap::new(),
             in_flight: HashMap::new(),
-            limiter: Arc::new(Semaphore::new(max_concurrent_calls.max(1))),
+            max_calls,
+            limiter: Arc::new(Semaphore::new(max_calls)),
             out: Outbound::default(),
         }
     }
@@ -298,12 +303,23 @@ impl Session {
         }
     }
 
+    /// A call to run, or an error answered at once: the name is not served here, or as many
+    /// calls as allowed are running already.
     fn dispatch(&mut self, frame: Frame) -> Option<IncomingCall> {
         let id = frame.id();
         let Some(served) = self.served.get(frame.string(0)) else {
             let msg = format!("this connection does not serve '{}'", frame.string(0));
             self.out
                 .push(&Frame::error(id, ErrorCode::NoSuchObject, &msg, b""));
+            return None;
+        };
+        let Ok(permit) = self.limiter.clone().try_acquire_owned() else {
+            let msg = format!(
+                "the worker is already running {} calls, its limit; try again later",
+                self.max_calls
+            );
+            self.out
+                .push(&Frame::error(id, ErrorCode::Overloaded, &msg, b""));
             return None;
         };
         let (cancel, cancelled) = watch::channel(false);
@@ -316,7 +332,7 @@ impl Session {
             params: frame.payload(),
             timeout: Duration::from_millis(u64::from(frame.aux())),
             cancelled,
-            limiter: self.limiter.clone(),
+            permit,
         })
     }
 }

@@ -105,11 +105,17 @@ fn answer(call: &IncomingCall, result: &[u8]) -> Answered {
     }
 }
 
-/// A served object with an incoming call `id` running on it.
+/// A session serving "math" (registered with request id 1), with nothing queued.
+fn serving_math() -> Session {
+    let mut s = session();
+    drop(serve(&mut s, 1, "math"));
+    s.incoming(Frame::reply(1, b""));
+    written(&mut s);
+    s
+}
+
+/// Incoming call `id` to "math", to run.
 fn running_call(session: &mut Session, id: u64) -> IncomingCall {
-    drop(serve(session, 1, "math"));
-    session.incoming(Frame::reply(1, b""));
-    written(session);
     session
         .incoming(Frame::call(id, "math", "add", 250, br#"{"a":1}"#))
         .expect("a call to run")
@@ -298,7 +304,7 @@ fn a_call_for_a_name_not_served_answers_no_such_object() {
 
 #[test]
 fn a_cancel_from_the_broker_tells_the_handler_and_drops_its_answer() {
-    let mut s = session();
+    let mut s = serving_math();
     let call = running_call(&mut s, 8);
     s.incoming(Frame::cancel(8));
     assert!(
@@ -372,7 +378,7 @@ fn unserve_unregisters_and_calls_for_the_name_are_refused() {
 
 #[test]
 fn losing_the_connection_fails_open_requests_and_cancels_handlers() {
-    let mut s = session();
+    let mut s = serving_math();
     let call_ = running_call(&mut s, 8);
     let answered = call(&mut s, 2);
     let (written_tx, mut written_rx) = oneshot::channel();
@@ -528,7 +534,7 @@ fn waiters_learn_their_frame_was_written_once_its_whole_batch_is() {
 
 #[test]
 fn an_answer_from_before_a_reconnect_never_answers_a_new_call_with_the_same_id() {
-    let mut s = session();
+    let mut s = serving_math();
     let old = running_call(&mut s, 1);
     s.connection_lost("gone");
     s.connection_restored();
@@ -548,4 +554,31 @@ fn an_answer_from_before_a_reconnect_never_answers_a_new_call_with_the_same_id()
     let sent = written(&mut s);
     assert_eq!(sent.len(), 1);
     assert_eq!((sent[0].id(), &sent[0].payload()[..]), (1, &b"\"new\""[..]));
+}
+
+#[test]
+fn a_call_beyond_the_limit_is_answered_overloaded_at_once_and_a_finished_one_frees_a_place() {
+    let mut s = serving_math();
+    let running: Vec<IncomingCall> = (1..=4).map(|id| running_call(&mut s, id)).collect();
+    assert!(s.incoming(Frame::call(5, "math", "add", 0, b"")).is_none());
+    let sent = written(&mut s);
+    assert_eq!((sent[0].kind(), sent[0].id()), (Kind::Error, 5));
+    assert_eq!(sent[0].error_code(), ErrorCode::Overloaded);
+    assert!(
+        sent[0].string(0).contains("already running 4 calls"),
+        "{}",
+        sent[0].string(0)
+    );
+    s.answered(answer(&running[0], b"1"));
+    assert_eq!(
+        written(&mut s).len(),
+        1,
+        "the refused call left nothing behind"
+    );
+
+    drop(running);
+    assert!(
+        s.incoming(Frame::call(6, "math", "add", 0, b"")).is_some(),
+        "a call that finished gave its place back"
+    );
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use plexus_proto::{ErrorCode, Frame};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use crate::Error;
 use crate::worker::{CallContext, DynObject};
@@ -29,8 +29,8 @@ pub(crate) struct IncomingCall {
     pub(crate) timeout: Duration,
     /// Turns true when the caller gives up.
     pub(crate) cancelled: watch::Receiver<bool>,
-    /// Bounds the calls this client runs at once.
-    pub(crate) limiter: Arc<Semaphore>,
+    /// This call's share of the calls the client may run at once, held until it is answered.
+    pub(crate) permit: OwnedSemaphorePermit,
 }
 
 /// A handler's answer to incoming call `id`.
@@ -65,7 +65,7 @@ impl IncomingCall {
     }
 
     async fn run(self) -> Frame {
-        let _permit = self.limiter.acquire_owned().await;
+        let _permit = self.permit;
         let ctx = CallContext::new(self.method.clone(), self.timeout, self.cancelled);
         let mut handler = self.object.call_dyn(self.method.clone(), self.params, ctx);
         let outcome = std::future::poll_fn(|cx| {
