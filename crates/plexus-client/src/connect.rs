@@ -12,6 +12,14 @@ use crate::{BrokerInfo, Error};
 
 /// How long the broker has to answer `hello`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest frame taken during the handshake: `welcome` and `error` are small.
+const HANDSHAKE_LIMIT: u32 = 64 * 1024;
+/// The smallest limit on frames from the broker, whatever its welcome says: answers the broker
+/// makes itself (`list`, `stats`) are not bound by the limit it sets on what it accepts.
+const SMALLEST_READ_LIMIT: u32 = 1024 * 1024;
+/// The largest limit on frames from the broker, whatever its welcome says: a frame is buffered
+/// whole before it is decoded.
+const LARGEST_READ_LIMIT: u32 = 256 * 1024 * 1024;
 /// The wait before the first reconnect attempt; it doubles after each failure.
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 /// The longest wait between reconnect attempts.
@@ -54,27 +62,35 @@ pub(crate) async fn open(addr: &BusAddr, client_name: &str) -> Result<Connection
     writer
         .write_all(&Frame::hello(client_name).to_bytes())
         .await?;
-    let mut reader = FrameReader::new(read_half, u32::MAX);
+    let mut reader = FrameReader::new(read_half, HANDSHAKE_LIMIT);
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_frame())
         .await
         .map_err(|_| handshake_failed("no answer to hello within 10 s".into()))?
         .map_err(|e| handshake_failed(format!("{e} (is a plexus broker listening there?)")))?;
     match first.kind() {
-        Kind::Welcome => Ok(Connection {
-            reader,
-            writer,
-            welcome: BrokerInfo {
-                conn_id: first.id(),
-                max_frame: first.aux(),
-                version: first.string(0).to_owned(),
-            },
-        }),
+        Kind::Welcome => {
+            reader.set_limit(read_limit(first.aux()));
+            Ok(Connection {
+                reader,
+                writer,
+                welcome: BrokerInfo {
+                    conn_id: first.id(),
+                    max_frame: first.aux(),
+                    version: first.string(0).to_owned(),
+                },
+            })
+        }
         Kind::Error => Err(Error::from_frame(&first)),
         other => Err(handshake_failed(format!(
             "expected welcome, got {}",
             other.name()
         ))),
     }
+}
+
+/// The largest frame to take from a broker whose welcome announced `max_frame`.
+fn read_limit(max_frame: u32) -> u32 {
+    max_frame.clamp(SMALLEST_READ_LIMIT, LARGEST_READ_LIMIT)
 }
 
 /// Connects again, waiting longer after each failure, until it works.
@@ -89,5 +105,19 @@ pub(crate) async fn reconnect(addr: &BusAddr, client_name: &str) -> Connection {
                 delay = (delay * 2).min(LONGEST_RETRY);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_from_the_broker_are_limited_by_its_welcome_within_bounds() {
+        let default = plexus_proto::DEFAULT_MAX_FRAME;
+        assert_eq!(read_limit(default), default);
+        assert_eq!(read_limit(0), SMALLEST_READ_LIMIT);
+        assert_eq!(read_limit(4096), SMALLEST_READ_LIMIT);
+        assert_eq!(read_limit(u32::MAX), LARGEST_READ_LIMIT);
     }
 }

@@ -43,6 +43,11 @@ impl FrameReader {
         }
     }
 
+    /// Takes frames of at most `limit` bytes from now on.
+    pub(crate) fn set_limit(&mut self, limit: u32) {
+        self.limit = limit;
+    }
+
     /// Reads more bytes; the error says why the connection ended.
     pub(crate) async fn fill(&mut self) -> Result<(), String> {
         if self.buf.capacity() - self.buf.len() < READ_SPARE {
