@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::builder::ClientBuilder;
 use crate::command::{Command, CommandSender};
 use crate::error::into_result;
+use crate::lost_names::LostNames;
 use crate::subscription::Subscription;
 use crate::worker::{CallContext, DynObject, FnObject, Object};
 use crate::{BrokerInfo, Error, Options};
@@ -264,6 +265,16 @@ impl Client {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// The names this client serves and loses from now on: when the broker went away and
+    /// registering a name again on the new connection failed (another client took it meanwhile),
+    /// the client stops serving it, logs an error, and tells every [`LostNames`]. A worker that
+    /// must own its names can end, or retry [`Client::serve`], when it hears of one.
+    pub fn lost_names(&self) -> LostNames {
+        let (listener, losses) = mpsc::unbounded_channel();
+        let _ = self.send(Command::ListenLostNames { listener });
+        LostNames::new(losses)
     }
 
     /// Stops serving `name` and gives it up at the broker.

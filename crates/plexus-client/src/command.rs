@@ -7,6 +7,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::Error;
 use crate::event::Event;
+use crate::lost_names::NameLost;
 use crate::worker::DynObject;
 
 /// Where a request's answer goes: the `reply`/`error`/`pong` frame, or why none came.
@@ -48,6 +49,10 @@ pub(crate) enum Command {
         shared: bool,
         object: Arc<dyn DynObject>,
         answer: Answer,
+    },
+    /// Tell `listener` of every name lost from now on.
+    ListenLostNames {
+        listener: mpsc::UnboundedSender<NameLost>,
     },
     /// Stop serving `name` and unregister it at the broker (request `id`). Without `answer`, a
     /// rollback of the failed `Serve` with the same id: only its own entry is removed.

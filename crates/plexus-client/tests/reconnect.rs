@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use in_process_broker::{TestBroker, WAIT, addr};
 use plexus_broker::Config;
-use plexus_client::{CallContext, Client};
+use plexus_client::{CallContext, Client, Error, ErrorCode, Object};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 /// Polls the broker's `list` (which routes no call, so call ids stay as they are) until `name`
@@ -114,4 +115,51 @@ async fn an_answer_from_before_a_broker_restart_does_not_answer_a_new_call() {
         .expect("the second call succeeds");
     assert_eq!(answer, "second");
     drop(broker);
+}
+
+struct Calculator;
+
+impl Object for Calculator {
+    async fn call(&self, _: &str, _: &RawValue, _: &CallContext) -> Result<Value, Error> {
+        Ok(Value::from(42))
+    }
+}
+
+/// While the worker is away, another client takes its name on the new broker: the worker hears
+/// that it lost the name, stops serving it, and may serve it again once it is free. The new
+/// broker listens on another path until the name is taken, then its socket is moved to the
+/// path the worker reconnects to.
+#[tokio::test]
+async fn a_worker_hears_of_a_name_taken_while_it_was_away() {
+    let dir = tempfile::tempdir().expect("dir");
+    let broker = TestBroker::start(&dir, Config::default()).await;
+    let worker = in_process_broker::client(&dir).await;
+    let mut lost = worker.lost_names();
+    worker.serve("math", Calculator).await.expect("serve");
+    broker.stop().await;
+
+    let elsewhere = dir.path().join("elsewhere.sock");
+    let _broker = TestBroker::start_at(elsewhere.clone(), Config::default()).await;
+    let thief = Client::connect_to(&format!("unix:{}", elsewhere.display()))
+        .await
+        .expect("thief");
+    thief
+        .serve("math", Calculator)
+        .await
+        .expect("the name is free");
+    std::fs::rename(&elsewhere, dir.path().join("bus.sock")).expect("move the socket");
+
+    let lost = tokio::time::timeout(WAIT, lost.next())
+        .await
+        .expect("told in time")
+        .expect("open");
+    assert_eq!(
+        (lost.name.as_str(), lost.code),
+        ("math", ErrorCode::NameTaken)
+    );
+    thief.unserve("math").await.expect("unserve");
+    worker
+        .serve("math", Calculator)
+        .await
+        .expect("the worker serves the name again once it is free");
 }

@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use plexus_proto::{ErrorCode, Frame, Kind};
 use tokio::sync::{Semaphore, mpsc, watch};
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 pub(crate) use outbound::Outbound;
 
 use crate::Error;
 use crate::command::{Answer, Command};
 use crate::event::Event;
+use crate::lost_names::NameLost;
 use crate::worker::{Answered, DynObject, IncomingCall};
 
 /// A subscription: its pattern (to restore it) and where its events go.
@@ -42,8 +43,9 @@ struct Served {
 enum Waiter {
     /// A caller through the API.
     Caller(Answer),
-    /// The session itself, registering `name` again after a reconnect.
-    Reregister { name: String },
+    /// The session itself, registering `name` (added by `Serve` request `serve_id`) again after
+    /// a reconnect.
+    Reregister { name: String, serve_id: u64 },
     /// The session itself, subscribing to `pattern` again after a reconnect.
     Resubscribe { pattern: String },
 }
@@ -65,6 +67,8 @@ pub(crate) struct Session {
     max_calls: usize,
     /// One permit per running call, held by its task until the handler is done.
     limiter: Arc<Semaphore>,
+    /// Who hears of names lost on a reconnect.
+    name_listeners: Vec<mpsc::UnboundedSender<NameLost>>,
     out: Outbound,
 }
 
@@ -82,6 +86,7 @@ impl Session {
             in_flight: HashMap::new(),
             max_calls,
             limiter: Arc::new(Semaphore::new(max_calls)),
+            name_listeners: Vec::new(),
             out: Outbound::default(),
         }
     }
@@ -165,6 +170,7 @@ impl Session {
                 self.out.push(&Frame::unregister(id, &name));
                 self.pending.insert(id, Waiter::Caller(answer));
             }
+            Command::ListenLostNames { listener } => self.listen_lost_names(listener),
         }
     }
 
@@ -217,8 +223,9 @@ impl Session {
             let id = self.ids.fetch_add(1, Ordering::Relaxed);
             let frame = register_frame(id, name, served.shared, served.object.as_ref());
             self.out.push(&frame);
-            let name = name.clone();
-            self.pending.insert(id, Waiter::Reregister { name });
+            let (name, serve_id) = (name.clone(), served.id);
+            self.pending
+                .insert(id, Waiter::Reregister { name, serve_id });
         }
         for (id, sub) in &self.subs {
             self.out.push(&Frame::subscribe(*id, &sub.pattern));
@@ -256,8 +263,29 @@ impl Session {
                 self.served.remove(&name);
                 let _ = answer.send(Err(Error::NotConnected));
             }
+            Command::ListenLostNames { listener } => self.listen_lost_names(listener),
             Command::Cancel { .. } => {}
         }
+    }
+
+    fn listen_lost_names(&mut self, listener: mpsc::UnboundedSender<NameLost>) {
+        self.name_listeners.retain(|l| !l.is_closed());
+        self.name_listeners.push(listener);
+    }
+
+    /// Stops serving `name`, which could not be registered again after a reconnect, and tells
+    /// the listeners why.
+    fn lose_name(&mut self, name: String, serve_id: u64, answer: &Frame) {
+        let (code, message) = (answer.error_code(), answer.string(0));
+        error!(%code, message, "registering '{name}' again after a reconnect failed; this client no longer serves it");
+        self.roll_back_serve(serve_id, &name);
+        let lost = NameLost {
+            name,
+            code,
+            message: message.to_owned(),
+        };
+        self.name_listeners
+            .retain(|listener| listener.send(lost.clone()).is_ok());
     }
 
     /// Forgets `name` if the failed `Serve` request `id` added it.
@@ -272,11 +300,11 @@ impl Session {
             Some(Waiter::Caller(answer)) => {
                 let _ = answer.send(Ok(frame));
             }
-            Some(Waiter::Reregister { name }) if frame.kind() == Kind::Error => {
-                warn!(code = %frame.error_code(), message = frame.string(0), "re-registering '{name}' failed");
+            Some(Waiter::Reregister { name, serve_id }) if frame.kind() == Kind::Error => {
+                self.lose_name(name, serve_id, &frame);
             }
             Some(Waiter::Resubscribe { pattern }) if frame.kind() == Kind::Error => {
-                warn!(code = %frame.error_code(), message = frame.string(0), "re-subscribing to '{pattern}' failed");
+                error!(code = %frame.error_code(), message = frame.string(0), "subscribing to '{pattern}' again after a reconnect failed; its subscription gets no more events");
             }
             Some(Waiter::Reregister { .. } | Waiter::Resubscribe { .. }) => {}
             None if frame.kind() == Kind::Error => {

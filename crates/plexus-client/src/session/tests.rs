@@ -14,6 +14,7 @@ use crate::Error;
 use crate::command::Command;
 use crate::error::into_result;
 use crate::event::Event;
+use crate::lost_names::NameLost;
 use crate::worker::{Answered, CallContext, DynObject, IncomingCall, Object};
 
 /// An object that declares one method; its calls are never run here.
@@ -490,14 +491,60 @@ fn a_restored_connection_registers_and_subscribes_again_and_fails_nothing() {
 }
 
 #[test]
-fn a_failed_restore_reaches_no_caller() {
+fn a_name_lost_on_reconnect_is_no_longer_served_and_listeners_hear_of_it() {
+    let mut s = serving_math();
+    let (listener, mut losses) = mpsc::unbounded_channel();
+    s.command(Command::ListenLostNames { listener });
+    s.connection_lost("gone");
+    let (late_listener, mut late_losses) = mpsc::unbounded_channel();
+    s.command(Command::ListenLostNames {
+        listener: late_listener,
+    });
+    s.connection_restored();
+    let register = written(&mut s).remove(0);
+    s.incoming(Frame::error(
+        register.id(),
+        ErrorCode::NameTaken,
+        "'math' is owned by pid 42",
+        b"",
+    ));
+
+    let expected = NameLost {
+        name: "math".to_owned(),
+        code: ErrorCode::NameTaken,
+        message: "'math' is owned by pid 42".to_owned(),
+    };
+    assert_eq!(losses.try_recv().expect("told"), expected);
+    assert_eq!(
+        late_losses
+            .try_recv()
+            .expect("a listener added while disconnected is told too"),
+        expected
+    );
+    assert!(written(&mut s).is_empty(), "the failure answers nobody");
+    assert!(s.incoming(Frame::call(3, "math", "add", 0, b"")).is_none());
+    assert_eq!(
+        written(&mut s)[0].error_code(),
+        ErrorCode::NoSuchObject,
+        "no longer served"
+    );
+    drop(serve(&mut s, 4, "math"));
+    assert_eq!(
+        written(&mut s)[0].kind(),
+        Kind::Register,
+        "it may be served again"
+    );
+}
+
+#[test]
+fn a_failed_resubscription_answers_nobody() {
     let mut s = session();
-    let _served = serve(&mut s, 1, "math");
-    s.incoming(Frame::reply(1, b""));
+    let (_, _events) = subscribe(&mut s, 2, "news.>", 8);
+    s.incoming(Frame::reply(2, b""));
     s.connection_lost("gone");
     s.connection_restored();
     written(&mut s);
-    s.incoming(Frame::error(1000, ErrorCode::NameTaken, "taken", b""));
+    s.incoming(Frame::error(2, ErrorCode::PermissionDenied, "no", b""));
     assert!(written(&mut s).is_empty());
 }
 

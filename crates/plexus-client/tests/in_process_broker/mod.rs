@@ -1,6 +1,7 @@
 //! A real broker running in the test's process on a temporary socket, that can be stopped and
 //! started again on the same path.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use plexus_broker::{Broker, Config};
@@ -19,8 +20,13 @@ pub struct TestBroker {
 impl TestBroker {
     /// Starts a broker with `config` on the socket in `dir`.
     pub async fn start(dir: &tempfile::TempDir, config: Config) -> TestBroker {
+        Self::start_at(dir.path().join("bus.sock"), config).await
+    }
+
+    /// Starts a broker with `config` on the socket at `path`.
+    pub async fn start_at(path: PathBuf, config: Config) -> TestBroker {
         let config = Config {
-            socket: Some(dir.path().join("bus.sock")),
+            socket: Some(path),
             ..config
         };
         let broker = Broker::bind(config).await.expect("bind");
