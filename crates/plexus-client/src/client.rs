@@ -14,8 +14,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::address::default_bus;
-use crate::socket_task::{Command, SocketTask, into_result, open};
+use crate::builder::ClientBuilder;
+use crate::command::{Command, CommandSender};
+use crate::error::into_result;
+use crate::lost_names::LostNames;
 use crate::subscription::Subscription;
 use crate::worker::{CallContext, DynObject, FnObject, Object};
 use crate::{BrokerInfo, Error, Options};
@@ -32,90 +34,33 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: CommandSender,
     ids: Arc<AtomicU64>,
     welcome: BrokerInfo,
     addr: BusAddr,
     options: Options,
 }
 
-/// Builds a [`Client`] with non-default options.
-#[derive(Debug, Clone, Default)]
-pub struct ClientBuilder {
-    addr: Option<String>,
-    options: Options,
-}
-
-impl ClientBuilder {
-    /// The bus address (`unix:/path`, `tcp://host:port`, or a path); default `PLEXUS_BUS` or
-    /// the default socket.
-    pub fn address(mut self, addr: impl Into<String>) -> Self {
-        self.addr = Some(addr.into());
-        self
-    }
-
-    /// The client name the broker shows in `plexus list`.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.options.name = name.into();
-        self
-    }
-
-    /// Reconnect (re-registering names and re-subscribing) when the broker goes away. On by
-    /// default.
-    pub fn reconnect(mut self, on: bool) -> Self {
-        self.options.reconnect = on;
-        self
-    }
-
-    /// Timeout of calls that do not set one (default 30 s).
-    pub fn call_timeout(mut self, timeout: Duration) -> Self {
-        self.options.call_timeout = timeout;
-        self
-    }
-
-    /// Incoming calls handled at once by this client's objects (default 1024).
-    pub fn max_concurrent_calls(mut self, n: usize) -> Self {
-        self.options.max_concurrent_calls = n;
-        self
-    }
-
-    /// Events a subscription queues before it drops (and counts) more (default 65,536).
-    pub fn subscription_capacity(mut self, n: usize) -> Self {
-        self.options.subscription_capacity = n.max(1);
-        self
-    }
-
-    /// Connects and completes the handshake.
-    pub async fn connect(self) -> Result<Client, Error> {
-        let addr = match &self.addr {
-            Some(text) => BusAddr::parse(text)?,
-            None => default_bus()?,
-        };
-        let io = open(&addr, &self.options.name).await?;
-        let welcome = io.welcome.clone();
-        let (commands, rx) = mpsc::unbounded_channel();
-        let ids = Arc::new(AtomicU64::new(1));
-        let task = SocketTask::new(
-            addr.clone(),
-            self.options.clone(),
-            ids.clone(),
-            rx,
-            commands.downgrade(),
-        );
-        tokio::spawn(task.run(io));
-        Ok(Client {
+impl Client {
+    /// A client on a running socket task that takes `commands`.
+    pub(crate) fn new(
+        commands: CommandSender,
+        ids: Arc<AtomicU64>,
+        welcome: BrokerInfo,
+        addr: BusAddr,
+        options: Options,
+    ) -> Client {
+        Client {
             inner: Arc::new(Inner {
                 commands,
                 ids,
                 welcome,
                 addr,
-                options: self.options,
+                options,
             }),
-        })
+        }
     }
-}
 
-impl Client {
     /// Connects to `PLEXUS_BUS`, else the default socket.
     pub async fn connect() -> Result<Client, Error> {
         ClientBuilder::default().connect().await
@@ -322,6 +267,16 @@ impl Client {
         Ok(())
     }
 
+    /// The names this client serves and loses from now on: when the broker went away and
+    /// registering a name again on the new connection failed (another client took it meanwhile),
+    /// the client stops serving it, logs an error, and tells every [`LostNames`]. A worker that
+    /// must own its names can end, or retry [`Client::serve`], when it hears of one.
+    pub fn lost_names(&self) -> LostNames {
+        let (listener, losses) = mpsc::unbounded_channel();
+        let _ = self.send(Command::ListenLostNames { listener });
+        LostNames::new(losses)
+    }
+
     /// Stops serving `name` and gives it up at the broker.
     pub async fn unserve(&self, name: &str) -> Result<(), Error> {
         let (answer, rx) = oneshot::channel();
@@ -363,7 +318,7 @@ pub struct Delivery {
 
 /// Sends a cancel for a call whose future is dropped before its answer arrived.
 struct CancelOnDrop<'a> {
-    commands: &'a mpsc::UnboundedSender<Command>,
+    commands: &'a CommandSender,
     id: u64,
     armed: bool,
 }

@@ -1,6 +1,8 @@
-//! The client's one error type, carrying the protocol's error code where there is one.
+//! The client's one error type, carrying the protocol's error code where there is one, and the
+//! reading of an answer frame as a result.
 
-use plexus_proto::{AddrError, ErrorCode, Frame};
+use bytes::Bytes;
+use plexus_proto::{AddrError, ErrorCode, Frame, Kind};
 use serde_json::Value;
 
 /// Everything that can go wrong talking to the bus.
@@ -99,5 +101,13 @@ impl Error {
             message: frame.string(0).to_owned(),
             data,
         }
+    }
+}
+
+/// The payload of an answer (`reply` or `pong`), or the error an `error` frame carries.
+pub(crate) fn into_result(frame: Frame) -> Result<Bytes, Error> {
+    match frame.kind() {
+        Kind::Error => Err(Error::from_frame(&frame)),
+        _ => Ok(frame.payload()),
     }
 }

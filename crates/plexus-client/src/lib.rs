@@ -18,23 +18,37 @@
 //!
 //! One task owns the socket; the API sends it commands over a channel and waits on oneshot
 //! answers. A call whose future is dropped is cancelled at the broker and the worker.
+//!
+//! Inside, `connect` opens the socket and does the handshake, `session` holds the protocol state
+//! with no I/O (open requests, subscriptions, served names, running calls), `event_loop` is the
+//! task that feeds it and writes what it queues, and `worker` runs incoming calls.
 
 mod address;
 #[cfg(feature = "blocking")]
 pub mod blocking;
+mod builder;
 mod client;
+mod command;
+mod connect;
 mod error;
-mod socket_task;
+mod event;
+mod event_loop;
+mod lost_names;
+mod session;
+mod socket;
 mod subscription;
 mod worker;
 
 use std::time::Duration;
 
 pub use address::default_bus;
-pub use client::{Call, Client, ClientBuilder, Delivery};
+pub use builder::ClientBuilder;
+pub use client::{Call, Client, Delivery};
 pub use error::Error;
+pub use event::Event;
+pub use lost_names::{LostNames, NameLost};
 pub use plexus_proto::{BusAddr, ErrorCode};
-pub use subscription::{Event, Subscription};
+pub use subscription::Subscription;
 pub use worker::{CallContext, FnObject, Object, parse_params};
 
 /// What the broker announced in its `welcome`.

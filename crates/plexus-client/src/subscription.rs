@@ -3,35 +3,10 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
-use crate::Error;
-use crate::socket_task::Command;
-
-/// One event received.
-#[derive(Debug, Clone)]
-pub struct Event {
-    /// The topic it was published on.
-    pub topic: String,
-    /// The body, as published (JSON).
-    pub payload: Bytes,
-    /// Events on this subscription lost before this one (a full queue at the broker or here).
-    pub dropped: u32,
-}
-
-impl Event {
-    /// The body parsed as `T`.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        let text: &[u8] = if self.payload.is_empty() {
-            b"null"
-        } else {
-            &self.payload
-        };
-        Ok(serde_json::from_slice(text)?)
-    }
-}
+use crate::command::{Command, CommandSender};
+use crate::event::Event;
 
 /// A live subscription: a [`futures_core::Stream`] of [`Event`]s, also readable with
 /// [`Subscription::next`]. Dropping it unsubscribes.
@@ -39,15 +14,11 @@ impl Event {
 pub struct Subscription {
     id: u64,
     events: mpsc::Receiver<Event>,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: CommandSender,
 }
 
 impl Subscription {
-    pub(crate) fn new(
-        id: u64,
-        events: mpsc::Receiver<Event>,
-        commands: mpsc::UnboundedSender<Command>,
-    ) -> Self {
+    pub(crate) fn new(id: u64, events: mpsc::Receiver<Event>, commands: CommandSender) -> Self {
         Subscription {
             id,
             events,

@@ -1,17 +1,16 @@
-//! Serving objects: the [`Object`] trait, closures as objects, and the context of a call.
+//! What an object is: the [`Object`] trait, closures as objects, and the object-safe form the
+//! socket task stores.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
+use crate::Error;
+use crate::worker::CallContext;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tokio::sync::watch;
-
-use crate::Error;
 
 /// An object served on the bus. Each call runs in its own task, so a slow method never delays
 /// another; a panic answers `internal` and the object keeps serving.
@@ -58,47 +57,6 @@ pub fn parse_params<T: DeserializeOwned>(params: &RawValue) -> Result<T, Error> 
         .map_err(|e| Error::invalid_params(format!("bad params: {e}")))
 }
 
-/// What a handler knows about the call it answers.
-#[derive(Debug, Clone)]
-pub struct CallContext {
-    method: String,
-    timeout: Duration,
-    cancelled: watch::Receiver<bool>,
-}
-
-impl CallContext {
-    pub(crate) fn new(method: String, timeout: Duration, cancelled: watch::Receiver<bool>) -> Self {
-        CallContext {
-            method,
-            timeout,
-            cancelled,
-        }
-    }
-
-    /// The method called.
-    pub fn method(&self) -> &str {
-        &self.method
-    }
-
-    /// The time the caller gave the call (as the broker forwarded it).
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    /// Whether the caller gave up (cancelled, timed out, or disconnected).
-    pub fn is_cancelled(&self) -> bool {
-        *self.cancelled.borrow()
-    }
-
-    /// Resolves when the caller gives up; never, if it does not.
-    pub async fn cancelled(&self) {
-        let mut rx = self.cancelled.clone();
-        if rx.wait_for(|c| *c).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
 /// A closure served as an object: `(method, params, ctx) -> future of result`.
 pub struct FnObject<F>(pub F);
 
@@ -124,7 +82,9 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The object-safe form the socket task stores: owned arguments, result as JSON bytes.
 pub(crate) trait DynObject: Send + Sync {
+    /// The `register` payload: the methods the object declares, or nothing.
     fn describe(&self) -> Vec<u8>;
+    /// Answers one call with the result as JSON bytes.
     fn call_dyn(
         self: Arc<Self>,
         method: String,

@@ -1,0 +1,76 @@
+//! Client options and connecting: the handshake, then the socket task.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use plexus_proto::BusAddr;
+use tokio::sync::mpsc;
+
+use crate::address::default_bus;
+use crate::client::Client;
+use crate::connect;
+use crate::event_loop::EventLoop;
+use crate::{Error, Options};
+
+/// Builds a [`Client`] with non-default options.
+#[derive(Debug, Clone, Default)]
+pub struct ClientBuilder {
+    addr: Option<String>,
+    options: Options,
+}
+
+impl ClientBuilder {
+    /// The bus address (`unix:/path`, `tcp://host:port`, or a path); default `PLEXUS_BUS` or
+    /// the default socket.
+    pub fn address(mut self, addr: impl Into<String>) -> Self {
+        self.addr = Some(addr.into());
+        self
+    }
+
+    /// The client name the broker shows in `plexus list`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.options.name = name.into();
+        self
+    }
+
+    /// Reconnect (re-registering names and re-subscribing) when the broker goes away. On by
+    /// default.
+    pub fn reconnect(mut self, on: bool) -> Self {
+        self.options.reconnect = on;
+        self
+    }
+
+    /// Timeout of calls that do not set one (default 30 s).
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.options.call_timeout = timeout;
+        self
+    }
+
+    /// Incoming calls handled at once by this client's objects (default 1024).
+    pub fn max_concurrent_calls(mut self, n: usize) -> Self {
+        self.options.max_concurrent_calls = n;
+        self
+    }
+
+    /// Events a subscription queues before it drops (and counts) more (default 65,536).
+    pub fn subscription_capacity(mut self, n: usize) -> Self {
+        self.options.subscription_capacity = n.max(1);
+        self
+    }
+
+    /// Connects and completes the handshake.
+    pub async fn connect(self) -> Result<Client, Error> {
+        let addr = match &self.addr {
+            Some(text) => BusAddr::parse(text)?,
+            None => default_bus()?,
+        };
+        let connection = connect::open(&addr, &self.options.name).await?;
+        let welcome = connection.welcome.clone();
+        let (commands, received) = mpsc::unbounded_channel();
+        let ids = Arc::new(AtomicU64::new(1));
+        let task = EventLoop::new(addr.clone(), &self.options, ids.clone(), received);
+        tokio::spawn(task.run(connection));
+        Ok(Client::new(commands, ids, welcome, addr, self.options))
+    }
+}

@@ -1,0 +1,123 @@
+//! Reaching the broker: opening the Unix or TCP socket, the hello/welcome handshake, and
+//! reconnecting with backoff.
+
+use std::time::Duration;
+
+use plexus_proto::{BusAddr, Frame, Kind};
+use tokio::net::{TcpStream, UnixStream};
+use tracing::debug;
+
+use crate::socket::{FrameReader, ReadHalf, Writer};
+use crate::{BrokerInfo, Error};
+
+/// How long the broker has to answer `hello`.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest frame taken during the handshake: `welcome` and `error` are small.
+const HANDSHAKE_LIMIT: u32 = 64 * 1024;
+/// The smallest limit on frames from the broker, whatever its welcome says: answers the broker
+/// makes itself (`list`, `stats`) are not bound by the limit it sets on what it accepts.
+const SMALLEST_READ_LIMIT: u32 = 1024 * 1024;
+/// The largest limit on frames from the broker, whatever its welcome says: a frame is buffered
+/// whole before it is decoded.
+const LARGEST_READ_LIMIT: u32 = 256 * 1024 * 1024;
+/// The wait before the first reconnect attempt; it doubles after each failure.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+/// The longest wait between reconnect attempts.
+const LONGEST_RETRY: Duration = Duration::from_secs(2);
+/// An open, handshaken connection.
+pub(crate) struct Connection {
+    /// Frames from the broker.
+    pub(crate) reader: FrameReader,
+    /// Bytes to the broker.
+    pub(crate) writer: Writer,
+    /// What the broker said in its `welcome`.
+    pub(crate) welcome: BrokerInfo,
+}
+
+/// Connects to `addr` and completes the handshake.
+pub(crate) async fn open(addr: &BusAddr, client_name: &str) -> Result<Connection, Error> {
+    let no_broker = |source| Error::NoBroker {
+        addr: addr.to_string(),
+        source,
+    };
+    let (read_half, mut writer) = match addr {
+        BusAddr::Unix(path) => {
+            let (r, w) = UnixStream::connect(path)
+                .await
+                .map_err(no_broker)?
+                .into_split();
+            (ReadHalf::Unix(r), Writer::Unix(w))
+        }
+        BusAddr::Tcp(hostport) => {
+            let s = TcpStream::connect(hostport).await.map_err(no_broker)?;
+            s.set_nodelay(true)?;
+            let (r, w) = s.into_split();
+            (ReadHalf::Tcp(r), Writer::Tcp(w))
+        }
+    };
+    let handshake_failed = |why: String| Error::Handshake {
+        addr: addr.to_string(),
+        why,
+    };
+    writer
+        .write_all(&Frame::hello(client_name).to_bytes())
+        .await?;
+    let mut reader = FrameReader::new(read_half, HANDSHAKE_LIMIT);
+    let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_frame())
+        .await
+        .map_err(|_| handshake_failed("no answer to hello within 10 s".into()))?
+        .map_err(|e| handshake_failed(format!("{e} (is a plexus broker listening there?)")))?;
+    match first.kind() {
+        Kind::Welcome => {
+            reader.set_limit(read_limit(first.aux()));
+            Ok(Connection {
+                reader,
+                writer,
+                welcome: BrokerInfo {
+                    conn_id: first.id(),
+                    max_frame: first.aux(),
+                    version: first.string(0).to_owned(),
+                },
+            })
+        }
+        Kind::Error => Err(Error::from_frame(&first)),
+        other => Err(handshake_failed(format!(
+            "expected welcome, got {}",
+            other.name()
+        ))),
+    }
+}
+
+/// The largest frame to take from a broker whose welcome announced `max_frame`.
+fn read_limit(max_frame: u32) -> u32 {
+    max_frame.clamp(SMALLEST_READ_LIMIT, LARGEST_READ_LIMIT)
+}
+
+/// Connects again, waiting longer after each failure, until it works.
+pub(crate) async fn reconnect(addr: &BusAddr, client_name: &str) -> Connection {
+    let mut delay = FIRST_RETRY;
+    loop {
+        tokio::time::sleep(delay).await;
+        match open(addr, client_name).await {
+            Ok(connection) => return connection,
+            Err(e) => {
+                debug!(error = %e, "reconnect failed");
+                delay = (delay * 2).min(LONGEST_RETRY);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_from_the_broker_are_limited_by_its_welcome_within_bounds() {
+        let default = plexus_proto::DEFAULT_MAX_FRAME;
+        assert_eq!(read_limit(default), default);
+        assert_eq!(read_limit(0), SMALLEST_READ_LIMIT);
+        assert_eq!(read_limit(4096), SMALLEST_READ_LIMIT);
+        assert_eq!(read_limit(u32::MAX), LARGEST_READ_LIMIT);
+    }
+}

@@ -1,0 +1,189 @@
+//! The one task that owns the socket: it feeds the session what arrives (commands, frames,
+//! handlers' answers), writes what the session queues, starts incoming calls, and reconnects.
+//!
+//! Queued bytes are written at once when the socket takes them (one system call per batch, as
+//! under load many frames go out together); when it does not, reading goes on while the task
+//! waits for the socket to become writable.
+
+use std::io::ErrorKind;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use plexus_proto::BusAddr;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::Options;
+use crate::command::CommandReceiver;
+use crate::connect::{self, Connection};
+use crate::session::{Outbound, Session};
+use crate::worker::{AnswerReceiver, AnswerSender};
+
+/// Bytes queued for the socket after which the task stops taking commands until they are written.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// Why a connection ended.
+enum End {
+    /// Every handle to the client is gone.
+    ClientGone,
+    /// The socket broke.
+    Lost(String),
+}
+
+/// The socket task's state.
+pub(crate) struct EventLoop {
+    addr: BusAddr,
+    client_name: String,
+    reconnect: bool,
+    session: Session,
+    commands: CommandReceiver,
+    answers: AnswerReceiver,
+    /// Cloned into each incoming call's task; held here so `answers` never closes.
+    answer_sender: AnswerSender,
+    /// The batch being written, while the session queues the next one.
+    writing: Outbound,
+}
+
+impl EventLoop {
+    /// A loop for the client at `addr`, taking commands from `commands`.
+    pub(crate) fn new(
+        addr: BusAddr,
+        options: &Options,
+        ids: Arc<AtomicU64>,
+        commands: CommandReceiver,
+    ) -> EventLoop {
+        let (answer_sender, answers) = mpsc::unbounded_channel();
+        EventLoop {
+            addr,
+            client_name: options.name.clone(),
+            reconnect: options.reconnect,
+            session: Session::new(ids, options.max_concurrent_calls),
+            commands,
+            answers,
+            answer_sender,
+            writing: Outbound::default(),
+        }
+    }
+
+    /// Serves the connection, reconnecting if the options say so, until the client is dropped.
+    pub(crate) async fn run(mut self, mut connection: Connection) {
+        loop {
+            let why = match self.drive(&mut connection).await {
+                End::ClientGone => {
+                    self.flush(&mut connection).await;
+                    return;
+                }
+                End::Lost(why) => why,
+            };
+            warn!(addr = %self.addr, %why, "connection to the broker lost");
+            self.writing.fail(&why);
+            self.session.connection_lost(&why);
+            if !self.reconnect {
+                return;
+            }
+            let Some(new) = self.reconnect().await else {
+                return;
+            };
+            debug!(addr = %self.addr, conn = new.welcome.conn_id, "reconnected");
+            connection = new;
+            self.session.connection_restored();
+        }
+    }
+
+    /// Moves bytes both ways until the connection breaks or the client is dropped.
+    async fn drive(&mut self, connection: &mut Connection) -> End {
+        loop {
+            self.session.take_output(&mut self.writing);
+            if !self.writing.is_empty() {
+                match connection.writer.try_write(self.writing.bytes()) {
+                    Ok(0) => return End::Lost("the socket took no more bytes".to_owned()),
+                    Ok(n) => self.writing.advance(n),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => return End::Lost(e.to_string()),
+                }
+            }
+            tokio::select! {
+                command = self.commands.recv(), if self.session.queued() < WRITE_BATCH => {
+                    let Some(command) = command else { return End::ClientGone };
+                    self.session.command(command);
+                    self.take_ready();
+                }
+                Some(answered) = self.answers.recv() => {
+                    self.session.answered(answered);
+                    self.take_ready();
+                }
+                read = connection.reader.fill() => {
+                    if let Err(why) = read {
+                        return End::Lost(why);
+                    }
+                    loop {
+                        match connection.reader.next_frame() {
+                            Ok(Some(frame)) => {
+                                if let Some(call) = self.session.incoming(frame) {
+                                    call.spawn(self.answer_sender.clone());
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(why) => return End::Lost(why),
+                        }
+                    }
+                }
+                writable = connection.writer.writable(), if !self.writing.is_empty() => {
+                    if let Err(e) = writable {
+                        return End::Lost(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the commands and answers already waiting, so they leave in one write, until a
+    /// batch is full.
+    fn take_ready(&mut self) {
+        while self.session.queued() < WRITE_BATCH {
+            if let Ok(answered) = self.answers.try_recv() {
+                self.session.answered(answered);
+            } else if let Ok(command) = self.commands.try_recv() {
+                self.session.command(command);
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Writes what is still queued before the task ends; the client is gone, so failures are
+    /// nobody's to hear.
+    async fn flush(&mut self, connection: &mut Connection) {
+        loop {
+            self.session.take_output(&mut self.writing);
+            if self.writing.is_empty() {
+                return;
+            }
+            if connection
+                .writer
+                .write_all(self.writing.bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+            self.writing.advance(self.writing.len());
+        }
+    }
+
+    /// Connects again with backoff; meanwhile the session refuses commands.
+    async fn reconnect(&mut self) -> Option<Connection> {
+        let reconnecting = connect::reconnect(&self.addr, &self.client_name);
+        let mut reconnecting = std::pin::pin!(reconnecting);
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    None => return None,
+                    Some(command) => self.session.command(command),
+                },
+                Some(answered) = self.answers.recv() => self.session.answered(answered),
+                connection = &mut reconnecting => return Some(connection),
+            }
+        }
+    }
+}
