@@ -7,6 +7,7 @@ use serde_json::Value;
 
 /// Everything that can go wrong talking to the bus.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The broker or the worker answered with an error.
     #[error("{code}: {message}")]
