@@ -7,9 +7,10 @@ use plexus_proto::{ErrorCode, Frame, validate_name};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::conn_id::ConnId;
 use crate::pending::Waiter;
 use crate::registry::Owners;
-use crate::router::{ConnId, State};
+use crate::router::State;
 
 /// The methods, for `no_such_method` messages.
 const METHODS: &str = "ping, list, wait_for, stats, introspect";

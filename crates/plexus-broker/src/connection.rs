@@ -13,9 +13,10 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::{debug, info};
 
+use crate::conn_id::ConnId;
 use crate::outbox::{FrameEncoder, NativeEncoder, Outbox, outbox};
 use crate::peer::PeerInfo;
-use crate::router::{ConnId, Router};
+use crate::router::Router;
 
 /// Bytes the reader asks the socket for at least, per read.
 const READ_CHUNK: usize = 64 * 1024;

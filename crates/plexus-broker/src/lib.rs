@@ -6,6 +6,7 @@
 
 mod broker_object;
 mod config;
+mod conn_id;
 mod connection;
 mod error;
 mod listener;

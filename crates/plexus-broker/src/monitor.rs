@@ -8,7 +8,7 @@ use plexus_proto::{ErrorCode, Frame, topic_matches};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::router::ConnId;
+use crate::conn_id::ConnId;
 
 /// The topics of the feed.
 pub const TOPICS: [&str; 4] = [

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use crate::broker_object;
 use crate::config::Config;
+use crate::conn_id::ConnId;
 use crate::monitor;
 use crate::outbox::Outbox;
 use crate::peer::PeerInfo;
@@ -22,9 +23,6 @@ use crate::pending::{Pending, PendingCall, Taken, Waiter};
 use crate::registry::{Registry, RegistryRefusal};
 use crate::stats::Stats;
 use crate::subscriptions::{SubKey, Subscriptions};
-
-/// A connection's id, unique for the broker's lifetime.
-pub type ConnId = u64;
 
 /// One subscription of a connection.
 #[derive(Debug)]
