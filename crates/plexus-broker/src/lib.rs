@@ -4,7 +4,6 @@
 //! [`Broker::bind`] opens the sockets; [`Broker::run`] serves until the shutdown future resolves.
 //! `docs/architecture.md` describes the tasks and who owns which state.
 
-mod broker_object;
 mod config;
 mod conn_id;
 mod connection;
@@ -12,7 +11,6 @@ mod error;
 mod listener;
 #[cfg(feature = "metrics")]
 mod metrics;
-mod monitor;
 mod outbox;
 mod peer;
 mod pending;
