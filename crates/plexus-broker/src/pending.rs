@@ -267,3 +267,6 @@ impl Pending {
         self.calls.len()
     }
 }
+
+#[cfg(test)]
+mod tests;
