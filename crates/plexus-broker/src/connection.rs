@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use plexus_proto::dialect::{Decoded, Dialect, DialectCodec};
 use plexus_proto::{DecodeError, ErrorCode, Frame, Kind, decode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
@@ -17,6 +17,7 @@ use crate::conn_id::ConnId;
 use crate::outbox::{FrameEncoder, NativeEncoder, Outbox, outbox};
 use crate::peer::PeerInfo;
 use crate::router::Router;
+use crate::shutdown::Shutdown;
 
 /// Bytes the reader asks the socket for at least, per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -42,7 +43,7 @@ pub async fn serve<R, W>(
     writer: W,
     mut peer: PeerInfo,
     router: Arc<Router>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -66,10 +67,15 @@ pub async fn serve<R, W>(
 
     let (stop, writer_task) = match dialect {
         None => {
-            let writer_task = tokio::spawn(receiver.write_all_to(writer, NativeEncoder));
+            let writer_task = shutdown.spawn(receiver.write_all_to(writer, NativeEncoder));
             let stop = match detected {
                 Err(stop) => stop,
-                Ok(_) => native(conn, &mut input, peer, &router, &outbox, shutdown, deadline).await,
+                Ok(_) => {
+                    native(
+                        conn, &mut input, peer, &router, &outbox, &shutdown, deadline,
+                    )
+                    .await
+                }
             };
             (stop, writer_task)
         }
@@ -86,7 +92,7 @@ pub async fn serve<R, W>(
                 bounce: Vec::new(),
             };
             let done = shared.clone();
-            let writer_task = tokio::spawn(async move {
+            let writer_task = shutdown.spawn(async move {
                 let result = receiver.write_all_to(writer, encoder).await;
                 done.writer_done.store(true, Ordering::Relaxed);
                 done.idle.notify_one();
@@ -95,7 +101,7 @@ pub async fn serve<R, W>(
             peer.client = dialect.client_name().to_owned();
             info!(conn, dialect = dialect.client_name(), pid = ?peer.pid, uid = ?peer.uid, transport = peer.transport, addr = ?peer.addr, "connection opened");
             router.attach(conn, peer, outbox.clone());
-            let stop = speak_dialect(conn, &mut input, &router, &outbox, &shared, shutdown).await;
+            let stop = speak_dialect(conn, &mut input, &router, &outbox, &shared, &shutdown).await;
             router.detach(conn);
             (stop, writer_task)
         }
@@ -106,11 +112,15 @@ pub async fn serve<R, W>(
     }
     drop(outbox);
     let grace = router.config().shutdown_grace;
-    match tokio::time::timeout(grace, writer_task).await {
+    let mut writer_task = writer_task;
+    match tokio::time::timeout(grace, &mut writer_task).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => debug!(conn, error = %e, "writer stopped"),
         Ok(Err(e)) => debug!(conn, error = %e, "writer task failed"),
-        Err(_) => debug!(conn, "writer did not drain in time"),
+        Err(_) => {
+            writer_task.abort();
+            debug!(conn, "writer did not drain in time; aborted");
+        }
     }
     info!(conn, "connection closed");
 }
@@ -122,7 +132,7 @@ async fn native<R: AsyncRead + Unpin>(
     mut peer: PeerInfo,
     router: &Router,
     outbox: &Outbox,
-    shutdown: watch::Receiver<bool>,
+    shutdown: &Shutdown,
     deadline: Instant,
 ) -> Stop {
     let hello = match tokio::time::timeout_at(deadline, input.next()).await {
@@ -149,8 +159,10 @@ async fn route_frames<R: AsyncRead + Unpin>(
     conn: ConnId,
     input: &mut Input<R>,
     router: &Router,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: &Shutdown,
 ) -> Stop {
+    let stopping = shutdown.requested();
+    tokio::pin!(stopping);
     let mut batch = Vec::new();
     loop {
         let stop = input.drain_into(&mut batch).err();
@@ -161,7 +173,7 @@ async fn route_frames<R: AsyncRead + Unpin>(
             return stop;
         }
         let result = tokio::select! {
-            _ = shutdown.changed() => return Stop::Closed,
+            _ = &mut stopping => return Stop::Closed,
             r = input.fill() => r,
         };
         if let Err(stop) = result {
@@ -217,7 +229,7 @@ async fn speak_dialect<R: AsyncRead + Unpin>(
     router: &Router,
     outbox: &Outbox,
     state: &DialectState,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: &Shutdown,
 ) -> Stop {
     let mut decoded = Vec::new();
     let mut batch = Vec::new();
@@ -254,11 +266,11 @@ async fn speak_dialect<R: AsyncRead + Unpin>(
         }
         if eof {
             let bound = router.config().default_call_timeout + Duration::from_secs(1);
-            let _ = tokio::time::timeout(bound, answered(state, &mut shutdown)).await;
+            let _ = tokio::time::timeout(bound, answered(state, shutdown)).await;
             return Stop::Closed;
         }
         let read = tokio::select! {
-            _ = shutdown.changed() => return Stop::Closed,
+            _ = shutdown.requested() => return Stop::Closed,
             r = input.read_some() => r,
         };
         match read {
@@ -270,14 +282,14 @@ async fn speak_dialect<R: AsyncRead + Unpin>(
 }
 
 /// Resolves once the peer's open requests are answered, its writer ended, or the broker stops.
-async fn answered(state: &DialectState, shutdown: &mut watch::Receiver<bool>) {
+async fn answered(state: &DialectState, shutdown: &Shutdown) {
     loop {
         if state.codec().outstanding() == 0 || state.writer_done.load(Ordering::Relaxed) {
             return;
         }
         tokio::select! {
             _ = state.idle.notified() => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.requested() => return,
         }
     }
 }

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use plexus_proto::default_socket_path;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::connection;
 use crate::error::BrokerError;
 use crate::peer::PeerInfo;
 use crate::router::Router;
+use crate::shutdown::Shutdown;
 
 /// The socket path the broker uses when none is given.
 pub fn default_path() -> PathBuf {
@@ -122,42 +122,29 @@ impl Listen for TcpListener {
     }
 }
 
-/// Accepts connections until shutdown. Each connection task holds a clone of `alive`.
-pub async fn accept_loop<L: Listen>(
-    listener: L,
-    router: Arc<Router>,
-    mut shutdown: watch::Receiver<bool>,
-    alive: mpsc::Sender<()>,
-) {
+/// Accepts connections until shutdown; each runs in its own task, tracked by `shutdown`.
+pub async fn accept_loop<L: Listen>(listener: L, router: Arc<Router>, shutdown: Shutdown) {
+    let stop = shutdown.requested();
+    tokio::pin!(stop);
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.changed() => return,
+            _ = &mut stop => return,
             a = listener.accept_peer() => a,
         };
         match accepted {
-            Ok((r, w, peer)) => spawn_connection(r, w, peer, &router, &shutdown, &alive),
+            Ok((r, w, peer)) => {
+                shutdown.spawn(connection::serve(
+                    r,
+                    w,
+                    peer,
+                    router.clone(),
+                    shutdown.clone(),
+                ));
+            }
             Err(e) => {
                 warn!(error = %e, transport = L::TRANSPORT, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
     }
-}
-
-fn spawn_connection<R, W>(
-    reader: R,
-    writer: W,
-    peer: PeerInfo,
-    router: &Arc<Router>,
-    shutdown: &watch::Receiver<bool>,
-    alive: &mpsc::Sender<()>,
-) where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
-    let (router, shutdown, alive) = (router.clone(), shutdown.clone(), alive.clone());
-    tokio::spawn(async move {
-        connection::serve(reader, writer, peer, router, shutdown).await;
-        drop(alive);
-    });
 }

@@ -280,3 +280,38 @@ async fn broad_wildcards_do_not_receive_the_monitor_feed() {
         "no monitor record for '>'"
     );
 }
+
+#[tokio::test]
+async fn shutdown_closes_a_peer_that_never_reads_after_the_grace_period() {
+    let broker = TestBroker::with_config(Config {
+        shutdown_grace: std::time::Duration::from_millis(100),
+        outbox_limit: 64 * 1024 * 1024,
+        ..Config::default()
+    })
+    .await;
+    let mut stalled = broker.client("never-reads").await;
+    stalled.subscribe(1, "bulk.>").await;
+    let mut p = broker.client("publisher").await;
+    let body = vec![b'x'; 64 * 1024];
+    const EVENTS: u64 = 200;
+    for id in 1..=EVENTS {
+        let ack = p
+            .request(Frame::publish(id, "bulk.data", &body, true))
+            .await;
+        assert_eq!(json(&ack)["delivered"], 1, "queued for the stalled peer");
+    }
+    broker.stop().await;
+    let mut received = 0;
+    while let Some(frame) = stalled
+        .try_recv(crate::harness::WAIT)
+        .await
+        .expect("the broker closes the connection")
+    {
+        assert_eq!(frame.kind(), Kind::Event);
+        received += 1;
+    }
+    assert!(
+        received < EVENTS,
+        "the writer was stopped at the grace period, not left writing ({received} events arrived)"
+    );
+}
