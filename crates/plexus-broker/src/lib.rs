@@ -4,6 +4,7 @@
 //! [`Broker::bind`] opens the sockets; [`Broker::run`] serves until the shutdown future resolves.
 //! `docs/architecture.md` describes the tasks and who owns which state.
 
+mod accept;
 mod config;
 mod conn_id;
 mod connection;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, UnixListener};
 use tracing::{info, warn};
 
+use accept::Acceptor;
 pub use config::{Config, IPC_BROKER_PORT, IPC_BROKER_SOCKET};
 pub use error::BrokerError;
 pub use listener::default_path;
@@ -132,14 +134,11 @@ impl Broker {
     pub async fn run(self, signal: impl Future<Output = ()>) -> Result<(), BrokerError> {
         let shutdown = Shutdown::default();
         let router = self.router;
+        let acceptor = Acceptor::new(router.clone(), shutdown.clone());
         let mut socket_paths = Vec::new();
         for unix in self.unix.into_iter().chain(self.ipc_unix) {
             info!(path = %unix.path.display(), "listening on Unix socket");
-            shutdown.spawn(listener::accept_loop(
-                unix.listener,
-                router.clone(),
-                shutdown.clone(),
-            ));
+            shutdown.spawn(acceptor.clone().run(unix.listener));
             if unix.owned {
                 socket_paths.push(unix.path);
             }
@@ -152,7 +151,7 @@ impl Broker {
             if let Ok(addr) = l.local_addr() {
                 info!(%addr, "listening on TCP");
             }
-            shutdown.spawn(listener::accept_loop(l, router.clone(), shutdown.clone()));
+            shutdown.spawn(acceptor.clone().run(l));
         }
         shutdown.spawn(timer::run(router.clone(), shutdown.clone()));
         signal.await;

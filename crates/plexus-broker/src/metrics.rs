@@ -106,6 +106,13 @@ pub fn render(st: &State) -> String {
     );
     metric(
         &mut out,
+        "plexus_connections_refused_total",
+        "counter",
+        "Connections refused at the connection limit.",
+        st.stats.connections_refused,
+    );
+    metric(
+        &mut out,
         "plexus_events_published_total",
         "counter",
         "Events published.",

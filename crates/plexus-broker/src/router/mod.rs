@@ -135,6 +135,11 @@ impl Router {
         );
     }
 
+    /// Counts a connection refused at the connection limit.
+    pub fn count_refused_connection(&self) {
+        self.lock().stats.connections_refused += 1;
+    }
+
     /// Routes a batch of frames from `conn`, under one lock.
     pub fn handle(&self, conn: ConnId, frames: impl IntoIterator<Item = Frame>) {
         let now = Instant::now();

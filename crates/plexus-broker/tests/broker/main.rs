@@ -6,5 +6,6 @@ mod events;
 mod harness;
 mod ipc_broker;
 mod lifecycle;
+mod limits;
 mod ndjson;
 mod procbridge;
