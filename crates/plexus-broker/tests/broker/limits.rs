@@ -5,7 +5,7 @@ use plexus_broker::Config;
 use plexus_proto::{ErrorCode, Frame, Kind};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::harness::{RawClient, TestBroker, json};
+use plexus_test_support::{RawClient, TestBroker, json};
 
 #[tokio::test]
 async fn connections_past_the_limit_are_told_overloaded_and_closed() {
@@ -14,8 +14,8 @@ async fn connections_past_the_limit_are_told_overloaded_and_closed() {
         ..Config::default()
     })
     .await;
-    let mut a = broker.client("a").await;
-    let b = broker.client("b").await;
+    let mut a = broker.raw_client("a").await;
+    let b = broker.raw_client("b").await;
 
     let mut refused = RawClient::raw(UnixStream::connect(&broker.path).await.expect("connect"));
     let err = refused.expect_error(ErrorCode::Overloaded).await;

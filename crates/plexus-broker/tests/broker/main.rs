@@ -3,7 +3,6 @@
 mod calls;
 mod errors;
 mod events;
-mod harness;
 mod ipc_broker;
 mod lifecycle;
 mod limits;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::harness::{TestBroker, WAIT, json, missing};
+use plexus_test_support::{TestBroker, WAIT, json, missing};
 
 /// A client writing and reading JSON lines.
 struct LineClient<S> {
@@ -60,9 +60,9 @@ async fn unix_lines(broker: &TestBroker) -> LineClient<UnixStream> {
 #[tokio::test]
 async fn json_rpc_calls_reach_native_workers_and_errors_carry_the_code() {
     let broker = TestBroker::start().await;
-    let mut worker = broker.client("calc").await;
+    let mut worker = broker.raw_client("calc").await;
     worker.register(1, "org.x.math").await;
-    let mut sub = broker.client("sub").await;
+    let mut sub = broker.raw_client("sub").await;
     sub.subscribe(5, "sensor.>").await;
     let mut rpc = LineClient::new(TcpStream::connect(broker.tcp).await.expect("connect"));
 
@@ -115,7 +115,7 @@ async fn json_rpc_calls_reach_native_workers_and_errors_carry_the_code() {
 async fn an_ndjson_peer_serves_subscribes_publishes_and_pings() {
     let broker = TestBroker::start().await;
     let mut peer = unix_lines(&broker).await;
-    let mut caller = broker.client("caller").await;
+    let mut caller = broker.raw_client("caller").await;
 
     assert_eq!(
         peer.request(json!({"op":"register","id":1,"name":"demo"}))
@@ -273,7 +273,7 @@ async fn bad_lines_get_error_lines_and_the_connection_keeps_working() {
 #[tokio::test]
 async fn a_peer_that_closes_its_sending_side_still_gets_its_answers() {
     let broker = TestBroker::start().await;
-    let mut worker = broker.client("calc").await;
+    let mut worker = broker.raw_client("calc").await;
     worker.register(1, "math").await;
     let mut peer = unix_lines(&broker).await;
     peer.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"math.add\",\"params\":[2,3]}\n{\"op\":\"ping\",\"id\":2}")
@@ -300,7 +300,7 @@ async fn a_peer_that_does_not_read_still_has_its_requests_routed() {
         ..Config::default()
     })
     .await;
-    let mut worker = broker.client("calc").await;
+    let mut worker = broker.raw_client("calc").await;
     worker.register(1, "math").await;
     let mut peer = unix_lines(&broker).await;
     assert_eq!(
@@ -308,7 +308,7 @@ async fn a_peer_that_does_not_read_still_has_its_requests_routed() {
             .await,
         json!({"op":"reply","id":"s","result":null})
     );
-    let mut publisher = broker.client("publisher").await;
+    let mut publisher = broker.raw_client("publisher").await;
     let body = format!("\"{}\"", "x".repeat(16 * 1024));
     let mut published = 0;
     while published < 2000 {
@@ -363,7 +363,7 @@ async fn shutdown_closes_a_peer_that_never_reads_after_the_grace_period() {
             .await,
         json!({"op":"reply","id":"s","result":null})
     );
-    let mut publisher = broker.client("publisher").await;
+    let mut publisher = broker.raw_client("publisher").await;
     let body = format!("\"{}\"", "x".repeat(64 * 1024));
     const EVENTS: u64 = 200;
     for id in 1..=EVENTS {
