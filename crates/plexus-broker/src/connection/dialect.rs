@@ -64,7 +64,7 @@ pub async fn serve<R, W>(
         .run(&mut input, &mut writer, &outbox, router, shutdown)
         .await;
     router.detach(conn);
-    stop.tell(conn, &outbox);
+    stop.tell_peer(conn, &outbox);
     drop(outbox);
     let grace = router.config().shutdown_grace;
     match tokio::time::timeout(grace, link.flush(&mut writer)).await {

@@ -34,7 +34,7 @@ pub async fn serve<R, W>(
         Ok(due) => session(conn, &mut input, peer, router, &outbox, shutdown, due).await,
         Err(stop) => stop,
     };
-    stop.tell(conn, &outbox);
+    stop.tell_peer(conn, &outbox);
     drop(outbox);
     let grace = router.config().shutdown_grace;
     match tokio::time::timeout(grace, &mut writer_task).await {

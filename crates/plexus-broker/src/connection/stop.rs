@@ -24,7 +24,7 @@ impl Stop {
     }
 
     /// Queues the error that tells a refused peer why, as the last frame of its outbox.
-    pub fn tell(&self, conn: ConnId, outbox: &Outbox) {
+    pub fn tell_peer(&self, conn: ConnId, outbox: &Outbox) {
         if let Stop::Refused(code, message) = self {
             info!(conn, code = code.name(), %message, "connection refused");
             outbox.push_always(Frame::error(0, *code, message, b""));
