@@ -131,6 +131,9 @@ impl BrokerArgs {
                 "no_unix needs at least one tcp address, or the broker would listen nowhere".into(),
             );
         }
+        if config.max_connections == 0 {
+            return Err("max_connections 0 would refuse every connection; at least 1".into());
+        }
         if config.max_frame < 1024 {
             return Err(format!(
                 "max_frame {} is too small; at least 1024 bytes",

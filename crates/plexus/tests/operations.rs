@@ -210,6 +210,15 @@ fn max_connections_from_the_config_file_refuses_with_overloaded() {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("bus.sock");
     let path = dir.path().join("plexus.toml");
+    std::fs::write(&path, format!("socket = {socket:?}\nmax_connections = 0\n")).expect("write");
+    let out = plexus()
+        .args(["broker", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64), "a limit of 0 is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_connections"));
+
     std::fs::write(&path, format!("socket = {socket:?}\nmax_connections = 1\n")).expect("write");
     let mut broker = plexus()
         .args(["broker", "--config"])
