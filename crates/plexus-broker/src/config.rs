@@ -23,6 +23,9 @@ pub struct Config {
     pub default_call_timeout: Duration,
     /// Calls one connection may have waiting for answers at once.
     pub max_pending_per_connection: usize,
+    /// Connections open at once, over every listener; past it, a new connection is told
+    /// `overloaded` and closed.
+    pub max_connections: usize,
     /// How long a new connection has to send its `hello`.
     pub handshake_timeout: Duration,
     /// How long shutdown waits for outboxes to drain.
@@ -53,6 +56,7 @@ impl Default for Config {
             outbox_limit: 8 * 1024 * 1024,
             default_call_timeout: Duration::from_secs(30),
             max_pending_per_connection: 65_536,
+            max_connections: 4096,
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             metrics: None,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Why the broker could not start or keep running.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BrokerError {
     /// Another broker answers on the socket.
     #[error("another broker is already listening on {0} — stop it first, or use --socket PATH")]

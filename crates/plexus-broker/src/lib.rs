@@ -4,36 +4,38 @@
 //! [`Broker::bind`] opens the sockets; [`Broker::run`] serves until the shutdown future resolves.
 //! `docs/architecture.md` describes the tasks and who owns which state.
 
-mod broker_object;
+mod accept;
 mod config;
+mod conn_id;
 mod connection;
 mod error;
 mod listener;
 #[cfg(feature = "metrics")]
 mod metrics;
-mod monitor;
 mod outbox;
 mod peer;
 mod pending;
 mod registry;
 mod router;
+mod shutdown;
 mod stats;
 mod subscriptions;
+mod timer;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{mpsc, watch};
-use tracing::info;
+use tracing::{info, warn};
 
+use accept::Acceptor;
 pub use config::{Config, IPC_BROKER_PORT, IPC_BROKER_SOCKET};
 pub use error::BrokerError;
 pub use listener::default_path;
 use router::Router;
+use shutdown::Shutdown;
 
 /// A broker whose sockets are bound, ready to run.
 pub struct Broker {
@@ -127,49 +129,42 @@ impl Broker {
             .collect()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, answers pending calls with
+    /// Serves until `signal` resolves, then stops accepting, answers pending calls with
     /// `shutting_down`, flushes what is queued, closes connections and removes the socket.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    pub async fn run(self, signal: impl Future<Output = ()>) -> Result<(), BrokerError> {
+        let shutdown = Shutdown::default();
         let router = self.router;
+        let acceptor = Acceptor::new(router.clone(), shutdown.clone());
         let mut socket_paths = Vec::new();
         for unix in self.unix.into_iter().chain(self.ipc_unix) {
             info!(path = %unix.path.display(), "listening on Unix socket");
-            tokio::spawn(listener::accept_loop(
-                unix.listener,
-                router.clone(),
-                stop_rx.clone(),
-                alive_tx.clone(),
-            ));
+            shutdown.spawn(acceptor.clone().run(unix.listener));
             if unix.owned {
                 socket_paths.push(unix.path);
             }
         }
         #[cfg(feature = "metrics")]
         if let Some(l) = self.metrics {
-            tokio::spawn(metrics::serve(l, router.clone(), stop_rx.clone()));
+            shutdown.spawn(metrics::serve(l, router.clone(), shutdown.clone()));
         }
         for l in self.tcp {
             if let Ok(addr) = l.local_addr() {
                 info!(%addr, "listening on TCP");
             }
-            tokio::spawn(listener::accept_loop(
-                l,
-                router.clone(),
-                stop_rx.clone(),
-                alive_tx.clone(),
-            ));
+            shutdown.spawn(acceptor.clone().run(l));
         }
-        let timer = tokio::spawn(run_timer(router.clone(), stop_rx.clone()));
-        shutdown.await;
+        shutdown.spawn(timer::run(router.clone(), shutdown.clone()));
+        signal.await;
         info!("shutting down");
         router.begin_shutdown();
-        let _ = stop_tx.send(true);
-        drop(alive_tx);
+        shutdown.begin();
         let grace = router.config().shutdown_grace;
-        let _ = tokio::time::timeout(grace * 2, alive_rx.recv()).await;
-        timer.abort();
+        if tokio::time::timeout(grace * 2, shutdown.finished())
+            .await
+            .is_err()
+        {
+            warn!("some connections did not close within the grace period");
+        }
         for path in socket_paths {
             let _ = std::fs::remove_file(&path);
         }
@@ -187,22 +182,4 @@ async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BrokerError> {
 /// Binds and runs a broker until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
     Broker::bind(config).await?.run(shutdown).await
-}
-
-/// Answers calls and waits whose deadline passed, sleeping until the next deadline.
-async fn run_timer(router: Arc<Router>, mut stop: watch::Receiver<bool>) {
-    loop {
-        let next = router.expire(Instant::now());
-        let sleep = async {
-            match next {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = sleep => {}
-            _ = router.deadline_added() => {}
-            _ = stop.changed() => return,
-        }
-    }
 }

@@ -1,21 +1,14 @@
-//! Listening sockets: the Unix socket (default path, permissions, stale-file and
-//! running-broker checks) and TCP, and the accept loops that spawn connections.
+//! Listening sockets: binding the Unix socket (default path, permissions, stale-file and
+//! running-broker checks) or taking over one passed by systemd.
 
-use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use plexus_proto::default_socket_path;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tokio::net::UnixListener;
+use tracing::info;
 
-use crate::connection;
 use crate::error::BrokerError;
-use crate::peer::PeerInfo;
-use crate::router::Router;
 
 /// The socket path the broker uses when none is given.
 pub fn default_path() -> PathBuf {
@@ -78,86 +71,4 @@ pub fn adopt_unix(
         path,
         owned: false,
     })
-}
-
-/// A listening socket the accept loop takes connections from.
-pub trait Listen: Send + 'static {
-    /// The read half of an accepted connection.
-    type Reader: AsyncRead + Unpin + Send + 'static;
-    /// Its write half.
-    type Writer: AsyncWrite + Unpin + Send + 'static;
-    /// The transport's name, for logs.
-    const TRANSPORT: &'static str;
-    /// Accepts one connection, split in halves, with what is known of the peer.
-    fn accept_peer(
-        &self,
-    ) -> impl Future<Output = std::io::Result<(Self::Reader, Self::Writer, PeerInfo)>> + Send;
-}
-
-impl Listen for UnixListener {
-    type Reader = tokio::net::unix::OwnedReadHalf;
-    type Writer = tokio::net::unix::OwnedWriteHalf;
-    const TRANSPORT: &'static str = "unix";
-
-    async fn accept_peer(&self) -> std::io::Result<(Self::Reader, Self::Writer, PeerInfo)> {
-        let (stream, _) = self.accept().await?;
-        let peer = PeerInfo::from_unix(&stream);
-        let (r, w) = stream.into_split();
-        Ok((r, w, peer))
-    }
-}
-
-impl Listen for TcpListener {
-    type Reader = tokio::net::tcp::OwnedReadHalf;
-    type Writer = tokio::net::tcp::OwnedWriteHalf;
-    const TRANSPORT: &'static str = "tcp";
-
-    async fn accept_peer(&self) -> std::io::Result<(Self::Reader, Self::Writer, PeerInfo)> {
-        let (stream, addr) = self.accept().await?;
-        if let Err(e) = stream.set_nodelay(true) {
-            warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-        let (r, w) = stream.into_split();
-        Ok((r, w, PeerInfo::from_tcp(addr)))
-    }
-}
-
-/// Accepts connections until shutdown. Each connection task holds a clone of `alive`.
-pub async fn accept_loop<L: Listen>(
-    listener: L,
-    router: Arc<Router>,
-    mut shutdown: watch::Receiver<bool>,
-    alive: mpsc::Sender<()>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.changed() => return,
-            a = listener.accept_peer() => a,
-        };
-        match accepted {
-            Ok((r, w, peer)) => spawn_connection(r, w, peer, &router, &shutdown, &alive),
-            Err(e) => {
-                warn!(error = %e, transport = L::TRANSPORT, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-fn spawn_connection<R, W>(
-    reader: R,
-    writer: W,
-    peer: PeerInfo,
-    router: &Arc<Router>,
-    shutdown: &watch::Receiver<bool>,
-    alive: &mpsc::Sender<()>,
-) where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
-    let (router, shutdown, alive) = (router.clone(), shutdown.clone(), alive.clone());
-    tokio::spawn(async move {
-        connection::serve(reader, writer, peer, router, shutdown).await;
-        drop(alive);
-    });
 }

@@ -7,19 +7,21 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tracing::debug;
 
 use crate::router::{Router, State};
+use crate::shutdown::Shutdown;
 
 /// Longest request head read before answering.
 const MAX_REQUEST: usize = 8192;
 
 /// Serves `/metrics` until shutdown.
-pub async fn serve(listener: TcpListener, router: Arc<Router>, mut stop: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: Shutdown) {
+    let stop = shutdown.requested();
+    tokio::pin!(stop);
     loop {
         let accepted = tokio::select! {
-            _ = stop.changed() => return,
+            _ = &mut stop => return,
             a = listener.accept() => a,
         };
         let Ok((mut stream, _)) = accepted else {
@@ -101,6 +103,13 @@ pub fn render(st: &State) -> String {
         "counter",
         "Connections accepted.",
         st.stats.connections_total,
+    );
+    metric(
+        &mut out,
+        "plexus_connections_refused_total",
+        "counter",
+        "Connections refused at the connection limit.",
+        st.stats.connections_refused,
     );
     metric(
         &mut out,

@@ -1,4 +1,5 @@
-//! A connection's bounded outbox and the writer task that drains it with coalesced writes.
+//! A connection's bounded outbox: the queue of frames on their way to its socket, with the byte
+//! count that bounds it, and the native writer that drains it with coalesced writes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,26 +26,7 @@ pub struct Outbox {
 #[derive(Debug, Clone, Copy)]
 pub struct Full;
 
-/// Turns the frames of an outbox into the bytes its peer reads: native frames, or a dialect.
-pub trait FrameEncoder: Send + 'static {
-    /// Appends the wire form of `frame` to `buf`.
-    fn encode(&mut self, frame: &Frame, buf: &mut BytesMut);
-
-    /// Runs after each batch of frames has been written.
-    fn batch_written(&mut self) {}
-}
-
-/// Native frames: the header and the body bytes, nothing parsed.
-pub struct NativeEncoder;
-
-impl FrameEncoder for NativeEncoder {
-    #[inline]
-    fn encode(&mut self, frame: &Frame, buf: &mut BytesMut) {
-        encode(frame, buf);
-    }
-}
-
-/// The receiving side, owned by the writer task.
+/// The receiving side, owned by the task that writes the connection's socket.
 pub struct OutboxReceiver {
     rx: mpsc::UnboundedReceiver<Frame>,
     queued: Arc<AtomicUsize>,
@@ -88,20 +70,31 @@ impl Outbox {
 }
 
 impl OutboxReceiver {
-    /// Writes frames until every `Outbox` is dropped and the queue is empty, or the socket fails.
-    /// Everything queued at a time goes out in one write.
-    pub async fn write_all_to<W: AsyncWrite + Unpin, E: FrameEncoder>(
+    /// Waits for queued frames and moves up to [`BATCH_FRAMES`] of them to `batch`, still counted
+    /// against the limit until [`OutboxReceiver::release`]. Returns how many; 0 once every
+    /// `Outbox` is dropped and the queue is empty.
+    pub async fn recv_batch(&mut self, batch: &mut Vec<Frame>) -> usize {
+        self.rx.recv_many(batch, BATCH_FRAMES).await
+    }
+
+    /// Stops counting `bytes` (the wire lengths of frames taken) against the limit.
+    pub fn release(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Writes native frames until every `Outbox` is dropped and the queue is empty, or the socket
+    /// fails. Everything queued at a time goes out in one write.
+    pub async fn write_all_to<W: AsyncWrite + Unpin>(
         mut self,
         mut socket: W,
-        mut encoder: E,
     ) -> std::io::Result<()> {
         let mut batch = Vec::with_capacity(BATCH_FRAMES);
         let mut buf = BytesMut::with_capacity(64 * 1024);
-        while self.rx.recv_many(&mut batch, BATCH_FRAMES).await > 0 {
+        while self.recv_batch(&mut batch).await > 0 {
             let mut taken = 0;
             for frame in batch.drain(..) {
                 taken += frame.wire_len();
-                encoder.encode(&frame, &mut buf);
+                encode(&frame, &mut buf);
                 if buf.len() >= BATCH_BYTES {
                     socket.write_all(&buf).await?;
                     buf.clear();
@@ -111,8 +104,7 @@ impl OutboxReceiver {
                 socket.write_all(&buf).await?;
                 buf.clear();
             }
-            self.queued.fetch_sub(taken, Ordering::Relaxed);
-            encoder.batch_written();
+            self.release(taken);
         }
         socket.shutdown().await
     }

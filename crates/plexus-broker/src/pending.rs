@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::time::Instant;
 
-use crate::router::ConnId;
+use crate::conn_id::ConnId;
 
 /// A call routed to a worker, waiting for its answer.
 #[derive(Debug, Clone)]
@@ -267,3 +267,6 @@ impl Pending {
         self.calls.len()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::router::ConnId;
+use crate::conn_id::ConnId;
 
 /// Who owns a name.
 #[derive(Debug)]

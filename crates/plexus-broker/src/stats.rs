@@ -16,6 +16,8 @@ pub const LATENCY_BUCKETS_US: [u64; 16] = [
 pub struct Stats {
     /// Connections accepted.
     pub connections_total: u64,
+    /// Connections refused because the broker had `max_connections` open.
+    pub connections_refused: u64,
     /// Calls forwarded to workers.
     pub calls_routed: u64,
     /// Calls answered by the broker's own object.
@@ -98,6 +100,7 @@ impl Stats {
             .collect();
         let mut out = json!({
             "connections_total": self.connections_total,
+            "connections_refused": self.connections_refused,
             "calls_routed": self.calls_routed,
             "broker_calls": self.broker_calls,
             "replies_routed": self.replies_routed,

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::router::ConnId;
+use crate::conn_id::ConnId;
 
 /// One subscription: the connection and its subscription id.
 pub type SubKey = (ConnId, u64);

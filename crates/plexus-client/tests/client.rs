@@ -5,69 +5,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use plexus_broker::{Broker, Config};
+use plexus_broker::Config;
 use plexus_client::{CallContext, Client, Error, ErrorCode, Object, parse_params};
+use plexus_test_support::{TestBroker, WAIT};
 use serde_json::{Value, json, value::RawValue};
 use tokio::sync::{Notify, oneshot};
 
-const WAIT: Duration = Duration::from_secs(10);
-
-struct TestBroker {
-    dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+/// Connects a client to a test broker.
+trait Connect {
+    async fn client(&self) -> Client;
 }
 
-impl TestBroker {
-    async fn start() -> TestBroker {
-        Self::start_in(tempfile::tempdir().expect("tempdir"), Config::default()).await
-    }
-
-    async fn start_in(dir: tempfile::TempDir, mut config: Config) -> TestBroker {
-        config.socket = Some(dir.path().join("bus.sock"));
-        let broker = Broker::bind(config).await.expect("bind");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            broker
-                .run(async { drop(stopped.await) })
-                .await
-                .expect("run");
-        });
-        TestBroker {
-            dir,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    fn addr(&self) -> String {
-        format!("unix:{}", self.dir.path().join("bus.sock").display())
-    }
-
+impl Connect for TestBroker {
     async fn client(&self) -> Client {
         Client::connect_to(&self.addr()).await.expect("connect")
-    }
-
-    /// Stops the broker and hands back its directory for a restart.
-    async fn stop(mut self) -> tempfile::TempDir {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(WAIT, task)
-                .await
-                .expect("stops")
-                .expect("task");
-        }
-        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"))
-    }
-}
-
-impl Drop for TestBroker {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
@@ -420,7 +371,7 @@ async fn reconnects_after_a_broker_restart_and_restores_names_and_subscriptions(
     let worker = broker.client().await;
     worker.serve("math", Calculator).await.expect("serve");
     let mut events = worker.subscribe("restart.>").await.expect("subscribe");
-    let dir = broker.stop().await;
+    let stopped = broker.stop().await;
 
     let err = worker
         .call::<_, Value>("math", "add", &Params { a: 1, b: 1 })
@@ -431,7 +382,7 @@ async fn reconnects_after_a_broker_restart_and_restores_names_and_subscriptions(
         "{err}"
     );
 
-    let broker = TestBroker::start_in(dir, Config::default()).await;
+    let broker = stopped.restart().await;
     assert_eq!(broker.addr(), addr);
     let other = broker.client().await;
     other
@@ -461,7 +412,7 @@ async fn no_event_lost_for_100k_events_to_three_subscribers() {
         outbox_limit: 256 * 1024 * 1024,
         ..Config::default()
     };
-    let broker = TestBroker::start_in(tempfile::tempdir().expect("dir"), config).await;
+    let broker = TestBroker::with_config(config).await;
     const N: u64 = 100_000;
     let mut readers = Vec::new();
     for _ in 0..3 {

@@ -17,7 +17,8 @@ use crate::exit;
 #[derive(Args, Debug, Default)]
 pub struct BrokerArgs {
     /// TOML file with any of the keys below (socket, tcp, no_unix, max_frame, outbox_limit,
-    /// call_timeout_ms, threads, metrics, ipc_broker_compat, ipc_broker_tcp); flags override it.
+    /// max_connections, call_timeout_ms, threads, metrics, ipc_broker_compat, ipc_broker_tcp);
+    /// flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Unix socket path [default: $XDG_RUNTIME_DIR/plexus/bus.sock, else /tmp/plexus-$UID/bus.sock].
@@ -36,6 +37,10 @@ pub struct BrokerArgs {
     /// [default: 8388608].
     #[arg(long, value_name = "BYTES")]
     outbox_limit: Option<usize>,
+    /// Connections open at once; past it, new ones are told `overloaded` and closed
+    /// [default: 4096].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
     /// Timeout of calls that name none, in milliseconds [default: 30000].
     #[arg(long, value_name = "MS")]
     call_timeout_ms: Option<u64>,
@@ -65,6 +70,7 @@ struct FileConfig {
     no_unix: Option<bool>,
     max_frame: Option<u32>,
     outbox_limit: Option<usize>,
+    max_connections: Option<usize>,
     call_timeout_ms: Option<u64>,
     threads: Option<usize>,
     metrics: Option<SocketAddr>,
@@ -107,6 +113,10 @@ impl BrokerArgs {
                 .outbox_limit
                 .or(file.outbox_limit)
                 .unwrap_or(defaults.outbox_limit),
+            max_connections: self
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(defaults.max_connections),
             default_call_timeout: self
                 .call_timeout_ms
                 .or(file.call_timeout_ms)
@@ -120,6 +130,9 @@ impl BrokerArgs {
             return Err(
                 "no_unix needs at least one tcp address, or the broker would listen nowhere".into(),
             );
+        }
+        if config.max_connections == 0 {
+            return Err("max_connections 0 would refuse every connection; at least 1".into());
         }
         if config.max_frame < 1024 {
             return Err(format!(

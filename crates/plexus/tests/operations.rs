@@ -204,3 +204,65 @@ fn metrics_endpoint_serves_prometheus_text() {
     assert!(get("/other").starts_with("HTTP/1.1 404"));
     assert_eq!(stop(&mut broker), Some(0));
 }
+
+#[test]
+fn max_connections_from_the_config_file_refuses_with_overloaded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("bus.sock");
+    let path = dir.path().join("plexus.toml");
+    std::fs::write(&path, format!("socket = {socket:?}\nmax_connections = 0\n")).expect("write");
+    let out = plexus()
+        .args(["broker", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64), "a limit of 0 is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_connections"));
+
+    std::fs::write(&path, format!("socket = {socket:?}\nmax_connections = 1\n")).expect("write");
+    let mut broker = plexus()
+        .args(["broker", "--config"])
+        .arg(&path)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("broker");
+    // Hold the one place: a connection that said hello and got its welcome. Probing for the
+    // socket may still hold the place for a moment, so a refusal is retried.
+    let deadline = Instant::now() + WAIT;
+    let _held = loop {
+        assert!(Instant::now() < deadline, "broker started");
+        let Ok(mut held) = std::os::unix::net::UnixStream::connect(&socket) else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        held.set_read_timeout(Some(WAIT)).expect("timeout");
+        held.write_all(&plexus_proto::Frame::hello("holder").to_bytes())
+            .expect("hello");
+        let mut buf = bytes::BytesMut::new();
+        let first = loop {
+            if let Some(frame) = plexus_proto::decode(&mut buf, u32::MAX).expect("a frame") {
+                break frame;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = held.read(&mut chunk).expect("read");
+            assert!(n > 0, "the broker answers before closing");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        if first.kind() == plexus_proto::Kind::Welcome {
+            break held;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = plexus()
+        .args(["call", "plexus", "ping", "--bus"])
+        .arg(&socket)
+        .output()
+        .expect("call");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr.contains("overloaded") && stderr.contains("max_connections"),
+        "{stderr}"
+    );
+    assert_eq!(stop(&mut broker), Some(0));
+}

@@ -4,15 +4,15 @@ use std::collections::HashMap;
 
 use plexus_proto::{ErrorCode, Frame, Kind};
 
-use crate::harness::{TestBroker, json};
+use plexus_test_support::{TestBroker, json};
 
 #[tokio::test]
 async fn call_round_trip_over_unix_and_tcp() {
     let broker = TestBroker::start().await;
-    let mut worker = broker.client("calc").await;
+    let mut worker = broker.raw_client("calc").await;
     worker.register(1, "math").await;
-    let mut unix_caller = broker.client("caller").await;
-    let mut tcp_caller = broker.tcp_client("tcp-caller").await;
+    let mut unix_caller = broker.raw_client("caller").await;
+    let mut tcp_caller = broker.raw_tcp_client("tcp-caller").await;
 
     for (caller_id, params) in [(7u64, r#"{"a":10,"b":32}"#), (8, r#"{"a":1,"b":2}"#)] {
         unix_caller
@@ -59,9 +59,9 @@ async fn call_round_trip_over_unix_and_tcp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_concurrent_calls_from_ten_connections_reach_their_callers() {
     let broker = TestBroker::start().await;
-    let mut w1 = broker.client("w1").await;
+    let mut w1 = broker.raw_client("w1").await;
     w1.register_shared(1, "echo").await;
-    let mut w2 = broker.client("w2").await;
+    let mut w2 = broker.raw_client("w2").await;
     w2.register_shared(1, "echo").await;
     let workers: Vec<_> = [w1, w2]
         .into_iter()
@@ -80,7 +80,7 @@ async fn thousand_concurrent_calls_from_ten_connections_reach_their_callers() {
 
     let mut callers = Vec::new();
     for c in 0..10u64 {
-        let mut caller = broker.client(&format!("caller-{c}")).await;
+        let mut caller = broker.raw_client(&format!("caller-{c}")).await;
         callers.push(tokio::spawn(async move {
             // Every caller uses the same ids 1..=100: the broker must keep them apart.
             for id in 1..=100u64 {
@@ -120,11 +120,11 @@ async fn shared_registration_spreads_calls_round_robin() {
     let broker = TestBroker::start().await;
     let mut members = Vec::new();
     for i in 0..3 {
-        let mut m = broker.client(&format!("member-{i}")).await;
+        let mut m = broker.raw_client(&format!("member-{i}")).await;
         m.register_shared(1, "jobs").await;
         members.push(m);
     }
-    let mut caller = broker.client("caller").await;
+    let mut caller = broker.raw_client("caller").await;
     for round in 0..2 {
         for (i, m) in members.iter_mut().enumerate() {
             let id = (round * 3 + i + 1) as u64;
@@ -153,8 +153,8 @@ async fn shared_registration_spreads_calls_round_robin() {
 #[tokio::test]
 async fn one_connection_serves_calls_and_subscribes_at_once() {
     let broker = TestBroker::start().await;
-    let mut a = broker.client("a").await;
-    let mut b = broker.client("b").await;
+    let mut a = broker.raw_client("a").await;
+    let mut b = broker.raw_client("b").await;
     a.register(1, "alpha").await;
     a.subscribe(2, "news.>").await;
     b.register(1, "beta").await;
@@ -204,9 +204,9 @@ async fn one_connection_serves_calls_and_subscribes_at_once() {
 #[tokio::test]
 async fn cancel_and_timeout_reach_the_worker() {
     let broker = TestBroker::start().await;
-    let mut worker = broker.client("w").await;
+    let mut worker = broker.raw_client("w").await;
     worker.register(1, "slow").await;
-    let mut caller = broker.client("c").await;
+    let mut caller = broker.raw_client("c").await;
 
     caller
         .send(Frame::call(1, "slow", "wait", 60_000, b""))
@@ -243,10 +243,10 @@ async fn cancel_and_timeout_reach_the_worker() {
 #[tokio::test]
 async fn a_reply_is_accepted_only_from_the_worker_and_only_once() {
     let broker = TestBroker::start().await;
-    let mut worker = broker.client("w").await;
+    let mut worker = broker.raw_client("w").await;
     worker.register(1, "obj").await;
-    let mut intruder = broker.client("intruder").await;
-    let mut caller = broker.client("c").await;
+    let mut intruder = broker.raw_client("intruder").await;
+    let mut caller = broker.raw_client("c").await;
 
     caller.send(Frame::call(1, "obj", "m", 5000, b"")).await;
     let call = worker.recv().await;

@@ -6,12 +6,12 @@ use plexus_broker::Config;
 use plexus_proto::{ErrorCode, Frame, HEADER_LEN, Kind};
 use tokio::net::UnixStream;
 
-use crate::harness::{RawClient, TestBroker, WAIT, json};
+use plexus_test_support::{RawClient, TestBroker, WAIT, json};
 
 #[tokio::test]
 async fn no_such_object_is_answered_at_once_with_data() {
     let broker = TestBroker::start().await;
-    let mut c = broker.client("c").await;
+    let mut c = broker.raw_client("c").await;
     c.send(Frame::call(1, "nobody", "m", 60_000, b"")).await;
     let started = Instant::now();
     let err = c.expect_error(ErrorCode::NoSuchObject).await;
@@ -26,7 +26,7 @@ async fn no_such_object_is_answered_at_once_with_data() {
 #[tokio::test]
 async fn no_such_method_on_the_broker_object() {
     let broker = TestBroker::start().await;
-    let mut c = broker.client("c").await;
+    let mut c = broker.raw_client("c").await;
     c.send(Frame::call(1, "plexus", "explode", 0, b"")).await;
     let err = c.expect_error(ErrorCode::NoSuchMethod).await;
     assert!(
@@ -39,9 +39,9 @@ async fn no_such_method_on_the_broker_object() {
 #[tokio::test]
 async fn worker_errors_are_forwarded_with_code_message_and_data() {
     let broker = TestBroker::start().await;
-    let mut w = broker.client("w").await;
+    let mut w = broker.raw_client("w").await;
     w.register(1, "obj").await;
-    let mut c = broker.client("c").await;
+    let mut c = broker.raw_client("c").await;
     c.send(Frame::call(4, "obj", "crash", 0, b"")).await;
     let call = w.recv().await;
     w.send(Frame::error(
@@ -59,11 +59,11 @@ async fn worker_errors_are_forwarded_with_code_message_and_data() {
 #[tokio::test]
 async fn worker_killed_with_100_pending_calls_answers_each_caller_worker_gone() {
     let broker = TestBroker::start().await;
-    let mut w = broker.client("doomed").await;
+    let mut w = broker.raw_client("doomed").await;
     w.register(1, "doomed").await;
     let mut callers = Vec::new();
     for i in 0..4 {
-        callers.push(broker.client(&format!("c{i}")).await);
+        callers.push(broker.raw_client(&format!("c{i}")).await);
     }
     for (i, c) in callers.iter_mut().enumerate() {
         for id in 0..25u64 {
@@ -105,9 +105,9 @@ async fn worker_killed_with_100_pending_calls_answers_each_caller_worker_gone() 
 #[tokio::test]
 async fn name_taken_names_the_owner() {
     let broker = TestBroker::start().await;
-    let mut owner = broker.client("calc-worker").await;
+    let mut owner = broker.raw_client("calc-worker").await;
     owner.register(1, "math").await;
-    let mut other = broker.client("other").await;
+    let mut other = broker.raw_client("other").await;
     let err = other.request(Frame::register(1, "math", false)).await;
     assert_eq!(err.error_code(), ErrorCode::NameTaken);
     assert!(
@@ -133,11 +133,11 @@ async fn name_taken_names_the_owner() {
 #[tokio::test]
 async fn permission_denied_for_the_broker_name_and_foreign_names() {
     let broker = TestBroker::start().await;
-    let mut a = broker.client("a").await;
+    let mut a = broker.raw_client("a").await;
     let err = a.request(Frame::register(1, "plexus", false)).await;
     assert_eq!(err.error_code(), ErrorCode::PermissionDenied);
     a.register(2, "mine").await;
-    let mut b = broker.client("b").await;
+    let mut b = broker.raw_client("b").await;
     let err = b.request(Frame::unregister(1, "mine")).await;
     assert_eq!(err.error_code(), ErrorCode::PermissionDenied);
     let err = b.request(Frame::unregister(2, "never")).await;
@@ -150,7 +150,7 @@ async fn permission_denied_for_the_broker_name_and_foreign_names() {
 #[tokio::test]
 async fn invalid_params_for_bad_names_topics_patterns_and_reused_ids() {
     let broker = TestBroker::start().await;
-    let mut c = broker.client("c").await;
+    let mut c = broker.raw_client("c").await;
     for frame in [
         Frame::register(1, "bad name", false),
         Frame::register(2, "", false),
@@ -170,7 +170,7 @@ async fn invalid_params_for_bad_names_topics_patterns_and_reused_ids() {
         );
         assert!(!err.string(0).is_empty());
     }
-    let mut w = broker.client("w").await;
+    let mut w = broker.raw_client("w").await;
     w.register(1, "obj").await;
     c.send(Frame::call(8, "obj", "m", 0, b"")).await;
     let _ = w.recv().await;
@@ -188,9 +188,9 @@ async fn invalid_params_for_bad_names_topics_patterns_and_reused_ids() {
 #[tokio::test]
 async fn timeout_of_a_call_and_of_wait_for() {
     let broker = TestBroker::start().await;
-    let mut w = broker.client("w").await;
+    let mut w = broker.raw_client("w").await;
     w.register(1, "silent").await;
-    let mut c = broker.client("c").await;
+    let mut c = broker.raw_client("c").await;
     c.send(Frame::call(1, "silent", "m", 30, b"")).await;
     let err = c.expect_error(ErrorCode::Timeout).await;
     assert!(err.string(0).contains("30 ms"), "{}", err.string(0));
@@ -213,7 +213,7 @@ async fn frame_too_large_closes_only_that_connection() {
         ..Config::default()
     };
     let broker = TestBroker::with_config(config).await;
-    let mut bystander = broker.client("bystander").await;
+    let mut bystander = broker.raw_client("bystander").await;
     let mut big = RawClient::raw(UnixStream::connect(&broker.path).await.expect("connect"));
     big.send(Frame::hello("big")).await;
     let welcome = big.recv().await;
@@ -231,9 +231,9 @@ async fn frame_too_large_closes_only_that_connection() {
 #[tokio::test]
 async fn garbage_bytes_close_that_connection_and_nothing_else() {
     let broker = TestBroker::start().await;
-    let mut w = broker.client("w").await;
+    let mut w = broker.raw_client("w").await;
     w.register(1, "obj").await;
-    let mut c = broker.client("c").await;
+    let mut c = broker.raw_client("c").await;
     c.send(Frame::call(1, "obj", "m", 60_000, b"")).await;
     let pending = w.recv().await;
 
@@ -245,13 +245,13 @@ async fn garbage_bytes_close_that_connection_and_nothing_else() {
     before_hello.expect_error(ErrorCode::BadFrame).await;
     before_hello.expect_closed().await;
 
-    let mut after_hello = broker.client("garbage").await;
+    let mut after_hello = broker.raw_client("garbage").await;
     after_hello.send_bytes(&[0xde; 64]).await;
     let err = after_hello.expect_error(ErrorCode::BadFrame).await;
     assert!(err.string(0).contains("magic"), "{}", err.string(0));
     after_hello.expect_closed().await;
 
-    let mut wrong_kind = broker.client("wrong-kind").await;
+    let mut wrong_kind = broker.raw_client("wrong-kind").await;
     let err = wrong_kind.request(Frame::event(5, 0, "a", b"")).await;
     assert_eq!(
         err.error_code(),
@@ -299,9 +299,9 @@ async fn overloaded_when_a_worker_does_not_read_or_too_many_calls_are_open() {
         ..Config::default()
     };
     let broker = TestBroker::with_config(config).await;
-    let mut stuck = broker.client("stuck").await;
+    let mut stuck = broker.raw_client("stuck").await;
     stuck.register(1, "stuck").await;
-    let mut c = broker.client("c").await;
+    let mut c = broker.raw_client("c").await;
     let params = vec![b' '; 100 * 1024];
     for id in 0..150u64 {
         c.send(Frame::call(id, "stuck", "m", 60_000, &params)).await;
@@ -313,9 +313,9 @@ async fn overloaded_when_a_worker_does_not_read_or_too_many_calls_are_open() {
         err.string(0)
     );
 
-    let mut w = broker.client("w").await;
+    let mut w = broker.raw_client("w").await;
     w.register(1, "fine").await;
-    let mut greedy = broker.client("greedy").await;
+    let mut greedy = broker.raw_client("greedy").await;
     for id in 0..201u64 {
         greedy.send(Frame::call(id, "fine", "m", 60_000, b"")).await;
     }

@@ -5,20 +5,20 @@ use std::time::Duration;
 use plexus_broker::Config;
 use plexus_proto::{Frame, Kind};
 
-use crate::harness::{TestBroker, json};
+use plexus_test_support::{TestBroker, json};
 
 #[tokio::test]
 async fn wildcard_subscriptions_receive_exactly_their_topics() {
     let broker = TestBroker::start().await;
-    let mut exact = broker.client("exact").await;
+    let mut exact = broker.raw_client("exact").await;
     exact.subscribe(1, "sensor.temp").await;
-    let mut star = broker.client("star").await;
+    let mut star = broker.raw_client("star").await;
     star.subscribe(1, "sensor.*").await;
-    let mut rest = broker.client("rest").await;
+    let mut rest = broker.raw_client("rest").await;
     rest.subscribe(1, "sensor.>").await;
-    let mut mid = broker.client("mid").await;
+    let mut mid = broker.raw_client("mid").await;
     mid.subscribe(7, "*.temp").await;
-    let mut publisher = broker.client("pub").await;
+    let mut publisher = broker.raw_client("pub").await;
 
     for topic in [
         "sensor.temp",
@@ -78,10 +78,10 @@ async fn wildcard_subscriptions_receive_exactly_their_topics() {
 #[tokio::test]
 async fn two_matching_subscriptions_get_one_event_each_and_unsubscribe_stops_one() {
     let broker = TestBroker::start().await;
-    let mut s = broker.client("s").await;
+    let mut s = broker.raw_client("s").await;
     s.subscribe(1, "a.b").await;
     s.subscribe(2, "a.*").await;
-    let mut p = broker.client("p").await;
+    let mut p = broker.raw_client("p").await;
     p.send(Frame::publish(0, "a.b", b"1", false)).await;
     let mut ids = vec![s.recv().await.id(), s.recv().await.id()];
     ids.sort();
@@ -105,11 +105,11 @@ async fn a_slow_subscriber_loses_events_counted_and_told_and_others_get_all() {
         ..Config::default()
     };
     let broker = TestBroker::with_config(config).await;
-    let mut slow = broker.client("slow").await;
+    let mut slow = broker.raw_client("slow").await;
     slow.subscribe(1, "flood").await;
-    let mut fast = broker.client("fast").await;
+    let mut fast = broker.raw_client("fast").await;
     fast.subscribe(1, "flood").await;
-    let mut p = broker.client("p").await;
+    let mut p = broker.raw_client("p").await;
     let body = vec![b'7'; 8 * 1024];
     let total = 200u64;
     let reader = tokio::spawn(async move {

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::harness::{RawClient, TestBroker, WAIT, json};
+use plexus_test_support::{RawClient, TestBroker, WAIT, json};
 
 /// ipc-broker's calculator worker object.
 #[derive(Deserialize, Serialize)]
@@ -147,7 +147,7 @@ async fn ipc_broker_programs_work_unchanged_and_get_plexus_guarantees() {
     })
     .await;
     let ipc_tcp = broker.tcp_addrs[1];
-    let mut native = broker.client("native").await;
+    let mut native = broker.raw_client("native").await;
     let mut next_id = 100;
 
     // ipc-broker's calculator worker and client: math.add {a:10,b:32} → {"sum":42}.
@@ -177,7 +177,7 @@ async fn ipc_broker_programs_work_unchanged_and_get_plexus_guarantees() {
     assert_eq!(json(&reply), json!({"product": 42}));
 
     // The ipc-broker client calls a native worker (a dotted name, split at the last dot).
-    let mut native_worker = broker.client("native-worker").await;
+    let mut native_worker = broker.raw_client("native-worker").await;
     native_worker.register(1, "native.calc").await;
     let serving = tokio::spawn(async move {
         let call = native_worker.recv().await;
@@ -289,7 +289,7 @@ async fn ipc_broker_programs_work_unchanged_and_get_plexus_guarantees() {
     );
 
     // Publish and subscribe: ipc-broker's (object, topic) is the plexus topic "object.topic".
-    let mut native_sub = broker.client("native-sub").await;
+    let mut native_sub = broker.raw_client("native-sub").await;
     native_sub.subscribe(7, "sensor.>").await;
     let subscriber = within("IPCClient::connect", IPCClient::connect())
         .await

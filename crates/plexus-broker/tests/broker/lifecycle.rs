@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use plexus_broker::{Broker, BrokerError, Config};
 use plexus_proto::{ErrorCode, Frame, Kind};
 
-use crate::harness::{TestBroker, json};
+use plexus_test_support::{TestBroker, json};
 
 #[tokio::test]
 async fn socket_is_private_and_a_second_broker_is_refused() {
@@ -26,7 +26,7 @@ async fn socket_is_private_and_a_second_broker_is_refused() {
         Err(other) => panic!("wrong error: {other}"),
         Ok(_) => panic!("a second broker must not steal the socket"),
     }
-    let mut c = broker.client("still-works").await;
+    let mut c = broker.raw_client("still-works").await;
     assert_eq!(c.request(Frame::ping(1, b"")).await.kind(), Kind::Pong);
 }
 
@@ -76,9 +76,9 @@ async fn stale_socket_is_replaced_and_directory_created_private() {
 #[tokio::test]
 async fn graceful_shutdown_answers_pending_calls_and_removes_the_socket() {
     let broker = TestBroker::start().await;
-    let mut w = broker.client("w").await;
+    let mut w = broker.raw_client("w").await;
     w.register(1, "obj").await;
-    let mut c = broker.client("c").await;
+    let mut c = broker.raw_client("c").await;
     c.send(Frame::call(1, "obj", "m", 60_000, b"")).await;
     assert_eq!(w.recv().await.kind(), Kind::Call);
     c.send(Frame::call(
@@ -106,7 +106,7 @@ async fn graceful_shutdown_answers_pending_calls_and_removes_the_socket() {
 #[tokio::test]
 async fn broker_object_lists_names_with_credentials_waits_and_counts() {
     let broker = TestBroker::start().await;
-    let mut waiter = broker.client("waiter").await;
+    let mut waiter = broker.raw_client("waiter").await;
     waiter
         .send(Frame::call(
             1,
@@ -116,9 +116,9 @@ async fn broker_object_lists_names_with_credentials_waits_and_counts() {
             br#"{"names":["math","log"],"timeout_ms":10000}"#,
         ))
         .await;
-    let mut w = broker.client("calc-worker").await;
+    let mut w = broker.raw_client("calc-worker").await;
     w.register(1, "math").await;
-    let mut l = broker.client("logger").await;
+    let mut l = broker.raw_client("logger").await;
     l.register(1, "log").await;
     let done = waiter.recv().await;
     assert_eq!((done.kind(), done.id()), (Kind::Reply, 1));
@@ -164,7 +164,7 @@ async fn broker_object_lists_names_with_credentials_waits_and_counts() {
 #[tokio::test]
 async fn the_broker_object_counts_as_registered_and_its_names_are_reserved() {
     let broker = TestBroker::start().await;
-    let mut c = broker.client("c").await;
+    let mut c = broker.raw_client("c").await;
     let done = c
         .request(Frame::call(1, "plexus", "wait_for", 0, br#"["plexus"]"#))
         .await;
@@ -184,7 +184,7 @@ async fn the_broker_object_counts_as_registered_and_its_names_are_reserved() {
 #[tokio::test]
 async fn registration_declares_methods_for_introspect() {
     let broker = TestBroker::start().await;
-    let mut w = broker.client("w").await;
+    let mut w = broker.raw_client("w").await;
     let declared = br#"{"methods":{"add":{},"mul":{}}}"#;
     let ok = w
         .request(Frame::build(Kind::Register, 1, 0, 0, &["math"], declared))
@@ -222,11 +222,11 @@ async fn registration_declares_methods_for_introspect() {
 #[tokio::test]
 async fn monitor_feed_reports_calls_answers_broker_errors_and_events() {
     let broker = TestBroker::start().await;
-    let mut m = broker.client("monitor").await;
+    let mut m = broker.raw_client("monitor").await;
     m.subscribe(1, "plexus.monitor.*").await;
-    let mut w = broker.client("w").await;
+    let mut w = broker.raw_client("w").await;
     w.register(1, "obj").await;
-    let mut c = broker.client("c").await;
+    let mut c = broker.raw_client("c").await;
     c.send(Frame::call(5, "obj", "m", 0, br#"{"x":1}"#)).await;
     let call = w.recv().await;
     w.send(Frame::reply(call.id(), b"2")).await;
@@ -263,11 +263,11 @@ async fn monitor_feed_reports_calls_answers_broker_errors_and_events() {
 #[tokio::test]
 async fn broad_wildcards_do_not_receive_the_monitor_feed() {
     let broker = TestBroker::start().await;
-    let mut everything = broker.client("everything").await;
+    let mut everything = broker.raw_client("everything").await;
     everything.subscribe(1, ">").await;
-    let mut m = broker.client("monitor").await;
+    let mut m = broker.raw_client("monitor").await;
     m.subscribe(1, "plexus.monitor.>").await;
-    let mut p = broker.client("p").await;
+    let mut p = broker.raw_client("p").await;
     p.send(Frame::publish(0, "a.b", b"1", false)).await;
     assert_eq!(m.recv().await.string(0), "plexus.monitor.event");
     let ev = everything.recv().await;
@@ -278,5 +278,40 @@ async fn broad_wildcards_do_not_receive_the_monitor_feed() {
             .await
             .is_err(),
         "no monitor record for '>'"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_a_peer_that_never_reads_after_the_grace_period() {
+    let broker = TestBroker::with_config(Config {
+        shutdown_grace: std::time::Duration::from_millis(100),
+        outbox_limit: 64 * 1024 * 1024,
+        ..Config::default()
+    })
+    .await;
+    let mut stalled = broker.raw_client("never-reads").await;
+    stalled.subscribe(1, "bulk.>").await;
+    let mut p = broker.raw_client("publisher").await;
+    let body = vec![b'x'; 64 * 1024];
+    const EVENTS: u64 = 200;
+    for id in 1..=EVENTS {
+        let ack = p
+            .request(Frame::publish(id, "bulk.data", &body, true))
+            .await;
+        assert_eq!(json(&ack)["delivered"], 1, "queued for the stalled peer");
+    }
+    broker.stop().await;
+    let mut received = 0;
+    while let Some(frame) = stalled
+        .try_recv(plexus_test_support::WAIT)
+        .await
+        .expect("the broker closes the connection")
+    {
+        assert_eq!(frame.kind(), Kind::Event);
+        received += 1;
+    }
+    assert!(
+        received < EVENTS,
+        "the writer was stopped at the grace period, not left writing ({received} events arrived)"
     );
 }

@@ -3,8 +3,8 @@
 mod calls;
 mod errors;
 mod events;
-mod harness;
 mod ipc_broker;
 mod lifecycle;
+mod limits;
 mod ndjson;
 mod procbridge;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::harness::{TestBroker, WAIT, json, missing};
+use plexus_test_support::{TestBroker, WAIT, json, missing};
 
 /// A client writing and reading JSON lines.
 struct LineClient<S> {
@@ -60,9 +60,9 @@ async fn unix_lines(broker: &TestBroker) -> LineClient<UnixStream> {
 #[tokio::test]
 async fn json_rpc_calls_reach_native_workers_and_errors_carry_the_code() {
     let broker = TestBroker::start().await;
-    let mut worker = broker.client("calc").await;
+    let mut worker = broker.raw_client("calc").await;
     worker.register(1, "org.x.math").await;
-    let mut sub = broker.client("sub").await;
+    let mut sub = broker.raw_client("sub").await;
     sub.subscribe(5, "sensor.>").await;
     let mut rpc = LineClient::new(TcpStream::connect(broker.tcp).await.expect("connect"));
 
@@ -115,7 +115,7 @@ async fn json_rpc_calls_reach_native_workers_and_errors_carry_the_code() {
 async fn an_ndjson_peer_serves_subscribes_publishes_and_pings() {
     let broker = TestBroker::start().await;
     let mut peer = unix_lines(&broker).await;
-    let mut caller = broker.client("caller").await;
+    let mut caller = broker.raw_client("caller").await;
 
     assert_eq!(
         peer.request(json!({"op":"register","id":1,"name":"demo"}))
@@ -273,7 +273,7 @@ async fn bad_lines_get_error_lines_and_the_connection_keeps_working() {
 #[tokio::test]
 async fn a_peer_that_closes_its_sending_side_still_gets_its_answers() {
     let broker = TestBroker::start().await;
-    let mut worker = broker.client("calc").await;
+    let mut worker = broker.raw_client("calc").await;
     worker.register(1, "math").await;
     let mut peer = unix_lines(&broker).await;
     peer.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"math.add\",\"params\":[2,3]}\n{\"op\":\"ping\",\"id\":2}")
@@ -291,6 +291,105 @@ async fn a_peer_that_closes_its_sending_side_still_gets_its_answers() {
         ]
     );
     assert!(peer.recv_line().await.is_none(), "then the broker closes");
+}
+
+#[tokio::test]
+async fn a_peer_that_does_not_read_still_has_its_requests_routed() {
+    let broker = TestBroker::with_config(Config {
+        outbox_limit: 64 * 1024,
+        ..Config::default()
+    })
+    .await;
+    let mut worker = broker.raw_client("calc").await;
+    worker.register(1, "math").await;
+    let mut peer = unix_lines(&broker).await;
+    assert_eq!(
+        peer.request(json!({"op":"subscribe","id":"s","pattern":"flood.>"}))
+            .await,
+        json!({"op":"reply","id":"s","result":null})
+    );
+    let mut publisher = broker.raw_client("publisher").await;
+    let body = format!("\"{}\"", "x".repeat(16 * 1024));
+    let mut published = 0;
+    while published < 2000 {
+        published += 1;
+        let ack = publisher
+            .request(Frame::publish(
+                published,
+                "flood.data",
+                body.as_bytes(),
+                true,
+            ))
+            .await;
+        if json(&ack)["dropped"] == 1 {
+            break;
+        }
+    }
+    assert!(
+        published < 2000,
+        "events drop once the peer's outbox is full"
+    );
+
+    peer.send(json!({"jsonrpc":"2.0","id":"c","method":"math.add","params":[1,2]}))
+        .await;
+    let call = worker.recv().await;
+    assert_eq!(
+        (call.string(0), call.string(1)),
+        ("math", "add"),
+        "the broker reads a peer that does not read"
+    );
+    worker.send(Frame::reply(call.id(), b"3")).await;
+    loop {
+        let line = peer.recv().await;
+        if line["id"] == "c" {
+            assert_eq!(line["result"], 3, "the answer is queued past the limit");
+            break;
+        }
+        assert_eq!(line["op"], "event");
+    }
+}
+
+#[tokio::test]
+async fn shutdown_closes_a_peer_that_never_reads_after_the_grace_period() {
+    let broker = TestBroker::with_config(Config {
+        shutdown_grace: std::time::Duration::from_millis(100),
+        outbox_limit: 64 * 1024 * 1024,
+        ..Config::default()
+    })
+    .await;
+    let mut peer = unix_lines(&broker).await;
+    assert_eq!(
+        peer.request(json!({"op":"subscribe","id":"s","pattern":"bulk.>"}))
+            .await,
+        json!({"op":"reply","id":"s","result":null})
+    );
+    let mut publisher = broker.raw_client("publisher").await;
+    let body = format!("\"{}\"", "x".repeat(64 * 1024));
+    const EVENTS: u64 = 200;
+    for id in 1..=EVENTS {
+        let ack = publisher
+            .request(Frame::publish(id, "bulk.data", body.as_bytes(), true))
+            .await;
+        assert_eq!(json(&ack)["delivered"], 1, "queued for the stalled peer");
+    }
+    broker.stop().await;
+    let mut received = 0;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = tokio::time::timeout(WAIT, peer.stream.read_line(&mut line))
+            .await
+            .expect("the broker closes the connection")
+            .expect("read");
+        if n == 0 {
+            break;
+        }
+        received += u64::from(line.ends_with('\n'));
+    }
+    assert!(
+        received < EVENTS,
+        "output was dropped at the grace period, not left writing ({received} events arrived)"
+    );
 }
 
 fn node_available() -> bool {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::harness::{RawClient, TestBroker, WAIT, json, python_with};
+use plexus_test_support::{RawClient, TestBroker, WAIT, json, python_with};
 
 /// A ProcBridge client speaking hand-built packets.
 struct PbClient<S> {
@@ -80,7 +80,7 @@ async fn serve_sums<S: AsyncRead + AsyncWrite + Unpin>(worker: &mut RawClient<S>
 #[tokio::test]
 async fn a_request_is_a_call_and_errors_name_their_code() {
     let broker = TestBroker::start().await;
-    let mut worker = broker.client("calc").await;
+    let mut worker = broker.raw_client("calc").await;
     worker.register(1, "org.x.math").await;
     let mut pb = PbClient::new(UnixStream::connect(&broker.path).await.expect("connect"));
 
@@ -127,7 +127,7 @@ async fn a_request_is_a_call_and_errors_name_their_code() {
 #[tokio::test]
 async fn answers_keep_request_order_over_tcp_with_byte_by_byte_writes() {
     let broker = TestBroker::start().await;
-    let mut worker = broker.client("calc").await;
+    let mut worker = broker.raw_client("calc").await;
     worker.register(1, "math").await;
     let mut pb = PbClient::new(TcpStream::connect(broker.tcp).await.expect("connect"));
     let mut wire = PbClient::<TcpStream>::packet(Status::Request, br#"{"method":"math.first"}"#);
@@ -179,7 +179,7 @@ async fn framing_errors_are_answered_then_the_connection_closes() {
 #[tokio::test]
 async fn a_client_that_closes_its_sending_side_still_gets_its_answer() {
     let broker = TestBroker::start().await;
-    let mut worker = broker.client("calc").await;
+    let mut worker = broker.raw_client("calc").await;
     worker.register(1, "math").await;
     let mut pb = PbClient::new(UnixStream::connect(&broker.path).await.expect("connect"));
     pb.send(r#"{"method":"math.add","payload":{"a":2,"b":3}}"#)
@@ -211,7 +211,7 @@ async fn the_pypi_procbridge_client_calls_bus_objects() {
         return;
     };
     let broker = TestBroker::start().await;
-    let mut worker = broker.client("calc").await;
+    let mut worker = broker.raw_client("calc").await;
     worker.register(1, "org.x.math").await;
     let serving = tokio::spawn(async move {
         serve_sums(&mut worker, 2).await;

@@ -1,18 +1,30 @@
-//! The broker's own object, `plexus`: `ping`, `list`, `wait_for` and `stats`, answered by the
-//! broker like any worker would.
+//! The broker's own object, `plexus`: works out the answer to `ping`, `list`, `wait_for`, `stats`
+//! and `introspect` from the router's state, for the router to send.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use plexus_proto::{ErrorCode, Frame, validate_name};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::State;
+use crate::conn_id::ConnId;
 use crate::pending::Waiter;
 use crate::registry::Owners;
-use crate::router::{ConnId, State};
 
 /// The methods, for `no_such_method` messages.
 const METHODS: &str = "ping, list, wait_for, stats, introspect";
+
+/// How the broker object answers a call.
+#[derive(Debug)]
+pub enum BrokerAnswer {
+    /// A reply with this JSON payload.
+    Reply(Vec<u8>),
+    /// An error with this code and message.
+    Fail(ErrorCode, String),
+    /// A reply once every name the waiter lists is registered, or `timeout` at its deadline.
+    Wait(Waiter),
+}
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -24,29 +36,35 @@ enum WaitParams {
     Names(Vec<String>),
 }
 
-/// Answers a call to the `plexus` object; `deadline` is the call's own.
-pub fn call(st: &mut State, conn: ConnId, frame: &Frame, deadline: Instant) {
-    let id = frame.id();
+/// The answer to `conn`'s call `frame` to the `plexus` object, made at `now`; `deadline` is the
+/// call's own.
+pub fn answer(
+    st: &State,
+    conn: ConnId,
+    frame: &Frame,
+    now: Instant,
+    deadline: Instant,
+) -> BrokerAnswer {
     let result = match frame.string(1) {
-        "ping" => json!({ "pong": true, "conn_id": conn }),
-        "list" => list(st),
-        "stats" => stats(st),
-        "wait_for" => return wait_for(st, conn, frame, deadline),
-        "introspect" => match introspect(st, &frame.payload()) {
-            Ok(v) => v,
-            Err((code, msg)) => return st.fail(conn, id, code, &msg, b""),
-        },
-        other => {
-            let msg =
-                format!("the broker object 'plexus' has no method '{other}'; it has {METHODS}");
-            return st.fail(conn, id, ErrorCode::NoSuchMethod, &msg, b"");
-        }
+        "ping" => Ok(json!({ "pong": true, "conn_id": conn })),
+        "list" => Ok(list(st)),
+        "stats" => Ok(stats(st)),
+        "wait_for" => return wait_for(conn, frame, now, deadline),
+        "introspect" => introspect(st, &frame.payload()),
+        other => Err((
+            ErrorCode::NoSuchMethod,
+            format!("the broker object 'plexus' has no method '{other}'; it has {METHODS}"),
+        )),
     };
-    st.send_always(conn, Frame::reply(id, result.to_string().as_bytes()));
+    match result {
+        Ok(value) => BrokerAnswer::Reply(value.to_string().into_bytes()),
+        Err((code, message)) => BrokerAnswer::Fail(code, message),
+    }
 }
 
-fn wait_for(st: &mut State, conn: ConnId, frame: &Frame, deadline: Instant) {
-    let id = frame.id();
+/// A waiter for the names in the call's params, whose deadline is the earlier of the call's and
+/// the params' `timeout_ms`.
+fn wait_for(conn: ConnId, frame: &Frame, now: Instant, deadline: Instant) -> BrokerAnswer {
     let (names, timeout_ms) = match serde_json::from_slice::<WaitParams>(&frame.payload()) {
         Ok(WaitParams::Full { names, timeout_ms }) => (names, timeout_ms),
         Ok(WaitParams::Names(names)) => (names, None),
@@ -54,23 +72,22 @@ fn wait_for(st: &mut State, conn: ConnId, frame: &Frame, deadline: Instant) {
             let msg = format!(
                 "wait_for takes {{\"names\":[...],\"timeout_ms\":N}} or a list of names: {e}"
             );
-            return st.fail(conn, id, ErrorCode::InvalidParams, &msg, b"");
+            return BrokerAnswer::Fail(ErrorCode::InvalidParams, msg);
         }
     };
     if let Some(e) = names.iter().find_map(|n| validate_name(n).err()) {
-        return st.fail(conn, id, ErrorCode::InvalidParams, &e.to_string(), b"");
+        return BrokerAnswer::Fail(ErrorCode::InvalidParams, e.to_string());
     }
-    let now = Instant::now();
     let deadline = match timeout_ms {
-        Some(ms) => deadline.min(now + std::time::Duration::from_millis(ms)),
+        Some(ms) => deadline.min(now + Duration::from_millis(ms)),
         None => deadline,
     };
-    st.wait_for(Waiter {
+    BrokerAnswer::Wait(Waiter {
         caller: conn,
-        caller_id: id,
+        caller_id: frame.id(),
         names,
         deadline,
-    });
+    })
 }
 
 /// What the broker's own object declares.

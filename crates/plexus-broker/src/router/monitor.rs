@@ -1,6 +1,6 @@
-//! The monitor feed: while someone subscribes to `plexus.monitor.*`, the broker publishes a JSON
-//! copy of every call, answer, error and event it routes (like dbus-monitor). Nothing is built
-//! while nobody listens.
+//! The monitor feed's records: JSON copies of the calls, answers, errors and events the broker
+//! routes (like dbus-monitor), published on `plexus.monitor.*`. The router builds them only while
+//! someone subscribes to the feed.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,7 +8,7 @@ use plexus_proto::{ErrorCode, Frame, topic_matches};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::router::ConnId;
+use crate::conn_id::ConnId;
 
 /// The topics of the feed.
 pub const TOPICS: [&str; 4] = [
@@ -49,8 +49,8 @@ fn shown(payload: &[u8]) -> Value {
         .map_or(Value::Null, |raw| json!(raw))
 }
 
-/// A call routed from `from` to `to` as `call_id`.
-pub fn call(from: ConnId, to: ConnId, call_id: u64, frame: &Frame) -> Frame {
+/// The record of a call routed from `from` to `to` as `call_id`.
+pub fn call_record(from: ConnId, to: ConnId, call_id: u64, frame: &Frame) -> Frame {
     let payload = frame.payload();
     let body = json!({
         "kind": "call", "ts_us": now_us(), "from": from, "to": to, "call_id": call_id,
@@ -60,8 +60,14 @@ pub fn call(from: ConnId, to: ConnId, call_id: u64, frame: &Frame) -> Frame {
     Frame::publish(0, TOPICS[0], body.to_string().as_bytes(), false)
 }
 
-/// A worker's answer to `call_id`, `elapsed` after the call.
-pub fn answer(from: ConnId, to: ConnId, call_id: u64, elapsed: Duration, frame: &Frame) -> Frame {
+/// The record of a worker's answer to `call_id`, `elapsed` after the call.
+pub fn answer_record(
+    from: ConnId,
+    to: ConnId,
+    call_id: u64,
+    elapsed: Duration,
+    frame: &Frame,
+) -> Frame {
     let payload = frame.payload();
     let mut body = json!({
         "kind": "reply", "ts_us": now_us(), "from": from, "to": to, "call_id": call_id,
@@ -77,8 +83,8 @@ pub fn answer(from: ConnId, to: ConnId, call_id: u64, elapsed: Duration, frame: 
     Frame::publish(0, topic, body.to_string().as_bytes(), false)
 }
 
-/// An error the broker itself answered `to`'s request `id` with.
-pub fn broker_error(to: ConnId, id: u64, code: ErrorCode, message: &str) -> Frame {
+/// The record of an error the broker itself answered `to`'s request `id` with.
+pub fn error_record(to: ConnId, id: u64, code: ErrorCode, message: &str) -> Frame {
     let body = json!({
         "kind": "error", "ts_us": now_us(), "from": "broker", "to": to, "id": id,
         "code": code.name(), "message": message,
@@ -86,8 +92,8 @@ pub fn broker_error(to: ConnId, id: u64, code: ErrorCode, message: &str) -> Fram
     Frame::publish(0, TOPICS[2], body.to_string().as_bytes(), false)
 }
 
-/// An event published by `from` and what it reached.
-pub fn event(from: ConnId, frame: &Frame, delivered: u64, dropped: u64) -> Frame {
+/// The record of an event published by `from` and what it reached.
+pub fn event_record(from: ConnId, frame: &Frame, delivered: u64, dropped: u64) -> Frame {
     let payload = frame.payload();
     let body = json!({
         "kind": "event", "ts_us": now_us(), "from": from, "topic": frame.string(0),

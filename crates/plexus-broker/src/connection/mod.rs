@@ -1,0 +1,52 @@
+//! One accepted connection: tells its dialect from the first bytes, then serves it natively or
+//! through the dialect's codec until it closes or the broker shuts down.
+
+mod dialect;
+mod input;
+mod native;
+mod stop;
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tracing::info;
+
+use crate::peer::PeerInfo;
+use crate::router::Router;
+use crate::shutdown::Shutdown;
+use input::Input;
+use stop::Stop;
+
+/// Serves one accepted connection until it closes or the broker shuts down.
+pub async fn serve<R, W>(
+    reader: R,
+    writer: W,
+    mut peer: PeerInfo,
+    router: Arc<Router>,
+    shutdown: Shutdown,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = router.next_conn_id();
+    let max_frame = router.config().max_frame;
+    let mut input = Input::new(reader, max_frame);
+    let hello_due = Instant::now() + router.config().handshake_timeout;
+    let detected = tokio::time::timeout_at(hello_due, input.detect())
+        .await
+        .unwrap_or_else(|_| Err(Stop::no_hello()));
+    match detected {
+        Ok(dialect) => match dialect.codec(max_frame) {
+            Some(codec) => {
+                peer.client = dialect.client_name().to_owned();
+                dialect::serve(conn, input, writer, peer, codec, &router, &shutdown).await;
+            }
+            None => {
+                native::serve(conn, input, writer, peer, &router, &shutdown, Ok(hello_due)).await;
+            }
+        },
+        Err(stop) => native::serve(conn, input, writer, peer, &router, &shutdown, Err(stop)).await,
+    }
+    info!(conn, "connection closed");
+}

@@ -1,0 +1,193 @@
+//! Calls: routing a call to its worker (or to the broker object), forwarding the worker's answer,
+//! cancels, answers at deadlines, and `wait_for` waiters.
+
+use std::time::{Duration, Instant};
+
+use plexus_proto::{BROKER_OBJECT, ErrorCode, Frame, Kind};
+use serde_json::json;
+
+use super::State;
+use super::broker_object::{self, BrokerAnswer};
+use super::monitor;
+use crate::config::Config;
+use crate::conn_id::ConnId;
+use crate::pending::{PendingCall, Taken, Waiter};
+
+impl State {
+    /// Routes a call from `conn` to the owner of its object, or answers it when it cannot be.
+    pub(super) fn call(&mut self, conn: ConnId, frame: Frame, now: Instant, config: &Config) {
+        let id = frame.id();
+        if self.shutting_down {
+            return self.fail(
+                conn,
+                id,
+                ErrorCode::ShuttingDown,
+                "the broker is shutting down",
+                b"",
+            );
+        }
+        if self.pending.is_open(conn, id) {
+            let msg =
+                format!("request id {id} is already in use by an open request on this connection");
+            return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b"");
+        }
+        let timeout = match frame.aux() {
+            0 => config.default_call_timeout,
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        if frame.string(0) == BROKER_OBJECT {
+            self.stats.broker_calls += 1;
+            return self.call_broker_object(conn, &frame, now, now + timeout);
+        }
+        if self.pending.open_for(conn) >= config.max_pending_per_connection {
+            let msg = format!(
+                "{} requests are already waiting for answers on this connection (the limit); wait for some to finish",
+                config.max_pending_per_connection
+            );
+            self.stats.record_call(Some(ErrorCode::Overloaded), None);
+            return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
+        }
+        let object = frame.string(0);
+        let Some(worker) = self.registry.route(object) else {
+            let msg = format!("no object named '{object}' is registered on the bus");
+            let data = json!({ "object": object }).to_string();
+            self.stats.record_call(Some(ErrorCode::NoSuchObject), None);
+            return self.fail(conn, id, ErrorCode::NoSuchObject, &msg, data.as_bytes());
+        };
+        let routed = self.pending.next_routed_id();
+        let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        let pushed = match self.conns.get(&worker) {
+            Some(w) => w
+                .outbox
+                .push(frame.readdress(Kind::Call, routed, timeout_ms))
+                .is_ok(),
+            None => false,
+        };
+        if !pushed {
+            let msg = format!(
+                "the worker for '{object}' is not keeping up (its outbox is full); try again later"
+            );
+            self.stats.record_call(Some(ErrorCode::Overloaded), None);
+            return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
+        }
+        let call = PendingCall {
+            caller: conn,
+            caller_id: id,
+            worker,
+            deadline: now + timeout,
+            timeout_ms: timeout_ms.into(),
+            started: now,
+        };
+        self.feed_monitor(|| monitor::call_record(conn, worker, routed, &frame));
+        if let Ok(earliest) = self.pending.insert_call(routed, call) {
+            self.timer_dirty |= earliest;
+        }
+        self.stats.calls_routed += 1;
+    }
+
+    /// Answers a call to the `plexus` object; `deadline` is the call's own.
+    fn call_broker_object(&mut self, conn: ConnId, frame: &Frame, now: Instant, deadline: Instant) {
+        let id = frame.id();
+        match broker_object::answer(self, conn, frame, now, deadline) {
+            BrokerAnswer::Reply(result) => self.send_always(conn, Frame::reply(id, &result)),
+            BrokerAnswer::Fail(code, message) => self.fail(conn, id, code, &message, b""),
+            BrokerAnswer::Wait(waiter) => self.wait_for(waiter),
+        }
+    }
+
+    /// Forwards a worker's reply or error to the caller, if the call is still open.
+    pub(super) fn forward_answer(&mut self, worker: ConnId, frame: Frame) {
+        let Some(call) = self.pending.take_answer(worker, frame.id()) else {
+            self.stats.late_replies += 1;
+            return;
+        };
+        let elapsed = call.started.elapsed();
+        if frame.kind() == Kind::Error {
+            self.stats.count_error(frame.error_code());
+            self.stats
+                .record_call(Some(frame.error_code()), Some(elapsed));
+        } else {
+            self.stats.record_call(None, Some(elapsed));
+        }
+        self.stats.replies_routed += 1;
+        self.feed_monitor(|| {
+            monitor::answer_record(worker, call.caller, frame.id(), elapsed, &frame)
+        });
+        self.send_always(
+            call.caller,
+            frame.readdress(frame.kind(), call.caller_id, frame.aux()),
+        );
+    }
+
+    /// The caller gave up on its request `id`: the worker is told to stop.
+    pub(super) fn cancel(&mut self, caller: ConnId, id: u64) {
+        if let Some(Taken::Call(routed, call)) = self.pending.take_by_caller(caller, id) {
+            self.send_always(call.worker, Frame::cancel(routed));
+        }
+    }
+
+    /// Answers `timeout` to a call or waiter whose deadline passed; a call is also cancelled.
+    pub(super) fn answer_expired(&mut self, taken: Taken) {
+        match taken {
+            Taken::Call(routed, call) => {
+                let msg = format!(
+                    "no reply within {} ms; the call was cancelled",
+                    call.timeout_ms
+                );
+                self.stats.record_call(Some(ErrorCode::Timeout), None);
+                self.fail(call.caller, call.caller_id, ErrorCode::Timeout, &msg, b"");
+                self.send_always(call.worker, Frame::cancel(routed));
+            }
+            Taken::Wait(w) => {
+                let missing: Vec<&String> = w
+                    .names
+                    .iter()
+                    .filter(|n| !self.registry.contains(n))
+                    .collect();
+                let msg = format!("still not registered when the wait ended: {missing:?}");
+                let data = json!({ "missing": missing }).to_string();
+                self.fail(
+                    w.caller,
+                    w.caller_id,
+                    ErrorCode::Timeout,
+                    &msg,
+                    data.as_bytes(),
+                );
+            }
+        }
+    }
+
+    /// Records a waiter for names, or answers it at once if they are all registered.
+    fn wait_for(&mut self, waiter: Waiter) {
+        if waiter.names.iter().all(|n| self.registry.contains(n)) {
+            return self.answer_waiter(waiter);
+        }
+        let (caller, id) = (waiter.caller, waiter.caller_id);
+        match self.pending.insert_waiter(waiter) {
+            Ok(earliest) => self.timer_dirty |= earliest,
+            Err(_) => {
+                let msg = format!(
+                    "request id {id} is already in use by an open request on this connection"
+                );
+                self.fail(caller, id, ErrorCode::InvalidParams, &msg, b"");
+            }
+        }
+    }
+
+    /// Answers the waiters whose names are now all registered.
+    pub(super) fn answer_satisfied_waiters(&mut self) {
+        let registry = &self.registry;
+        for waiter in self.pending.take_satisfied(|n| registry.contains(n)) {
+            self.answer_waiter(waiter);
+        }
+    }
+
+    /// Tells a waiter its names are registered.
+    fn answer_waiter(&mut self, waiter: Waiter) {
+        let data = json!({ "names": waiter.names }).to_string();
+        self.send_always(
+            waiter.caller,
+            Frame::reply(waiter.caller_id, data.as_bytes()),
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! Events: subscribing, unsubscribing, publishing, and delivering an event (or a monitor record)
+//! to every matching subscription.
+
+use plexus_proto::{ErrorCode, Frame, Kind, flags, validate_pattern, validate_topic};
+use serde_json::json;
+
+use super::monitor;
+use super::{State, Subscription};
+use crate::conn_id::ConnId;
+
+impl State {
+    /// Adds subscription `id` of `conn` to the frame's pattern.
+    pub(super) fn subscribe(&mut self, conn: ConnId, frame: &Frame) {
+        let (id, pattern) = (frame.id(), frame.string(0));
+        if let Err(e) = validate_pattern(pattern) {
+            return self.fail(conn, id, ErrorCode::InvalidParams, &e.to_string(), b"");
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.subs.contains_key(&id) {
+            let msg = format!("subscription id {id} is already in use on this connection");
+            return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b"");
+        }
+        let feed = monitor::is_monitor_pattern(pattern);
+        c.subs.insert(
+            id,
+            Subscription {
+                pattern: pattern.to_owned(),
+                dropped: 0,
+                monitor: feed,
+            },
+        );
+        self.monitor_subs += usize::from(feed);
+        self.subs.insert(pattern, (conn, id));
+        self.ok(conn, id);
+    }
+
+    /// Removes subscription `id` of `conn`, if it exists.
+    pub(super) fn unsubscribe(&mut self, conn: ConnId, id: u64) {
+        let removed = self.conns.get_mut(&conn).and_then(|c| c.subs.remove(&id));
+        if let Some(sub) = removed {
+            self.subs.remove(&sub.pattern, (conn, id));
+            self.monitor_subs -= usize::from(sub.monitor);
+        }
+    }
+
+    /// Delivers a published event, and acknowledges it when the publisher asked.
+    pub(super) fn publish(&mut self, conn: ConnId, frame: &Frame) {
+        let topic = frame.string(0);
+        if let Err(e) = validate_topic(topic) {
+            return self.fail(
+                conn,
+                frame.id(),
+                ErrorCode::InvalidParams,
+                &e.to_string(),
+                b"",
+            );
+        }
+        if monitor::is_monitor_topic(topic) {
+            let msg = format!(
+                "topic '{topic}' is the broker's monitor feed; only the broker publishes there"
+            );
+            return self.fail(conn, frame.id(), ErrorCode::PermissionDenied, &msg, b"");
+        }
+        let (delivered, dropped) = self.deliver(frame);
+        self.stats.events_published += 1;
+        self.feed_monitor(|| monitor::event_record(conn, frame, delivered, dropped));
+        if frame.flags() & flags::ACK != 0 {
+            let data = json!({ "delivered": delivered, "dropped": dropped }).to_string();
+            self.send_always(conn, Frame::reply(frame.id(), data.as_bytes()));
+        }
+    }
+
+    /// Delivers the record `build` makes to the monitor feed; builds nothing while nobody
+    /// subscribes to it.
+    pub(super) fn feed_monitor(&mut self, build: impl FnOnce() -> Frame) {
+        if self.monitor_subs > 0 {
+            self.deliver(&build());
+        }
+    }
+
+    /// Queues `frame` (a publish) as an event to every matching subscription; returns how many
+    /// got it and how many had full outboxes.
+    fn deliver(&mut self, frame: &Frame) -> (u64, u64) {
+        let feed = monitor::is_monitor_topic(frame.string(0));
+        let mut matches = std::mem::take(&mut self.matches);
+        matches.clear();
+        self.subs.matches(frame.string(0), &mut matches);
+        let (mut delivered, mut dropped) = (0u64, 0u64);
+        for (target, sub_id) in matches.iter().copied() {
+            let Some(c) = self.conns.get_mut(&target) else {
+                continue;
+            };
+            let Some(sub) = c.subs.get_mut(&sub_id) else {
+                continue;
+            };
+            if feed && !sub.monitor {
+                continue;
+            }
+            match c
+                .outbox
+                .push(frame.readdress(Kind::Event, sub_id, sub.dropped))
+            {
+                Ok(()) => {
+                    sub.dropped = 0;
+                    delivered += 1;
+                }
+                Err(_) => {
+                    sub.dropped = sub.dropped.saturating_add(1);
+                    dropped += 1;
+                }
+            }
+        }
+        self.matches = matches;
+        self.stats.events_delivered += delivered;
+        self.stats.events_dropped += dropped;
+        (delivered, dropped)
+    }
+}
