@@ -49,6 +49,13 @@ impl Harness {
             .collect()
     }
 
+    /// The exact text `frame` encodes to.
+    fn encode_text(&mut self, frame: &Frame) -> String {
+        let mut dst = BytesMut::new();
+        self.codec.encode(frame, &mut dst, &mut Vec::new());
+        String::from_utf8(dst.to_vec()).expect("utf-8")
+    }
+
     /// Encodes the answer a `Decoded::Answer` carries.
     fn answer(&mut self, d: Decoded) -> Value {
         let Decoded::Answer(f) = d else {
@@ -250,6 +257,74 @@ fn a_last_line_without_newline_counts_at_eof() {
     let mut out = Vec::new();
     h.codec.decode_eof(&mut h.buf, &mut out);
     assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn answer_lines_have_fixed_bytes() {
+    let mut h = Harness::new(1 << 20);
+    let rpc = h.routed(r#"{"jsonrpc":"2.0","id":"a","method":"m.x"}"#);
+    assert_eq!(
+        h.encode_text(&Frame::reply(rpc.id(), br#"{"v": [1, 2]}"#)),
+        "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":{\"v\": [1, 2]}}\n"
+    );
+    let rpc = h.routed(r#"{"jsonrpc":"2.0","id":7,"method":"m.x"}"#);
+    assert_eq!(
+        h.encode_text(&Frame::error(
+            rpc.id(),
+            ErrorCode::Timeout,
+            "too \"slow\"",
+            b"[1]"
+        )),
+        "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":3,\"message\":\"too \\\"slow\\\"\",\"data\":[1]}}\n"
+    );
+    let op = h.routed(r#"{"op":"register","id":1,"name":"demo"}"#);
+    assert_eq!(
+        h.encode_text(&Frame::reply(op.id(), b"")),
+        "{\"op\":\"reply\",\"id\":1,\"result\":null}\n"
+    );
+    let op = h.routed(r#"{"op":"register","id":{"k":1},"name":"demo"}"#);
+    assert_eq!(
+        h.encode_text(&Frame::error(op.id(), ErrorCode::NameTaken, "taken", b"")),
+        "{\"op\":\"error\",\"id\":{\"k\":1},\"error\":{\"code\":5,\"name\":\"name_taken\",\"message\":\"taken\"}}\n"
+    );
+    let ping = h.routed(r#"{"op":"ping","id":2}"#);
+    assert_eq!(
+        h.encode_text(&Frame::pong(ping.id(), b"not json")),
+        "{\"op\":\"pong\",\"id\":2,\"data\":\"not json\"}\n"
+    );
+    let Decoded::Answer(bad) = h.one("nope") else {
+        panic!("an answer for a bad line");
+    };
+    let text = h.encode_text(&bad);
+    assert!(
+        text.starts_with(
+            "{\"jsonrpc\":\"2.0\",\"op\":\"error\",\"id\":null,\"error\":{\"code\":7,\"name\":\"bad_frame\",\"message\":\"the line is not a JSON object: "
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with("\"}}\n"), "{text}");
+    assert_eq!(
+        h.encode_text(&Frame::error(999, ErrorCode::Internal, "lost", b"")),
+        "{\"jsonrpc\":\"2.0\",\"op\":\"error\",\"id\":null,\"error\":{\"code\":12,\"name\":\"internal\",\"message\":\"lost\"}}\n"
+    );
+}
+
+#[test]
+fn lines_to_workers_and_subscribers_have_fixed_bytes() {
+    let mut h = Harness::new(1 << 20);
+    assert_eq!(
+        h.encode_text(&Frame::call(912, "demo", "add\u{e9}", 5000, b"")),
+        "{\"op\":\"call\",\"id\":912,\"object\":\"demo\",\"method\":\"add\u{e9}\",\"params\":null,\"timeout_ms\":5000}\n"
+    );
+    assert_eq!(
+        h.encode_text(&Frame::cancel(912)),
+        "{\"op\":\"cancel\",\"id\":912}\n"
+    );
+    let sub = h.routed(r#"{"op":"subscribe","id":"s","pattern":"a.>"}"#);
+    assert_eq!(
+        h.encode_text(&Frame::event(sub.id(), 3, "a.b", &[b'x', 0xff])),
+        "{\"op\":\"event\",\"sub\":\"s\",\"topic\":\"a.b\",\"data\":\"x\u{fffd}\",\"dropped\":3}\n"
+    );
 }
 
 proptest::proptest! {
