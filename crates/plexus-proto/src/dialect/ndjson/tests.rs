@@ -329,6 +329,28 @@ fn lines_to_workers_and_subscribers_have_fixed_bytes() {
 
 proptest::proptest! {
     #[test]
+    fn every_line_written_is_json(
+        payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+        text in ".{0,12}",
+    ) {
+        let mut h = Harness::new(1 << 16);
+        let rpc = h.routed(r#"{"jsonrpc":"2.0","id":1,"method":"m.x"}"#);
+        let op = h.routed(r#"{"op":"ping","id":2}"#);
+        let sub = h.routed(r#"{"op":"subscribe","id":3,"pattern":"a"}"#);
+        let frames = [
+            Frame::reply(rpc.id(), &payload),
+            Frame::error(op.id(), ErrorCode::Internal, &text, &payload),
+            Frame::error(0, ErrorCode::Internal, &text, &payload),
+            Frame::call(9, &text, &text, 1, &payload),
+            Frame::event(sub.id(), 0, &text, &payload),
+        ];
+        for frame in &frames {
+            let lines = h.encode(frame);
+            proptest::prop_assert_eq!(lines.len(), 1);
+        }
+    }
+
+    #[test]
     fn any_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
         let mut h = Harness::new(64);
         let _ = h.feed(&bytes);
