@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{Decoded, DialectCodec, Fatal, frame_error_text, payload_json, split_method};
@@ -121,17 +121,37 @@ struct ResponseBody<'a> {
     message: Option<serde_json::Value>,
 }
 
+/// The body of a request packet.
+#[derive(Serialize)]
+struct RequestOut<'a> {
+    method: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a RawValue>,
+}
+
+/// The body of a good response packet.
+#[derive(Serialize)]
+struct GoodOut<'a> {
+    payload: &'a RawValue,
+}
+
+/// The body of an error response packet.
+#[derive(Serialize)]
+struct BadOut<'a> {
+    message: &'a str,
+}
+
+/// The JSON text of a packet body.
+fn body_json(body: &impl Serialize) -> Vec<u8> {
+    // Strings and raw JSON always serialize.
+    serde_json::to_vec(body).unwrap_or_default()
+}
+
 /// The JSON body of a request for `method` with `payload` (as the PyPI client writes it: a
 /// missing payload is left out).
 pub fn request_body(method: &str, payload: Option<&RawValue>) -> Vec<u8> {
-    let mut body = br#"{"method":"#.to_vec();
-    push_json_string(&mut body, method);
-    if let Some(p) = payload.filter(|p| p.get() != "null") {
-        body.extend_from_slice(br#","payload":"#);
-        body.extend_from_slice(p.get().as_bytes());
-    }
-    body.push(b'}');
-    body
+    let payload = payload.filter(|p| p.get() != "null");
+    body_json(&RequestOut { method, payload })
 }
 
 /// What a ProcBridge server answered.
@@ -160,11 +180,6 @@ pub fn parse_response(packet: &Packet) -> Result<Response, String> {
         })),
         other => Err(format!("invalid status code {other} in a response")),
     }
-}
-
-fn push_json_string(dst: &mut Vec<u8>, text: &str) {
-    // Serializing a str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *dst, text);
 }
 
 /// The broker side of a ProcBridge connection: each request becomes a `call`, and answers are
@@ -240,19 +255,20 @@ impl ProcBridgeCodec {
     }
 }
 
+/// The good response packet answering with `frame`'s payload.
 fn good_packet(frame: &Frame) -> BytesMut {
-    let mut body = br#"{"payload":"#.to_vec();
-    body.extend_from_slice(payload_json(&frame.payload()).get().as_bytes());
-    body.push(b'}');
+    let payload = frame.payload();
+    let body = body_json(&GoodOut {
+        payload: &payload_json(&payload),
+    });
     let mut packet = BytesMut::new();
     put_packet(&mut packet, Status::GoodResponse, &body);
     packet
 }
 
-fn bad_packet(text: &str) -> BytesMut {
-    let mut body = br#"{"message":"#.to_vec();
-    push_json_string(&mut body, text);
-    body.push(b'}');
+/// The error response packet carrying `message`.
+fn bad_packet(message: &str) -> BytesMut {
+    let body = body_json(&BadOut { message });
     let mut packet = BytesMut::new();
     put_packet(&mut packet, Status::BadResponse, &body);
     packet
