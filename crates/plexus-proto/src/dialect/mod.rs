@@ -21,6 +21,7 @@ pub mod procbridge;
 
 /// The protocol a connection speaks, told from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Dialect {
     /// plexus frames (`PX`), or bytes no dialect claims (the native decoder refuses them).
     Native,
