@@ -59,7 +59,9 @@ pub async fn serve<R, W>(
         .await
         .unwrap_or_else(|_| Err(no_hello()));
     let dialect = match &detected {
-        Ok(d) => d.codec(max_frame).map(|codec| (*d, codec)),
+        Ok(d) => d
+            .codec(max_frame, router.config().max_pending_per_connection)
+            .map(|codec| (*d, codec)),
         Err(_) => None,
     };
 

@@ -1,6 +1,10 @@
 //! Tests of the ipc-broker codec: packets both ways, held events and size limits.
 
 use super::*;
+use crate::dialect::{DEFAULT_MAX_OUTSTANDING, Decoded, DialectCodec};
+use crate::error_code::ErrorCode;
+use crate::frame::Frame;
+use crate::kind::Kind;
 use serde_json::{Value, json};
 
 fn packet(v: Value) -> BytesMut {
@@ -39,7 +43,7 @@ fn encode(codec: &mut IpcBrokerCodec, frame: &Frame) -> Vec<Value> {
 
 #[test]
 fn client_call_and_result() {
-    let mut c = IpcBrokerCodec::new(1 << 20);
+    let mut c = IpcBrokerCodec::new(1 << 20, DEFAULT_MAX_OUTSTANDING);
     let call = routed(decode(
         &mut c,
         json!({"Call":{"call_id":"u-1","object_name":"math","method":"add","args":{"a":10,"b":32}}}),
@@ -74,7 +78,7 @@ fn client_call_and_result() {
 
 #[test]
 fn worker_register_calls_and_results() {
-    let mut c = IpcBrokerCodec::new(1 << 20);
+    let mut c = IpcBrokerCodec::new(1 << 20, DEFAULT_MAX_OUTSTANDING);
     let reg = routed(decode(
         &mut c,
         json!({"RegisterObject":{"object_name":"math"}}),
@@ -127,7 +131,7 @@ fn worker_register_calls_and_results() {
 
 #[test]
 fn has_object_asks_wait_for_with_zero_timeout() {
-    let mut c = IpcBrokerCodec::new(1 << 20);
+    let mut c = IpcBrokerCodec::new(1 << 20, DEFAULT_MAX_OUTSTANDING);
     let q = routed(decode(&mut c, json!({"HasObject":{"object_name":"math"}})));
     assert_eq!((q.string(0), q.string(1)), ("plexus", "wait_for"));
     let params: Value = serde_json::from_slice(&q.payload()).expect("json");
@@ -148,7 +152,7 @@ fn has_object_asks_wait_for_with_zero_timeout() {
 
 #[test]
 fn subscribe_publish_and_events_held_while_a_call_waits() {
-    let mut c = IpcBrokerCodec::new(1 << 20);
+    let mut c = IpcBrokerCodec::new(1 << 20, DEFAULT_MAX_OUTSTANDING);
     let sub = routed(decode(
         &mut c,
         json!({"Subscribe":{"object_name":"sensor","topic":"temperature"}}),
@@ -204,7 +208,7 @@ fn subscribe_publish_and_events_held_while_a_call_waits() {
 
 #[test]
 fn oversized_calls_bounce_and_oversized_results_become_errors() {
-    let mut c = IpcBrokerCodec::new(1 << 24);
+    let mut c = IpcBrokerCodec::new(1 << 24, DEFAULT_MAX_OUTSTANDING);
     let big = format!("\"{}\"", "x".repeat(MAX_PACKET));
     let mut dst = BytesMut::new();
     let mut bounce = Vec::new();
@@ -229,14 +233,14 @@ fn oversized_calls_bounce_and_oversized_results_become_errors() {
 
 #[test]
 fn framing_limits_and_junk() {
-    let mut c = IpcBrokerCodec::new(100);
+    let mut c = IpcBrokerCodec::new(100, DEFAULT_MAX_OUTSTANDING);
     let mut out = Vec::new();
     let mut big = BytesMut::from(&b"\x00\x00\x01\x00{"[..]);
     assert_eq!(
         c.decode(&mut big, &mut out).map_err(|f| f.code),
         Err(ErrorCode::FrameTooLarge)
     );
-    let mut c = IpcBrokerCodec::new(1 << 20);
+    let mut c = IpcBrokerCodec::new(1 << 20, DEFAULT_MAX_OUTSTANDING);
     assert!(matches!(
         decode(&mut c, json!({"Dance":{}})),
         Decoded::Dropped(_)
@@ -247,9 +251,77 @@ fn framing_limits_and_junk() {
 proptest::proptest! {
     #[test]
     fn any_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
-        let mut c = IpcBrokerCodec::new(1 << 16);
+        let mut c = IpcBrokerCodec::new(1 << 16, DEFAULT_MAX_OUTSTANDING);
         let mut buf = BytesMut::from(&bytes[..]);
         let mut out = Vec::new();
         let _ = c.decode(&mut buf, &mut out);
     }
+}
+
+#[test]
+fn requests_past_the_limit_are_refused_overloaded() {
+    let mut c = IpcBrokerCodec::new(1 << 20, 1);
+    let call = routed(decode(
+        &mut c,
+        json!({"Call":{"call_id":"c1","object_name":"m","method":"x","args":null}}),
+    ));
+    let Decoded::Answer(refused) = decode(
+        &mut c,
+        json!({"Call":{"call_id":"c2","object_name":"m","method":"x","args":null}}),
+    ) else {
+        panic!("an answer at once");
+    };
+    let out = encode(&mut c, &refused);
+    assert_eq!(out[0]["Error"]["call_id"], "c2");
+    let msg = out[0]["Error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.starts_with("overloaded: "), "{msg}");
+    let Decoded::Answer(refused) = decode(&mut c, json!({"HasObject":{"object_name":"m"}})) else {
+        panic!("an answer at once");
+    };
+    assert_eq!(
+        encode(&mut c, &refused),
+        vec![json!({"HasObjectResult":{"object_name":"m","exists":false}})]
+    );
+    let sub = decode(&mut c, json!({"Subscribe":{"object_name":"a","topic":"b"}}));
+    assert!(matches!(sub, Decoded::Dropped(_)), "{sub:?}");
+    encode(&mut c, &Frame::reply(call.id(), b"1"));
+    let sub = routed(decode(
+        &mut c,
+        json!({"Subscribe":{"object_name":"a","topic":"b"}}),
+    ));
+    assert_eq!(sub.kind(), Kind::Subscribe, "room again once answered");
+}
+
+#[test]
+fn events_wait_for_every_open_answer_and_refused_subscriptions_free_their_pair() {
+    let mut c = IpcBrokerCodec::new(1 << 20, DEFAULT_MAX_OUTSTANDING);
+    let sub = routed(decode(
+        &mut c,
+        json!({"Subscribe":{"object_name":"a","topic":"b"}}),
+    ));
+    let refused = Frame::error(sub.id(), ErrorCode::PermissionDenied, "no", b"");
+    assert!(encode(&mut c, &refused).is_empty());
+    let sub = routed(decode(
+        &mut c,
+        json!({"Subscribe":{"object_name":"a","topic":"b"}}),
+    ));
+    assert!(encode(&mut c, &Frame::reply(sub.id(), b"")).is_empty());
+    let calls: Vec<Frame> = ["c1", "c2"]
+        .iter()
+        .map(|id| {
+            routed(decode(
+                &mut c,
+                json!({"Call":{"call_id":id,"object_name":"m","method":"x","args":null}}),
+            ))
+        })
+        .collect();
+    let event = Frame::event(sub.id(), 0, "a.b", b"1");
+    assert!(encode(&mut c, &event).is_empty());
+    assert_eq!(encode(&mut c, &Frame::reply(calls[1].id(), b"2")).len(), 1);
+    assert_eq!(
+        encode(&mut c, &Frame::reply(calls[0].id(), b"1")).len(),
+        2,
+        "the event follows the last answer"
+    );
+    assert_eq!(c.outstanding(), 0);
 }

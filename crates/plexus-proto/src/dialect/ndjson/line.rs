@@ -150,7 +150,7 @@ impl NdjsonCodec {
             self.refuse(Some(client_id), style, ErrorCode::InvalidParams, &msg, out);
             return None;
         }
-        let id = self.open(Some(client_id), style, What::Call);
+        let id = self.open(Some(client_id), style, What::Call, out)?;
         if key != "null" {
             self.calls_by_client.insert(key.to_owned(), id);
         }

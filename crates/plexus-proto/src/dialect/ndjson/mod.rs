@@ -50,6 +50,8 @@ struct Open {
 #[derive(Debug)]
 pub struct NdjsonCodec {
     max_frame: u32,
+    /// Most requests that may wait for answers; later ones are refused `overloaded`.
+    max_outstanding: usize,
     /// Bytes at the front of the buffer already searched for a newline.
     scanned: usize,
     /// An over-long line is being skipped up to its newline.
@@ -64,10 +66,12 @@ pub struct NdjsonCodec {
 }
 
 impl NdjsonCodec {
-    /// A codec refusing lines longer than `max_frame` bytes.
-    pub fn new(max_frame: u32) -> NdjsonCodec {
+    /// A codec refusing lines longer than `max_frame` bytes, and answering `overloaded` to
+    /// requests that come while `max_outstanding` wait for their answers.
+    pub fn new(max_frame: u32, max_outstanding: usize) -> NdjsonCodec {
         NdjsonCodec {
             max_frame,
+            max_outstanding,
             scanned: 0,
             discarding: false,
             next_id: 0,
@@ -78,8 +82,29 @@ impl NdjsonCodec {
         }
     }
 
-    /// Opens a request: a fresh frame id remembered with the peer's id and answer style.
-    fn open(&mut self, client_id: Option<&RawValue>, style: Style, what: What) -> u64 {
+    /// Opens a request for the router: a fresh frame id remembered with the peer's id and answer
+    /// style. `None` when `max_outstanding` requests wait already: this one is refused
+    /// `overloaded` instead.
+    fn open(
+        &mut self,
+        client_id: Option<&RawValue>,
+        style: Style,
+        what: What,
+        out: &mut Vec<Decoded>,
+    ) -> Option<u64> {
+        if self.open.len() >= self.max_outstanding {
+            let msg = format!(
+                "more than {} requests on this connection wait for their answers; try again later",
+                self.max_outstanding
+            );
+            self.refuse(client_id, style, ErrorCode::Overloaded, &msg, out);
+            return None;
+        }
+        Some(self.remember(client_id, style, what))
+    }
+
+    /// Remembers a request under a fresh frame id with the peer's id and answer style.
+    fn remember(&mut self, client_id: Option<&RawValue>, style: Style, what: What) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
         let client_id = client_id.unwrap_or(RawValue::NULL).to_owned();
@@ -103,7 +128,7 @@ impl NdjsonCodec {
         message: &str,
         out: &mut Vec<Decoded>,
     ) {
-        let id = self.open(client_id, style, What::Other);
+        let id = self.remember(client_id, style, What::Other);
         out.push(Decoded::Answer(Frame::error(id, code, message, b"")));
     }
 

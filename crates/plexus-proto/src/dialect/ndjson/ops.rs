@@ -24,8 +24,9 @@ impl NdjsonCodec {
             "publish" => self.op_publish(line, out),
             "wait_for" => self.op_wait_for(line, out),
             "ping" => {
-                let id = self.open(line.id, Style::Op, What::Other);
-                out.push(Decoded::Route(Frame::ping(id, raw_bytes(line.data))));
+                if let Some(id) = self.open(line.id, Style::Op, What::Other, out) {
+                    out.push(Decoded::Route(Frame::ping(id, raw_bytes(line.data))));
+                }
                 Ok(())
             }
             "cancel" => self.op_cancel(line, out),
@@ -66,7 +67,9 @@ impl NdjsonCodec {
         let Some(name) = &line.name else {
             return Err("name");
         };
-        let id = self.open(line.id, Style::Op, What::Other);
+        let Some(id) = self.open(line.id, Style::Op, What::Other, out) else {
+            return Ok(());
+        };
         out.push(Decoded::Route(if register {
             Frame::register(id, name, line.shared)
         } else {
@@ -92,7 +95,9 @@ impl NdjsonCodec {
             self.refuse(line.id, Style::Op, ErrorCode::InvalidParams, &msg, out);
             return Ok(());
         }
-        let id = self.open(line.id, Style::Op, What::Subscribe);
+        let Some(id) = self.open(line.id, Style::Op, What::Subscribe, out) else {
+            return Ok(());
+        };
         self.subs.insert(id, client_id.to_owned());
         self.subs_by_client.insert(client_id.get().to_owned(), id);
         out.push(Decoded::Route(Frame::subscribe(id, pattern)));
@@ -122,8 +127,9 @@ impl NdjsonCodec {
         };
         let data = raw_bytes(line.data);
         if line.id.is_some() {
-            let id = self.open(line.id, Style::Op, What::Other);
-            out.push(Decoded::Route(Frame::publish(id, topic, data, true)));
+            if let Some(id) = self.open(line.id, Style::Op, What::Other, out) {
+                out.push(Decoded::Route(Frame::publish(id, topic, data, true)));
+            }
             return Ok(());
         }
         match validate_topic(topic) {
@@ -145,7 +151,9 @@ impl NdjsonCodec {
             names,
             timeout_ms: line.timeout_ms,
         };
-        let id = self.open(line.id, Style::Op, What::Other);
+        let Some(id) = self.open(line.id, Style::Op, What::Other, out) else {
+            return Ok(());
+        };
         let aux = timeout_aux(line.timeout_ms);
         let object = crate::BROKER_OBJECT;
         let frame = Frame::call(id, object, "wait_for", aux, &params.to_json());

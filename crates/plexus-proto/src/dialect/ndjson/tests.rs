@@ -1,6 +1,7 @@
 //! Tests of the NDJSON codec: JSON-RPC and op lines both ways, bad and over-long lines.
 
 use super::*;
+use crate::dialect::DEFAULT_MAX_OUTSTANDING;
 use serde_json::{Value, json};
 
 struct Harness {
@@ -11,7 +12,7 @@ struct Harness {
 impl Harness {
     fn new(max: u32) -> Harness {
         Harness {
-            codec: NdjsonCodec::new(max),
+            codec: NdjsonCodec::new(max, DEFAULT_MAX_OUTSTANDING),
             buf: BytesMut::new(),
         }
     }
@@ -371,4 +372,39 @@ proptest::proptest! {
         }
         proptest::prop_assert_eq!(got, 3);
     }
+}
+
+#[test]
+fn requests_past_the_limit_are_refused_overloaded() {
+    let mut h = Harness {
+        codec: NdjsonCodec::new(1 << 16, 2),
+        buf: BytesMut::new(),
+    };
+    let first = h.routed(r#"{"op":"ping","id":1}"#);
+    h.routed(r#"{"jsonrpc":"2.0","id":2,"method":"m.x"}"#);
+    let refused = h.one(r#"{"op":"call","id":3,"object":"m","method":"x"}"#);
+    let v = h.answer(refused);
+    assert_eq!((&v["op"], &v["id"]), (&json!("error"), &json!(3)));
+    assert_eq!(v["error"]["name"], "overloaded");
+    let refused = h.one(r#"{"jsonrpc":"2.0","id":"r","method":"m.x"}"#);
+    assert_eq!(
+        h.answer(refused),
+        json!({"jsonrpc":"2.0","id":"r","error":{"code":11,
+            "message":"more than 2 requests on this connection wait for their answers; try again later"}})
+    );
+    let refused = h.one(r#"{"op":"subscribe","id":"s","pattern":"a"}"#);
+    assert_eq!(h.answer(refused)["error"]["code"], 11);
+    assert!(
+        h.feed(b"{\"jsonrpc\":\"2.0\",\"method\":\"a.b\"}\n")
+            .iter()
+            .all(|d| matches!(d, Decoded::Route(_))),
+        "publishes without an answer are not requests"
+    );
+    h.encode(&Frame::pong(first.id(), b""));
+    let call = h.routed(r#"{"op":"call","id":3,"object":"m","method":"x"}"#);
+    assert_eq!(
+        call.kind(),
+        Kind::Call,
+        "room again once answered, and a refused call leaves its id free"
+    );
 }

@@ -2,16 +2,17 @@
 //! little-endian body length and a JSON body. Requests are calls to `object.method`; answers go
 //! back in request order, since the protocol has no request ids.
 
-use std::collections::VecDeque;
-
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{Decoded, DialectCodec, Fatal, frame_error_text, payload_json, split_method};
+use super::Fatal;
 use crate::error_code::ErrorCode;
-use crate::frame::Frame;
-use crate::kind::Kind;
+
+mod codec;
+mod turns;
+
+pub use codec::ProcBridgeCodec;
 
 /// The two bytes every packet starts with.
 pub const MAGIC: [u8; 2] = *b"pb";
@@ -108,13 +109,6 @@ fn bad_magic(first: &[u8]) -> Fatal {
 }
 
 #[derive(Deserialize)]
-struct RequestBody<'a> {
-    method: Option<String>,
-    #[serde(borrow)]
-    payload: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
 struct ResponseBody<'a> {
     #[serde(borrow)]
     payload: Option<&'a RawValue>,
@@ -127,18 +121,6 @@ struct RequestOut<'a> {
     method: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload: Option<&'a RawValue>,
-}
-
-/// The body of a good response packet.
-#[derive(Serialize)]
-struct GoodOut<'a> {
-    payload: &'a RawValue,
-}
-
-/// The body of an error response packet.
-#[derive(Serialize)]
-struct BadOut<'a> {
-    message: &'a str,
 }
 
 /// The JSON text of a packet body.
@@ -179,124 +161,6 @@ pub fn parse_response(packet: &Packet) -> Result<Response, String> {
             None => "unknown server error".to_owned(),
         })),
         other => Err(format!("invalid status code {other} in a response")),
-    }
-}
-
-/// The broker side of a ProcBridge connection: each request becomes a `call`, and answers are
-/// written in the order the requests came.
-#[derive(Debug)]
-pub struct ProcBridgeCodec {
-    max_frame: u32,
-    next_id: u64,
-    /// Open requests in arrival order, with their answer packet once it is known.
-    queue: VecDeque<(u64, Option<BytesMut>)>,
-}
-
-impl ProcBridgeCodec {
-    /// A codec refusing packets over `max_frame` bytes.
-    pub fn new(max_frame: u32) -> ProcBridgeCodec {
-        ProcBridgeCodec {
-            max_frame,
-            next_id: 0,
-            queue: VecDeque::new(),
-        }
-    }
-
-    fn request(&mut self, packet: &Packet) -> Decoded {
-        self.next_id += 1;
-        let id = self.next_id;
-        self.queue.push_back((id, None));
-        let refuse = |code, message: String| Decoded::Answer(Frame::error(id, code, &message, b""));
-        if packet.status != Status::Request as u8 {
-            return refuse(
-                ErrorCode::BadFrame,
-                format!(
-                    "expected a request (status 0), got status {}",
-                    packet.status
-                ),
-            );
-        }
-        let body: RequestBody<'_> = match serde_json::from_slice(&packet.body) {
-            Ok(b) => b,
-            Err(e) => {
-                return refuse(
-                    ErrorCode::BadFrame,
-                    format!("the request body is not a JSON object: {e}"),
-                );
-            }
-        };
-        let Some(method) = body.method else {
-            return refuse(
-                ErrorCode::InvalidParams,
-                "the request has no method; use \"object.method\"".to_owned(),
-            );
-        };
-        let Some((object, name)) = split_method(&method) else {
-            return refuse(
-                ErrorCode::InvalidParams,
-                format!(
-                    "method {method:?} does not name an object; use \"object.method\" (split at the last dot)"
-                ),
-            );
-        };
-        let params = body.payload.map(|p| p.get().as_bytes()).unwrap_or_default();
-        Decoded::Route(Frame::call(id, object, name, 0, params))
-    }
-
-    fn answer(&mut self, id: u64, packet: BytesMut, dst: &mut BytesMut) {
-        if let Some(slot) = self.queue.iter_mut().find(|(open, _)| *open == id) {
-            slot.1 = Some(packet);
-        }
-        while let Some((_, Some(_))) = self.queue.front() {
-            if let Some((_, Some(ready))) = self.queue.pop_front() {
-                dst.extend_from_slice(&ready);
-            }
-        }
-    }
-}
-
-/// The good response packet answering with `frame`'s payload.
-fn good_packet(frame: &Frame) -> BytesMut {
-    let payload = frame.payload();
-    let body = body_json(&GoodOut {
-        payload: &payload_json(&payload),
-    });
-    let mut packet = BytesMut::new();
-    put_packet(&mut packet, Status::GoodResponse, &body);
-    packet
-}
-
-/// The error response packet carrying `message`.
-fn bad_packet(message: &str) -> BytesMut {
-    let body = body_json(&BadOut { message });
-    let mut packet = BytesMut::new();
-    put_packet(&mut packet, Status::BadResponse, &body);
-    packet
-}
-
-impl DialectCodec for ProcBridgeCodec {
-    fn decode(&mut self, buf: &mut BytesMut, out: &mut Vec<Decoded>) -> Result<(), Fatal> {
-        while let Some(packet) = take_packet(buf, self.max_frame)? {
-            let decoded = self.request(&packet);
-            out.push(decoded);
-        }
-        Ok(())
-    }
-
-    fn encode(&mut self, frame: &Frame, dst: &mut BytesMut, _bounce: &mut Vec<Frame>) {
-        let open = self.queue.iter().any(|(id, _)| *id == frame.id());
-        match frame.kind() {
-            Kind::Reply if open => self.answer(frame.id(), good_packet(frame), dst),
-            Kind::Error if open => {
-                self.answer(frame.id(), bad_packet(&frame_error_text(frame)), dst);
-            }
-            Kind::Error => dst.extend_from_slice(&bad_packet(&frame_error_text(frame))),
-            _ => {}
-        }
-    }
-
-    fn outstanding(&self) -> usize {
-        self.queue.len()
     }
 }
 
