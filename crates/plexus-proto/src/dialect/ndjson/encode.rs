@@ -1,6 +1,8 @@
 //! The lines written to an NDJSON peer: answers in the style of its request, and the calls,
 //! cancels and events sent to workers and subscribers.
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -77,6 +79,27 @@ impl WaitForParams<'_> {
     }
 }
 
+/// `raw` on one line: its CR and LF bytes, which valid JSON has only as whitespace between
+/// tokens, become spaces. Payloads from other dialects and native peers may be pretty-printed.
+fn one_line(raw: &RawValue) -> Cow<'_, RawValue> {
+    let text = raw.get();
+    if !text.bytes().any(|b| b == b'\n' || b == b'\r') {
+        return Cow::Borrowed(raw);
+    }
+    let flat = text.replace(['\n', '\r'], " ");
+    // Whitespace for whitespace leaves valid JSON valid.
+    Cow::Owned(RawValue::from_string(flat).unwrap_or_else(|_| RawValue::NULL.to_owned()))
+}
+
+/// A payload as JSON on one line (see [`payload_json`] and [`one_line`]).
+fn line_json(payload: &[u8]) -> Cow<'_, RawValue> {
+    match payload_json(payload) {
+        Cow::Borrowed(raw) => one_line(raw),
+        // What payload_json makes itself is `null` or a JSON string: one line already.
+        Cow::Owned(raw) => Cow::Owned(raw),
+    }
+}
+
 /// Appends `line` and its newline to `dst`.
 fn put_line(dst: &mut BytesMut, line: &impl Serialize) {
     // Strings, numbers and raw JSON always serialize, and a BytesMut always takes the bytes.
@@ -96,7 +119,7 @@ fn head(style: Style, op: &'static str) -> (Option<&'static str>, Option<&'stati
 /// Appends the answer to a `Reply` (`result`) or a `Pong` (`data`, op lines only).
 pub(super) fn put_success(dst: &mut BytesMut, style: Style, client_id: &RawValue, frame: &Frame) {
     let payload = frame.payload();
-    let value = payload_json(&payload);
+    let value = line_json(&payload);
     let pong = frame.kind() == crate::kind::Kind::Pong;
     let (jsonrpc, op) = head(style, if pong { "pong" } else { "reply" });
     let (result, data) = if pong {
@@ -109,7 +132,7 @@ pub(super) fn put_success(dst: &mut BytesMut, style: Style, client_id: &RawValue
         &Answer {
             jsonrpc,
             op,
-            id: client_id,
+            id: &one_line(client_id),
             result,
             data,
             error: None,
@@ -121,14 +144,14 @@ pub(super) fn put_success(dst: &mut BytesMut, style: Style, client_id: &RawValue
 pub(super) fn put_error(dst: &mut BytesMut, style: Style, client_id: &RawValue, frame: &Frame) {
     let code = frame.error_code();
     let payload = frame.payload();
-    let data = (!payload.is_empty()).then(|| payload_json(&payload));
+    let data = (!payload.is_empty()).then(|| line_json(&payload));
     let (jsonrpc, op) = head(style, "error");
     put_line(
         dst,
         &Answer {
             jsonrpc,
             op,
-            id: client_id,
+            id: &one_line(client_id),
             result: None,
             data: None,
             error: Some(ErrorObject {
@@ -150,7 +173,7 @@ pub(super) fn put_call(dst: &mut BytesMut, frame: &Frame) {
             id: frame.id(),
             object: frame.string(0),
             method: frame.string(1),
-            params: &payload_json(&payload),
+            params: &line_json(&payload),
             timeout_ms: frame.aux(),
         },
     );
@@ -167,9 +190,9 @@ pub(super) fn put_event(dst: &mut BytesMut, sub: &RawValue, frame: &Frame) {
     put_line(
         dst,
         &Push::Event {
-            sub,
+            sub: &one_line(sub),
             topic: frame.string(0),
-            data: &payload_json(&payload),
+            data: &line_json(&payload),
             dropped: frame.aux(),
         },
     );

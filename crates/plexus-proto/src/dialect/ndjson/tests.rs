@@ -328,6 +328,34 @@ fn lines_to_workers_and_subscribers_have_fixed_bytes() {
     );
 }
 
+/// Found by the `ndjson` fuzz target: a payload with line breaks between its tokens (as
+/// pretty-printed JSON has) was written as is and broke the line in two.
+#[test]
+fn json_with_line_breaks_stays_on_one_line() {
+    let mut h = Harness::new(1 << 20);
+    let pretty = b"{\r\n  \"a\": [1,\n\n2]\n}";
+    let call = h.routed("{\"op\":\"call\",\"id\":[1,\r2],\"object\":\"m\",\"method\":\"x\"}");
+    assert_eq!(
+        h.encode_text(&Frame::reply(call.id(), pretty)),
+        "{\"op\":\"reply\",\"id\":[1, 2],\"result\":{    \"a\": [1,  2] }}\n"
+    );
+    let sub = h.routed(r#"{"op":"subscribe","id":"s","pattern":"a"}"#);
+    let lines = [
+        h.encode_text(&Frame::event(sub.id(), 0, "a", pretty)),
+        h.encode_text(&Frame::call(5, "m", "x", 0, pretty)),
+        h.encode_text(&Frame::error(99, ErrorCode::Internal, "x", pretty)),
+        h.encode_text(&Frame::reply(sub.id(), b"[\n]")),
+    ];
+    for line in lines {
+        assert_eq!(line.matches(['\n', '\r']).count(), 1, "{line:?}");
+        let v: Value = serde_json::from_str(&line).expect("one JSON line");
+        assert!(
+            v.to_string().contains(r#"{"a":[1,2]}"#) || v["result"] == json!([]),
+            "{v}"
+        );
+    }
+}
+
 proptest::proptest! {
     #[test]
     fn every_line_written_is_json(
