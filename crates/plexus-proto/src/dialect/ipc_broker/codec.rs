@@ -76,11 +76,11 @@ impl IpcBrokerCodec {
     /// Opens a request and routes the frame `frame` builds for its id, or, when
     /// `max_outstanding` requests wait already, answers it `overloaded` at once.
     pub(super) fn route(&mut self, what: Open, frame: impl FnOnce(u64) -> Frame) -> Decoded {
-        let full = self.open.len() >= self.max_outstanding;
+        let full = self.full();
         let id = self.remember(what);
         if full {
             let msg = format!(
-                "more than {} requests on this connection wait for their answers; try again later",
+                "{} requests on this connection already wait for their answers; try again later",
                 self.max_outstanding
             );
             return Decoded::Answer(Frame::error(id, ErrorCode::Overloaded, &msg, b""));

@@ -94,7 +94,7 @@ impl NdjsonCodec {
     ) -> Option<u64> {
         if self.open.len() >= self.max_outstanding {
             let msg = format!(
-                "more than {} requests on this connection wait for their answers; try again later",
+                "{} requests on this connection already wait for their answers; try again later",
                 self.max_outstanding
             );
             self.refuse(client_id, style, ErrorCode::Overloaded, &msg, out);

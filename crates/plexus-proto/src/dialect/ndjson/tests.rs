@@ -418,7 +418,7 @@ fn requests_past_the_limit_are_refused_overloaded() {
     assert_eq!(
         h.answer(refused),
         json!({"jsonrpc":"2.0","id":"r","error":{"code":11,
-            "message":"more than 2 requests on this connection wait for their answers; try again later"}})
+            "message":"2 requests on this connection already wait for their answers; try again later"}})
     );
     let refused = h.one(r#"{"op":"subscribe","id":"s","pattern":"a"}"#);
     assert_eq!(h.answer(refused)["error"]["code"], 11);
