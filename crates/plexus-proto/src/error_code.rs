@@ -3,6 +3,7 @@
 /// An error code: stable number, stable name. The table is in `docs/protocol.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// No connection owns the called object name.
     NoSuchObject = 1,

@@ -8,6 +8,7 @@ use crate::kind::{Kind, flags};
 
 /// Why bytes could not be decoded as a frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The frame does not start with `PX`.
     #[error("bad magic bytes {0:02x?}: expected \"PX\"")]

@@ -2,6 +2,7 @@
 
 /// Why a name, topic or pattern was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NameError {
     /// Empty string.
     #[error("{0} is empty")]

@@ -73,6 +73,8 @@ pub fn for_code(code: ErrorCode) -> u8 {
         | ErrorCode::Overloaded
         | ErrorCode::Internal
         | ErrorCode::ShuttingDown => INTERNAL,
+        // Codes added to the protocol later.
+        _ => INTERNAL,
     }
 }
 

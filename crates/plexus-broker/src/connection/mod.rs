@@ -37,7 +37,7 @@ pub async fn serve<R, W>(
         .await
         .unwrap_or_else(|_| Err(Stop::no_hello()));
     match detected {
-        Ok(dialect) => match dialect.codec(max_frame) {
+        Ok(dialect) => match dialect.codec(max_frame, router.config().max_pending_per_connection) {
             Some(codec) => {
                 peer.client = dialect.client_name().to_owned();
                 dialect::serve(conn, input, writer, peer, codec, &router, &shutdown).await;

@@ -19,8 +19,12 @@ pub mod ipc_broker;
 pub mod ndjson;
 pub mod procbridge;
 
+/// Default most requests of one dialect connection that may wait for answers at once.
+pub const DEFAULT_MAX_OUTSTANDING: usize = 65_536;
+
 /// The protocol a connection speaks, told from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Dialect {
     /// plexus frames (`PX`), or bytes no dialect claims (the native decoder refuses them).
     Native,
@@ -74,12 +78,15 @@ impl Dialect {
     }
 
     /// A fresh codec for a connection of this dialect; `None` for native, which needs none.
-    pub fn codec(self, max_frame: u32) -> Option<Box<dyn DialectCodec>> {
+    /// It refuses messages over `max_frame` bytes, and answers `overloaded` to requests that come
+    /// while `max_outstanding` of the peer's requests wait for their answers.
+    pub fn codec(self, max_frame: u32, max_outstanding: usize) -> Option<Box<dyn DialectCodec>> {
+        let (frame, open) = (max_frame, max_outstanding);
         match self {
             Dialect::Native => None,
-            Dialect::ProcBridge => Some(Box::new(procbridge::ProcBridgeCodec::new(max_frame))),
-            Dialect::Ndjson => Some(Box::new(ndjson::NdjsonCodec::new(max_frame))),
-            Dialect::IpcBroker => Some(Box::new(ipc_broker::IpcBrokerCodec::new(max_frame))),
+            Dialect::ProcBridge => Some(Box::new(procbridge::ProcBridgeCodec::new(frame, open))),
+            Dialect::Ndjson => Some(Box::new(ndjson::NdjsonCodec::new(frame, open))),
+            Dialect::IpcBroker => Some(Box::new(ipc_broker::IpcBrokerCodec::new(frame, open))),
         }
     }
 }
