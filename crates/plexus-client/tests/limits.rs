@@ -2,16 +2,13 @@
 //! that breaks the rules) on a temporary socket.
 
 #[allow(dead_code, reason = "these tests do not restart the broker")]
-mod in_process_broker;
-
 use std::future::IntoFuture;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use in_process_broker::{TestBroker, WAIT, addr};
-use plexus_broker::Config;
 use plexus_client::{CallContext, Client, Error, ErrorCode};
 use plexus_proto::{Frame, Header, Kind, decode};
+use plexus_test_support::{TestBroker, WAIT};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -19,10 +16,9 @@ use tokio::sync::Notify;
 
 #[tokio::test]
 async fn a_call_beyond_max_concurrent_calls_is_answered_overloaded_at_once() {
-    let dir = tempfile::tempdir().expect("dir");
-    let _broker = TestBroker::start(&dir, Config::default()).await;
+    let broker = TestBroker::start().await;
     let worker = Client::builder()
-        .address(addr(&dir))
+        .address(broker.addr())
         .max_concurrent_calls(1)
         .connect()
         .await
@@ -47,7 +43,7 @@ async fn a_call_beyond_max_concurrent_calls_is_answered_overloaded_at_once() {
             .await
             .expect("serve");
     }
-    let caller = in_process_broker::client(&dir).await;
+    let caller = Client::connect_to(&broker.addr()).await.expect("caller");
     let held = tokio::spawn({
         let caller = caller.clone();
         async move { caller.call::<_, Value>("one-at-a-time", "hold", &()).await }

@@ -1,13 +1,10 @@
 //! The client across a broker restart, against a real broker on a temporary socket.
 
-mod in_process_broker;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use in_process_broker::{TestBroker, WAIT, addr};
-use plexus_broker::Config;
 use plexus_client::{CallContext, Client, Error, ErrorCode, Object};
+use plexus_test_support::{TestBroker, WAIT};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
@@ -37,15 +34,15 @@ async fn until_registered(client: &Client, name: &str) {
 /// goes on.
 #[tokio::test]
 async fn an_answer_from_before_a_broker_restart_does_not_answer_a_new_call() {
-    let dir = tempfile::tempdir().expect("dir");
-    let broker = TestBroker::start(&dir, Config::default()).await;
+    let broker = TestBroker::start().await;
+    let addr = broker.addr();
     let (first_started, release_first, first_done) = (
         Arc::new(Notify::new()),
         Arc::new(Notify::new()),
         Arc::new(Notify::new()),
     );
     let (second_started, release_second) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let worker = in_process_broker::client(&dir).await;
+    let worker = Client::connect_to(&addr).await.expect("worker");
     {
         let (first_started, release_first, first_done) = (
             first_started.clone(),
@@ -78,7 +75,7 @@ async fn an_answer_from_before_a_broker_restart_does_not_answer_a_new_call() {
             .expect("serve");
     }
     let caller = Client::builder()
-        .address(addr(&dir))
+        .address(addr.as_str())
         .reconnect(false)
         .connect()
         .await
@@ -88,12 +85,12 @@ async fn an_answer_from_before_a_broker_restart_does_not_answer_a_new_call() {
         .await
         .expect("the first call runs");
 
-    broker.stop().await;
+    let stopped = broker.stop().await;
     let _ = tokio::time::timeout(WAIT, first)
         .await
         .expect("the first caller hears");
-    let broker = TestBroker::start(&dir, Config::default()).await;
-    let caller = in_process_broker::client(&dir).await;
+    let broker = stopped.restart().await;
+    let caller = Client::connect_to(&addr).await.expect("caller");
     until_registered(&caller, "slow").await;
     let second = tokio::spawn({
         let caller = caller.clone();
@@ -131,23 +128,19 @@ impl Object for Calculator {
 /// path the worker reconnects to.
 #[tokio::test]
 async fn a_worker_hears_of_a_name_taken_while_it_was_away() {
-    let dir = tempfile::tempdir().expect("dir");
-    let broker = TestBroker::start(&dir, Config::default()).await;
-    let worker = in_process_broker::client(&dir).await;
+    let broker = TestBroker::start().await;
+    let worker = Client::connect_to(&broker.addr()).await.expect("worker");
     let mut lost = worker.lost_names();
     worker.serve("math", Calculator).await.expect("serve");
-    broker.stop().await;
+    let stopped = broker.stop().await;
 
-    let elsewhere = dir.path().join("elsewhere.sock");
-    let _broker = TestBroker::start_at(elsewhere.clone(), Config::default()).await;
-    let thief = Client::connect_to(&format!("unix:{}", elsewhere.display()))
-        .await
-        .expect("thief");
+    let elsewhere = TestBroker::start().await;
+    let thief = Client::connect_to(&elsewhere.addr()).await.expect("thief");
     thief
         .serve("math", Calculator)
         .await
         .expect("the name is free");
-    std::fs::rename(&elsewhere, dir.path().join("bus.sock")).expect("move the socket");
+    std::fs::rename(&elsewhere.path, stopped.path()).expect("move the socket");
 
     let lost = tokio::time::timeout(WAIT, lost.next())
         .await

@@ -112,6 +112,11 @@ impl TestBroker {
 }
 
 impl StoppedBroker {
+    /// The socket path it listened on and listens on again after [`StoppedBroker::restart`].
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("bus.sock")
+    }
+
     /// Starts the broker again on the same socket path, with the same config.
     pub async fn restart(self) -> TestBroker {
         TestBroker::start_in(self.dir, self.config).await
