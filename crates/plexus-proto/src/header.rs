@@ -1,6 +1,6 @@
 //! The fixed 24-byte frame header.
 
-use crate::frame::DecodeError;
+use crate::decode_error::DecodeError;
 use crate::kind::Kind;
 
 /// The two bytes every native frame starts with: `PX`.

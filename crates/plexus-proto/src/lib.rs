@@ -6,6 +6,7 @@
 //! The byte-level specification is `docs/protocol.md`.
 
 mod address;
+mod decode_error;
 pub mod dialect;
 mod error_code;
 mod frame;
@@ -14,8 +15,9 @@ mod kind;
 mod names;
 
 pub use address::{AddrError, BusAddr, default_socket_path};
+pub use decode_error::DecodeError;
 pub use error_code::ErrorCode;
-pub use frame::{DecodeError, Frame, decode, encode};
+pub use frame::{Frame, decode, encode};
 pub use header::{HEADER_LEN, Header, MAGIC, MAX_STRINGS, VERSION};
 pub use kind::{Kind, flags};
 pub use names::{NameError, topic_matches, validate_name, validate_pattern, validate_topic};
