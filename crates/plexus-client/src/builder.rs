@@ -13,6 +13,24 @@ use crate::connect;
 use crate::event_loop::EventLoop;
 use crate::{Error, Options};
 
+/// Connecting: the ways to get a [`Client`].
+impl Client {
+    /// Connects to `PLEXUS_BUS`, else the default socket.
+    pub async fn connect() -> Result<Client, Error> {
+        ClientBuilder::default().connect().await
+    }
+
+    /// Connects to `unix:/path`, `tcp://host:port`, or a socket path.
+    pub async fn connect_to(addr: &str) -> Result<Client, Error> {
+        ClientBuilder::default().address(addr).connect().await
+    }
+
+    /// A builder for other options.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+}
+
 /// Builds a [`Client`] with non-default options.
 #[derive(Debug, Clone, Default)]
 pub struct ClientBuilder {

@@ -14,7 +14,6 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::builder::ClientBuilder;
 use crate::command::{Command, CommandSender};
 use crate::error::into_result;
 use crate::lost_names::LostNames;
@@ -59,21 +58,6 @@ impl Client {
                 options,
             }),
         }
-    }
-
-    /// Connects to `PLEXUS_BUS`, else the default socket.
-    pub async fn connect() -> Result<Client, Error> {
-        ClientBuilder::default().connect().await
-    }
-
-    /// Connects to `unix:/path`, `tcp://host:port`, or a socket path.
-    pub async fn connect_to(addr: &str) -> Result<Client, Error> {
-        ClientBuilder::default().address(addr).connect().await
-    }
-
-    /// A builder for other options.
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder::default()
     }
 
     /// What the broker said when this client connected: connection id, version, frame limit.
