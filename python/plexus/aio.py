@@ -26,6 +26,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _CLOSED = object()
 
+CLOSE_WAIT = 5.0
+"""Seconds `close()` waits for the reader and for cancelled tasks to end."""
+
 
 async def read_frame(reader: asyncio.StreamReader, max_frame: int) -> Optional[Frame]:
     """The next frame from `reader`; `None` at a clean end of stream."""
@@ -300,13 +303,14 @@ class Client:
         self._closing.set()
         self._writer.close()
         try:
-            await asyncio.wait_for(asyncio.shield(self._read_task), 5)
+            await asyncio.wait_for(asyncio.shield(self._read_task), CLOSE_WAIT)
         except asyncio.TimeoutError:
             self._read_task.cancel()
         tasks = [t for t in (*self._tasks, *self._handlers.values()) if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLOSE_WAIT)  # a handler that ignores its cancellation is left behind
         self._pool.shutdown()
 
     async def __aenter__(self) -> Client:
