@@ -386,6 +386,9 @@ class Client:
                 self._writer.close()
                 if not reconnect or not await self._reconnect():
                     return
+        except asyncio.CancelledError:
+            self._apply(self._session.connection_lost(None, reconnect=False))  # close() stopped waiting for it
+            raise
         finally:
             self._pool.shutdown()
             self._done.set()
@@ -402,7 +405,7 @@ class Client:
     async def _reconnect(self) -> bool:
         """Connects again, backing off, and restores the session; False if closed or given up meanwhile."""
         backoff = Backoff(self._policy.give_up_after)
-        last_error: Optional[Error] = None
+        last_error: Optional[Exception] = None
         while (wait := backoff.next_wait()) is not None:
             try:
                 await asyncio.wait_for(self._closing.wait(), wait)
@@ -411,7 +414,7 @@ class Client:
                 pass
             try:
                 reader, writer, welcome = await _open(self.address, self.name, self._policy.connect_timeout)
-            except Error as exc:
+            except Exception as exc:  # whatever went wrong, this attempt failed and the next may work
                 last_error = exc
                 continue
             return await self._resume(reader, writer, welcome, backoff.waited())
@@ -439,6 +442,9 @@ class Client:
                 await writer.drain()
             except OSError:
                 pass  # reading from it fails too, and the client reconnects again
+        if self._closing.is_set():
+            writer.close()  # close() ran while this connection was being set up and may have missed it
+            return True
         log.warning(
             "reconnected to the broker at %s after %.1f s; served objects and subscriptions restored",
             self.address,

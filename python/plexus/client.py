@@ -15,7 +15,7 @@ from ._reconnect import Backoff, Policy
 from ._requests import BROKER_OBJECT, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, GRACE, default_client_name, wait_for_params
 from ._session import Abandon, Answer, Deliver, End, Outcome, Request, Serve, Session, Welcome, check_welcome, hello
 from ._transport import Address, open_socket, resolve_address
-from .errors import ConnectionLost, Error, Overloaded, Timeout, TransportError
+from .errors import ConnectionLost, Overloaded, Timeout, TransportError
 from .events import Event, Subscription
 
 log = logging.getLogger("plexus")
@@ -341,13 +341,13 @@ class Client:
     def _reconnect(self) -> bool:
         """Connects again, backing off, and restores the session; False if closed or given up meanwhile."""
         backoff = Backoff(self._policy.give_up_after)
-        last_error: Optional[Error] = None
+        last_error: Optional[Exception] = None
         while (wait := backoff.next_wait()) is not None:
             if self._closing.wait(wait):
                 break
             try:
                 sock, stream, welcome = _open(self.address, self.name, self._policy.connect_timeout)
-            except Error as exc:
+            except Exception as exc:  # whatever went wrong, this attempt failed and the next may work
                 last_error = exc
                 continue
             return self._resume(sock, stream, welcome, backoff.waited())
@@ -374,7 +374,8 @@ class Client:
             except OSError:
                 pass  # reading from it fails too, and the client reconnects again
         if self._closing.is_set():
-            _shut(sock)  # close() ran while this connection was being set up; it may have missed it
+            _shut(sock)  # close() ran while this connection was being set up and may have missed it
+            return True
         log.warning(
             "reconnected to the broker at %s after %.1f s; served objects and subscriptions restored",
             self.address,
