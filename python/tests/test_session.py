@@ -1,4 +1,4 @@
-"""The protocol state without a socket: requests to bytes, broker frames to outcomes, the end of a connection."""
+"""The protocol state without a socket: requests to bytes, broker frames to outcomes, losing the connection and reconnecting."""
 
 from __future__ import annotations
 
