@@ -7,6 +7,7 @@ from ._names import validate_name, validate_pattern, validate_topic
 from ._transport import default_socket
 from ._requests import DEFAULT_TIMEOUT
 from .client import Client, connect
+from .context import CallContext
 from .errors import (
     BadFrame,
     ConnectionLost,
@@ -18,6 +19,7 @@ from .errors import (
     NoBroker,
     NoSuchMethod,
     NoSuchObject,
+    NotConnected,
     Overloaded,
     PermissionDenied,
     ShuttingDown,
@@ -33,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_TIMEOUT",
     "BadFrame",
+    "CallContext",
     "Client",
     "ConnectionLost",
     "Error",
@@ -44,6 +47,7 @@ __all__ = [
     "NoBroker",
     "NoSuchMethod",
     "NoSuchObject",
+    "NotConnected",
     "Overloaded",
     "PermissionDenied",
     "ShuttingDown",

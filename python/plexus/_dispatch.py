@@ -5,9 +5,10 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from ._codec import Frame, Kind
+from .context import CallContext
 from .errors import Error, Internal, InvalidParams, NoSuchMethod, error_for
 
 log = logging.getLogger("plexus")
@@ -46,11 +47,16 @@ def methods_of(target: Any) -> Methods:
     return table
 
 
-def arguments(fn: Callable[..., Any], params: Any) -> Args:
+CONTEXT_PARAMETER = "ctx"
+"""The parameter through which a served method asks for its `CallContext`."""
+
+
+def arguments(fn: Callable[..., Any], params: Any, ctx: Optional[CallContext] = None) -> Args:
     """Positional and keyword arguments for `fn` from JSON `params`.
 
     An object gives keyword arguments, an array positional ones, null none, anything else is the
-    single argument. Raises `InvalidParams` when they do not fit `fn`'s signature.
+    single argument. `ctx` is passed as the keyword argument `ctx` if `fn` has a parameter of that
+    name. Raises `InvalidParams` when they do not fit `fn`'s signature.
     """
     if params is None:
         args: Tuple[Any, ...] = ()
@@ -65,6 +71,10 @@ def arguments(fn: Callable[..., Any], params: Any) -> Args:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
         return args, kwargs
+    if ctx is not None and _takes_context(signature):
+        if CONTEXT_PARAMETER in kwargs:
+            raise InvalidParams(f"params cannot set '{CONTEXT_PARAMETER}': the method takes the call's context there")
+        kwargs = {**kwargs, CONTEXT_PARAMETER: ctx}
     try:
         signature.bind(*args, **kwargs)
     except TypeError as exc:
@@ -72,7 +82,14 @@ def arguments(fn: Callable[..., Any], params: Any) -> Args:
     return args, kwargs
 
 
-def prepare(methods: Mapping[str, Callable[..., Any]], frame: Frame) -> Tuple[Callable[..., Any], Args]:
+def _takes_context(signature: inspect.Signature) -> bool:
+    parameter = signature.parameters.get(CONTEXT_PARAMETER)
+    return parameter is not None and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+
+
+def prepare(
+    methods: Mapping[str, Callable[..., Any]], frame: Frame, ctx: CallContext
+) -> Tuple[Callable[..., Any], Args]:
     """The function and arguments for an incoming `call` frame; raises `Error` if it cannot run."""
     obj, method = frame.string(0), frame.string(1)
     fn = methods.get(method)
@@ -82,7 +99,7 @@ def prepare(methods: Mapping[str, Callable[..., Any]], frame: Frame) -> Tuple[Ca
         params = loads(frame.payload)
     except ValueError as exc:
         raise InvalidParams(f"params are not JSON: {exc}") from None
-    return fn, arguments(fn, params)
+    return fn, arguments(fn, params, ctx)
 
 
 def reply_frame(call_id: int, result: Any) -> Frame:

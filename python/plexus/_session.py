@@ -22,7 +22,8 @@ from ._requests import (
     unregister_frame,
 )
 from ._transport import Address
-from .errors import BadFrame, ConnectionLost, FrameTooLarge, Internal, NameTaken, NoSuchObject, Timeout
+from .context import CallContext
+from .errors import BadFrame, ConnectionLost, FrameTooLarge, Internal, NameTaken, NoSuchObject, NotConnected, Timeout
 from .events import Event
 
 log = logging.getLogger("plexus")
@@ -68,6 +69,8 @@ class Request(Generic[W]):
     """Seconds the caller waits for the answer before giving up (`None`: no limit)."""
     what: str
     """What the request does, for the `Timeout` message."""
+    epoch: int
+    """The connection it belongs to: its bytes are sent on that connection or not at all."""
     cancel: Optional[bytes] = None
     """For a call, the `cancel` to send when the caller gives up."""
     claim: str = ""
@@ -97,9 +100,10 @@ class Deliver(Generic[S]):
 
 @dataclass(frozen=True)
 class End(Generic[S]):
-    """End `subscription`: its request failed, or the connection is over."""
+    """End `subscription`: its request failed, or the client is done; with `error` if it ended by failure."""
 
     subscription: S
+    error: Optional[ConnectionLost] = None
 
 
 @dataclass(frozen=True)
@@ -110,17 +114,38 @@ class Serve:
     fn: Callable[..., Any]
     args: Tuple[Any, ...]
     kwargs: Dict[str, Any]
+    context: CallContext
+    """The call's context (also in `kwargs` if `fn` asked for it); cancelled when the caller gives up."""
+    epoch: int
+    """The connection the call came on: its answer goes back on that connection or nowhere."""
+
+
+@dataclass(frozen=True)
+class Abandon:
+    """The caller of the incoming call with `context` gave up, or the connection is gone: stop its handler."""
+
+    context: CallContext
 
 
 @dataclass(frozen=True)
 class Send:
-    """Write `data` (an answer to an incoming call that needs no handler, such as `no_such_object`)."""
+    """Write `data` on connection `epoch` (an answer that needs no handler, such as `no_such_object`)."""
 
     data: bytes
+    epoch: int
 
 
-Outcome = Union[Answer[W], Deliver[S], End[S], Serve, Send]
+Outcome = Union[Answer[W], Deliver[S], End[S], Serve, Abandon, Send]
 """What a driver does because of a frame from the broker, a finished request or the end of the connection."""
+
+
+@dataclass(frozen=True)
+class _Pending(Generic[W]):
+    """A request waiting for its answer: who waits (`None`: nobody, log a failure), what it does, the name it claims."""
+
+    waiter: Optional[W]
+    what: str
+    claim: str = ""
 
 
 @dataclass
@@ -131,13 +156,17 @@ class _Served:
     shared: bool
 
 
+
 class Session(Generic[W, S]):
-    """The state of one connection to the broker, shared by the blocking and the asyncio client.
+    """The protocol state of one client across its connections to the broker, shared by both drivers.
 
     It allocates request ids and keeps the requests in flight, the subscriptions, the served
     objects and the incoming calls being served. The API methods return a `Request` (or bytes)
-    for the driver to send; `receive`, `settle` and `connection_lost` return the outcomes the
-    driver carries out. It never reads, writes or waits, and it is safe to use from several threads.
+    for the driver to send; `receive`, `settle`, `connection_lost`, `give_up` and `close` return
+    the outcomes the driver carries out. After `connection_lost` with `reconnect` the session is
+    disconnected (requests raise `NotConnected`) until `reconnected`, which keeps the served
+    objects and subscriptions. Each connection is an epoch: bytes made for one are never sent on
+    another. It never reads, writes or waits, and it is safe to use from several threads.
     `new_waiter` makes the object a request's answer is handed to.
     """
 
@@ -147,13 +176,18 @@ class Session(Generic[W, S]):
         self._new_waiter = new_waiter
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._pending: Dict[int, Tuple[Optional[W], str]] = {}
+        self._pending: Dict[int, _Pending[W]] = {}
         self._subs: Dict[int, Tuple[str, S]] = {}
         self._objects: Dict[str, _Served] = {}
-        self._serving: Dict[int, bool] = {}
+        self._serving: Dict[int, CallContext] = {}
+        self._epoch = 1
+        self._connected = True
         self._closing = False
         self._closed = False
         self._reason = ""
+        """Why the session is disconnected or done."""
+        self._failure: Optional[str] = None
+        """Why the session is done, unless the user closed it."""
 
     # Requests -----------------------------------------------------------------------------
 
@@ -205,9 +239,10 @@ class Session(Generic[W, S]):
         with self._lock:
             served = self._objects.get(obj)
             if served is not None:
+                frame = register_frame(0, obj, shared, [*served.methods, method])
+                request = self._start(frame, REQUEST_TIMEOUT, f"declare {obj}.{method}")
                 served.methods[method] = fn
-                frame = register_frame(0, obj, shared, list(served.methods))
-                return self._start(frame, REQUEST_TIMEOUT, f"declare {obj}.{method}")
+                return request
             frame = register_frame(0, obj, shared, [method])
             request = self._start(frame, REQUEST_TIMEOUT, f"register {obj}", claim=obj)
             self._objects[obj] = _Served({method: fn}, shared)
@@ -219,29 +254,14 @@ class Session(Generic[W, S]):
             self._objects.pop(name, None)
             return self._start(unregister_frame(0, name), REQUEST_TIMEOUT, f"unregister {name}")
 
-    def replay(self) -> List[bytes]:
-        """After a reconnect: a `register` of every served object and a `subscribe` of every subscription.
-
-        Their answers are not waited for; a failure is logged.
-        """
-        with self._lock:
-            data = []
-            for name, served in self._objects.items():
-                rid = next(self._ids)
-                self._pending[rid] = (None, f"registering {name!r} again")
-                data.append(self._encode(register_frame(rid, name, served.shared, list(served.methods))))
-            for sub_id, (pattern, _) in self._subs.items():
-                self._pending[sub_id] = (None, f"subscribing to {pattern!r} again")
-                data.append(self._encode(subscribe_frame(sub_id, pattern)))
-        return data
-
     def settle(self, request: Request[W], ok: bool) -> List[Outcome[W, S]]:
         """Forgets `request`, whose caller stopped waiting; if it failed, undoes what it set up.
 
         A failed request uninstalls the object name it claimed and ends the subscription it opened.
         """
         with self._lock:
-            self._pending.pop(request.id, None)
+            if request.epoch == self._epoch:
+                self._pending.pop(request.id, None)
             if ok:
                 return []
             if request.claim:
@@ -251,18 +271,19 @@ class Session(Generic[W, S]):
 
     # Served calls -------------------------------------------------------------------------
 
-    def answered(self, call_id: int, result: Any = None, error: Optional[BaseException] = None) -> Optional[bytes]:
-        """The bytes answering incoming call `call_id`, whose handler returned `result` or raised `error`.
+    def answered(self, call: Serve, result: Any = None, error: Optional[BaseException] = None) -> Optional[bytes]:
+        """The bytes answering incoming `call`, whose handler returned `result` or raised `error`.
 
-        `None` if the call was cancelled meanwhile. An answer over the size limit becomes `internal`.
+        `None` if the call was cancelled or its connection lost meanwhile. An answer over the size
+        limit becomes `internal`. Write the bytes on connection `call.epoch` only.
         """
         with self._lock:
-            cancelled = self._serving.pop(call_id, False)
-        if cancelled:
-            return None
-        return self._answer(error_frame(call_id, error) if error is not None else reply_frame(call_id, result))
+            if self._serving.get(call.id) is not call.context:
+                return None
+            del self._serving[call.id]
+        return self._answer(error_frame(call.id, error) if error is not None else reply_frame(call.id, result))
 
-    # Incoming frames and the end ----------------------------------------------------------
+    # Incoming frames ----------------------------------------------------------------------
 
     def receive(self, frame: Frame) -> List[Outcome[W, S]]:
         """What to do about `frame` from the broker."""
@@ -276,34 +297,50 @@ class Session(Generic[W, S]):
         if kind == Kind.CALL:
             return [self._on_call(frame)]
         if kind == Kind.CANCEL:
-            # A handler cannot be stopped midway; its answer is dropped instead (see `answered`).
             with self._lock:
-                if frame.id in self._serving:
-                    self._serving[frame.id] = True
-            return []
+                context = self._serving.pop(frame.id, None)
+            if context is None:
+                return []
+            context._cancel()
+            return [Abandon(context)]
         log.warning("ignoring an unexpected %s frame from the broker", kind.name.lower())
         return []
 
+    # The connection -----------------------------------------------------------------------
+
     @property
     def closed(self) -> bool:
-        """Whether the connection has ended or is being closed."""
+        """Whether the client is done: closed, or its connection lost for good."""
         return self._closed
 
-    def close(self) -> None:
-        """The user closes the connection: no request starts from now on."""
-        with self._lock:
-            self._closing = True
-            self._closed = True
+    @property
+    def failure(self) -> Optional[ConnectionLost]:
+        """Why the client is done if that was not `close()`: the connection lost for good."""
+        return None if self._failure is None else ConnectionLost(self._failure)
 
-    def check_open(self) -> None:
-        """Raises `ConnectionLost` once the connection is closed."""
+    def check_open(self, epoch: Optional[int] = None) -> None:
+        """Raises unless bytes can be sent now (and, given `epoch`, on that connection).
+
+        `ConnectionLost` once the client is done; `NotConnected` while it reconnects, or if the
+        connection `epoch` is gone.
+        """
         if self._closed:
             raise ConnectionLost(self._reason or "the client is closed")
+        if not self._connected:
+            raise NotConnected(
+                f"not connected to the broker at {self._address} ({self._reason}); reconnecting, "
+                "and nothing was sent: try again shortly"
+            )
+        if epoch is not None and epoch != self._epoch:
+            raise NotConnected(f"the connection to the broker at {self._address} was lost before this was sent")
 
-    def connection_lost(self, error: Optional[BaseException]) -> List[Outcome[W, S]]:
-        """Ends the session after `error`, or a clean end of stream (`None`).
+    def connection_lost(self, error: Optional[BaseException], *, reconnect: bool) -> List[Outcome[W, S]]:
+        """The connection ended after `error`, or at a clean end of stream (`None`).
 
-        Every request in flight fails with `ConnectionLost` and every subscription ends.
+        Every request in flight fails with `ConnectionLost` and every running handler is told to
+        stop. With `reconnect` (and unless the user closed the client) the served objects and
+        subscriptions are kept for `reconnected`; without, the client is done and every
+        subscription ends with the error.
         """
         if error is None:
             reason = f"the broker at {self._address} closed the connection"
@@ -311,17 +348,91 @@ class Session(Generic[W, S]):
             reason = f"the connection to the broker at {self._address} failed: {error}"
         with self._lock:
             closing = self._closing
-            self._closed = True
-            self._reason = "the client was closed" if closing else reason
-            waiters = [waiter for waiter, _ in self._pending.values() if waiter is not None]
-            subs = [sub for _, sub in self._subs.values()]
-            self._pending.clear()
-            self._subs.clear()
+            final = closing or not reconnect
+            if closing:
+                self._reason = "the client was closed"
+            elif final:
+                self._reason = self._failure = (
+                    f"{reason}, and reconnect=False: this client is done; restart the program once the broker is back"
+                )
+            else:
+                self._reason = reason
+            self._epoch += 1
+            self._connected = False
+            self._closed = final
+            pending, self._pending = self._pending, {}
+            contexts = list(self._serving.values())
+            self._serving.clear()
+            ended = []
+            for rid, request in pending.items():
+                if request.claim:
+                    self._objects.pop(request.claim, None)
+                if request.waiter is not None and rid in self._subs:
+                    ended.append(End(self._subs.pop(rid)[1]))
+            if final:
+                subs_error = None if closing else ConnectionLost(self._reason)
+                ended.extend(End(sub, subs_error) for _, sub in self._subs.values())
+                self._subs.clear()
         if not closing:
-            log.warning("%s", reason)
-        outcomes: List[Outcome[W, S]] = [Answer(waiter, error=ConnectionLost(self._reason)) for waiter in waiters]
-        outcomes.extend(End(sub) for sub in subs)
+            if final:
+                log.warning("%s", self._reason)
+            else:
+                log.warning("%s; reconnecting (requests fail with NotConnected until it is back)", reason)
+        lost = ConnectionLost(
+            "the client was closed"
+            if closing
+            else f"{reason} while the request was open; it may or may not have been carried out"
+        )
+        outcomes: List[Outcome[W, S]] = [Answer(p.waiter, error=lost) for p in pending.values() if p.waiter is not None]
+        outcomes.extend(ended)
+        outcomes.extend(self._abandon(contexts))
         return outcomes
+
+    def reconnected(self, max_frame: int) -> List[bytes]:
+        """A new connection is up: requests go out on it from now on. Returns the bytes to send on it
+        first: a `register` of every served object and a `subscribe` of every subscription.
+
+        Their answers are not waited for; a failure is logged. Raises `ConnectionLost` if the
+        client was closed meanwhile.
+        """
+        with self._lock:
+            if self._closed:
+                raise ConnectionLost(self._reason or "the client is closed")
+            self._max_frame = max_frame
+            self._connected = True
+            data = []
+            for name, served in self._objects.items():
+                rid = next(self._ids)
+                self._pending[rid] = _Pending(None, f"registering {name!r} again")
+                data.append(self._encode(register_frame(rid, name, served.shared, list(served.methods))))
+            for sub_id, (pattern, _) in self._subs.items():
+                self._pending[sub_id] = _Pending(None, f"subscribing to {pattern!r} again")
+                data.append(self._encode(subscribe_frame(sub_id, pattern)))
+        return data
+
+    def give_up(self, waited: float, error: Optional[BaseException]) -> List[Outcome[W, S]]:
+        """Reconnecting failed for `waited` seconds (last with `error`): the client is done, every subscription ends."""
+        last = "" if error is None else f" (the last attempt: {error})"
+        reason = (
+            f"gave up reconnecting to the broker at {self._address} after {waited:.1f} s{last}; "
+            "start the broker (`plexus broker`) and restart this program, or raise reconnect_timeout"
+        )
+        with self._lock:
+            self._closed = True
+            self._reason = self._failure = reason
+            subs = [sub for _, sub in self._subs.values()]
+            self._subs.clear()
+        log.error("%s", reason)
+        return [End(sub, ConnectionLost(reason)) for sub in subs]
+
+    def close(self) -> List[Outcome[W, S]]:
+        """The user closes the client: no request starts from now on, running handlers are told to stop."""
+        with self._lock:
+            self._closing = True
+            self._closed = True
+            contexts = list(self._serving.values())
+            self._serving.clear()
+        return self._abandon(contexts)
 
     # Internals ----------------------------------------------------------------------------
 
@@ -333,9 +444,9 @@ class Session(Generic[W, S]):
         rid = next(self._ids)
         data = self._encode(replace(frame, id=rid))
         waiter = self._new_waiter()
-        self._pending[rid] = (waiter, what)
+        self._pending[rid] = _Pending(waiter, what, claim)
         cancel = encode(Frame(Kind.CANCEL, rid)) if cancellable else None
-        return Request(rid, data, waiter, wait, what, cancel, claim)
+        return Request(rid, data, waiter, wait, what, self._epoch, cancel, claim)
 
     def _encode(self, frame: Frame) -> bytes:
         """The bytes of `frame`; raises `FrameTooLarge` over the broker's limit."""
@@ -351,6 +462,13 @@ class Session(Generic[W, S]):
         except FrameTooLarge as exc:
             return self._encode(error_frame(frame.id, Internal(f"the answer is too large: {exc}")))
 
+    @staticmethod
+    def _abandon(contexts: List[CallContext]) -> List[Outcome[W, S]]:
+        """Tells the handlers of these calls that nobody waits for their answer any more."""
+        for context in contexts:
+            context._cancel()
+        return [Abandon(context) for context in contexts]
+
     def _on_answer(self, frame: Frame) -> List[Outcome[W, S]]:
         with self._lock:
             entry = self._pending.pop(frame.id, None)
@@ -358,7 +476,6 @@ class Session(Generic[W, S]):
             if frame.kind == Kind.ERROR and frame.id == 0:
                 log.warning("the broker reported an error: %s", error_from_frame(frame))
             return []
-        waiter, what = entry
         result: Any = None
         error: Optional[BaseException] = None
         if frame.kind == Kind.ERROR:
@@ -368,22 +485,25 @@ class Session(Generic[W, S]):
                 result = loads(frame.payload)
             except ValueError as exc:
                 error = exc
-        if waiter is None:
+        if entry.waiter is None:
             if error is not None:
-                log.warning("%s failed: %s", what, error)
+                log.warning("%s failed: %s", entry.what, error)
             return []
-        return [Answer(waiter, result, error)]
+        return [Answer(entry.waiter, result, error)]
 
     def _on_call(self, frame: Frame) -> Union[Serve, Send]:
-        obj = frame.string(0)
+        obj, method = frame.string(0), frame.string(1)
         with self._lock:
             served = self._objects.get(obj)
+            epoch = self._epoch
         if served is None:
-            return Send(self._answer(error_frame(frame.id, NoSuchObject(f"this connection does not serve '{obj}'"))))
+            refusal = error_frame(frame.id, NoSuchObject(f"this connection does not serve '{obj}'"))
+            return Send(self._answer(refusal), epoch)
+        context = CallContext(obj, method, frame.aux / 1000)
         try:
-            fn, (args, kwargs) = prepare(served.methods, frame)
+            fn, (args, kwargs) = prepare(served.methods, frame, context)
         except Exception as exc:
-            return Send(self._answer(error_frame(frame.id, exc)))
+            return Send(self._answer(error_frame(frame.id, exc)), epoch)
         with self._lock:
-            self._serving[frame.id] = False
-        return Serve(frame.id, fn, args, kwargs)
+            self._serving[frame.id] = context
+        return Serve(frame.id, fn, args, kwargs, context, epoch)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
-from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Set, TypeVar, Union
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Set, Tuple, TypeVar, Union
 
 from ._codec import DEFAULT_MAX_FRAME, HEADER_LEN, Frame, decode_body, decode_header
 from ._names import validate_name
+from ._pool import WorkerPool
+from ._reconnect import Backoff, Policy
 from ._requests import BROKER_OBJECT, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, GRACE, default_client_name, wait_for_params
-from ._session import Answer, Deliver, End, Outcome, Request, Serve, Session, Welcome, check_welcome, hello
+from ._session import Abandon, Answer, Deliver, End, Outcome, Request, Serve, Session, Welcome, check_welcome, hello
 from ._transport import Address, open_stream, resolve_address
-from .errors import ConnectionLost, Error, Timeout
+from .context import CallContext
+from .errors import ConnectionLost, Error, Overloaded, Timeout, TransportError
 from .events import Event
 
 __all__ = ["Client", "Subscription", "connect"]
@@ -23,6 +25,9 @@ log = logging.getLogger("plexus")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _CLOSED = object()
+
+CLOSE_WAIT = 5.0
+"""Seconds `close()` waits for the reader and for cancelled tasks to end."""
 
 
 async def read_frame(reader: asyncio.StreamReader, max_frame: int) -> Optional[Frame]:
@@ -42,16 +47,36 @@ async def read_frame(reader: asyncio.StreamReader, max_frame: int) -> Optional[F
 
 
 async def connect(
-    bus: Optional[str] = None, name: Optional[str] = None, *, connect_timeout: float = CONNECT_TIMEOUT
+    bus: Optional[str] = None,
+    name: Optional[str] = None,
+    *,
+    workers: int = 256,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    reconnect: bool = True,
+    reconnect_timeout: Optional[float] = None,
 ) -> Client:
-    """Connects to the broker and says hello; the arguments are those of `plexus.connect`."""
+    """Connects to the broker and says hello; the arguments are those of `plexus.connect`.
+
+    `workers` bounds the served methods running at once (coroutines as tasks, plain functions on
+    daemon threads); a call beyond that is answered `Overloaded` at once.
+    """
     address = resolve_address(bus)
     client_name = name or default_client_name()
-    reader, writer = await open_stream(address, connect_timeout)
+    policy = Policy(reconnect, reconnect_timeout, connect_timeout)
+    pool = WorkerPool(workers, f"plexus-worker-{client_name}")
+    reader, writer, welcome = await _open(address, client_name, connect_timeout)
+    return Client(reader, writer, address, client_name, welcome, pool, policy)
+
+
+async def _open(
+    address: Address, name: str, timeout: float
+) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter, Welcome]:
+    """A connected stream pair and the broker's `welcome` after `hello`."""
+    reader, writer = await open_stream(address, timeout)
     try:
-        writer.write(hello(client_name))
+        writer.write(hello(name))
         await writer.drain()
-        frame = await asyncio.wait_for(read_frame(reader, DEFAULT_MAX_FRAME), connect_timeout)
+        frame = await asyncio.wait_for(read_frame(reader, DEFAULT_MAX_FRAME), timeout)
     except asyncio.TimeoutError:
         writer.close()
         raise Timeout(f"the broker at {address} did not answer hello in time") from None
@@ -66,11 +91,15 @@ async def connect(
     except Error:
         writer.close()
         raise
-    return Client(reader, writer, address, client_name, welcome)
+    return reader, writer, welcome
 
 
 class Subscription:
-    """The events of one `subscribe` pattern: `async for` over it, or `await get(timeout)`."""
+    """The events of one `subscribe` pattern: `async for` over it, or `await get(timeout)`.
+
+    It lasts across reconnects (events published while the client was disconnected are lost).
+    If the client loses the broker for good, reading past the last event raises `ConnectionLost`.
+    """
 
     def __init__(self, sub_id: int, pattern: str, unsubscribe: Callable[[int], Awaitable[None]]) -> None:
         self.id = sub_id
@@ -78,16 +107,18 @@ class Subscription:
         self._unsubscribe = unsubscribe
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._closed = False
+        self._error: Optional[ConnectionLost] = None
 
     def _deliver(self, event: Event) -> None:
         if not self._closed:
             self._queue.put_nowait(event)
 
-    def _end(self) -> bool:
-        """Marks the subscription closed and wakes its readers; False if it already was."""
+    def _end(self, error: Optional[ConnectionLost] = None) -> bool:
+        """Marks the subscription closed (by `error` if given) and wakes its readers; False if it already was."""
         if self._closed:
             return False
         self._closed = True
+        self._error = error
         self._queue.put_nowait(_CLOSED)
         return True
 
@@ -97,7 +128,8 @@ class Subscription:
         return self._closed
 
     async def get(self, timeout: Optional[float] = None) -> Optional[Event]:
-        """The next event; `None` once the subscription is closed. Raises `Timeout` after `timeout` s."""
+        """The next event; `None` once the subscription is closed. Raises `Timeout` after `timeout` s,
+        and `ConnectionLost` once the client lost the broker for good."""
         try:
             item = await asyncio.wait_for(self._queue.get(), timeout)
         except asyncio.TimeoutError:
@@ -105,6 +137,8 @@ class Subscription:
         if isinstance(item, Event):
             return item
         self._queue.put_nowait(_CLOSED)
+        if self._error is not None:
+            raise ConnectionLost(self._error.message)
         return None
 
     def __aiter__(self) -> Subscription:
@@ -129,7 +163,7 @@ class Subscription:
 
 
 class Client:
-    """A connection to the broker for asyncio code. Use `await plexus.aio.connect()` to make one."""
+    """A connection to the broker for asyncio code, kept up across broker restarts. Use `await plexus.aio.connect()`."""
 
     def __init__(
         self,
@@ -138,6 +172,8 @@ class Client:
         address: Address,
         name: str,
         welcome: Welcome,
+        pool: WorkerPool,
+        policy: Policy,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self.address = address
@@ -148,10 +184,14 @@ class Client:
         )
         self._reader = reader
         self._writer = writer
+        self._pool = pool
+        self._policy = policy
         self._write_lock = asyncio.Lock()
         self._tasks: Set[asyncio.Task[Any]] = set()
+        self._handlers: Dict[CallContext, asyncio.Task[Any]] = {}
+        self._closing = asyncio.Event()
         self._done = asyncio.Event()
-        self._read_task = self._loop.create_task(self._read_loop())
+        self._read_task = self._loop.create_task(self._run())
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -240,28 +280,38 @@ class Client:
         await self._finish(self._session.unserve(name))
 
     async def run_forever(self) -> None:
-        """Waits until the connection ends (the broker stops, or `close()` is called)."""
+        """Waits until the client is closed; raises `ConnectionLost` if the connection is lost for good first.
+
+        See `plexus.Client.run_forever`.
+        """
         await self._done.wait()
+        failure = self._session.failure
+        if failure is not None:
+            raise failure
 
     # Lifetime -------------------------------------------------------------------------------
 
     @property
     def closed(self) -> bool:
-        """Whether the connection has ended."""
+        """Whether the client is done: closed, or its connection lost for good."""
         return self._session.closed
 
     async def close(self) -> None:
-        """Closes the connection: pending calls fail with `ConnectionLost`, subscriptions end."""
-        self._session.close()
+        """Closes the connection: pending calls fail with `ConnectionLost`, subscriptions end,
+        running handlers are cancelled (plain functions see their `CallContext` cancelled)."""
+        self._apply(self._session.close())
+        self._closing.set()
         self._writer.close()
         try:
-            await asyncio.wait_for(asyncio.shield(self._read_task), 5)
+            await asyncio.wait_for(asyncio.shield(self._read_task), CLOSE_WAIT)
         except asyncio.TimeoutError:
             self._read_task.cancel()
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        tasks = [t for t in (*self._tasks, *self._handlers.values()) if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLOSE_WAIT)  # a handler that ignores its cancellation is left behind
+        self._pool.shutdown()
 
     async def __aenter__(self) -> Client:
         return self
@@ -275,17 +325,17 @@ class Client:
         """Sends `request` and waits for its answer: returns the result, raises an error answer."""
         ok = False
         try:
-            await self._write(request.data)
+            await self._write(request.data, request.epoch)
             result = await asyncio.wait_for(request.waiter, request.wait)
             ok = True
             return result
         except asyncio.TimeoutError:
             if request.cancel is not None:
-                await self._write_quietly(request.cancel)
+                await self._write_quietly(request.cancel, request.epoch)
             raise request.timed_out() from None
         except asyncio.CancelledError:
             if request.cancel is not None and not self.closed:
-                self._spawn(self._write_quietly(request.cancel))
+                self._spawn(self._write_quietly(request.cancel, request.epoch))
             raise
         finally:
             self._apply(self._session.settle(request, ok))
@@ -297,21 +347,24 @@ class Client:
         except Exception:
             log.exception("registering %r failed", name)
 
-    async def _write(self, data: bytes) -> None:
-        """Writes bytes the session made; raises `ConnectionLost` if the connection is closed."""
+    async def _write(self, data: bytes, epoch: Optional[int] = None) -> None:
+        """Writes bytes the session made (on connection `epoch` only, if given).
+
+        Raises `ConnectionLost` once the client is done, `NotConnected` while it reconnects.
+        """
         async with self._write_lock:
-            self._session.check_open()
+            self._session.check_open(epoch)
             try:
                 self._writer.write(data)
                 await self._writer.drain()
             except OSError as exc:
                 raise ConnectionLost(f"writing to the broker at {self.address} failed: {exc}") from exc
 
-    async def _write_quietly(self, data: bytes) -> None:
-        """Writes bytes when a failure needs no report (the connection is ending anyway)."""
+    async def _write_quietly(self, data: bytes, epoch: Optional[int] = None) -> None:
+        """Writes bytes when a failure needs no report (the connection they were for is gone)."""
         try:
-            await self._write(data)
-        except ConnectionLost:
+            await self._write(data, epoch)
+        except TransportError:
             pass
 
     async def _unsubscribe(self, sub_id: int) -> None:
@@ -323,18 +376,81 @@ class Client:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _read_loop(self) -> None:
-        """Hands the broker's frames to the session until the connection ends, then winds the client down."""
-        error: Optional[Exception] = None
+    async def _run(self) -> None:
+        """Serves each connection until it ends, reconnecting while the policy says so."""
+        try:
+            while True:
+                error = await self._read_frames()
+                reconnect = self._policy.enabled and not self._closing.is_set()
+                self._apply(self._session.connection_lost(error, reconnect=reconnect))
+                self._writer.close()
+                if not reconnect or not await self._reconnect():
+                    return
+        except asyncio.CancelledError:
+            self._apply(self._session.connection_lost(None, reconnect=False))  # close() stopped waiting for it
+            raise
+        finally:
+            self._pool.shutdown()
+            self._done.set()
+
+    async def _read_frames(self) -> Optional[Exception]:
+        """Hands the broker's frames to the session until the connection ends; returns why (`None`: a clean end)."""
         try:
             while (frame := await read_frame(self._reader, self.max_frame)) is not None:
                 self._apply(self._session.receive(frame))
         except Exception as exc:
-            error = exc
-        finally:
-            self._apply(self._session.connection_lost(error))
-            self._writer.close()
-            self._done.set()
+            return exc
+        return None
+
+    async def _reconnect(self) -> bool:
+        """Connects again, backing off, and restores the session; False if closed or given up meanwhile."""
+        backoff = Backoff(self._policy.give_up_after)
+        last_error: Optional[Exception] = None
+        while (wait := backoff.next_wait()) is not None:
+            try:
+                await asyncio.wait_for(self._closing.wait(), wait)
+                break
+            except asyncio.TimeoutError:
+                pass
+            try:
+                reader, writer, welcome = await _open(self.address, self.name, self._policy.connect_timeout)
+            except Exception as exc:  # whatever went wrong, this attempt failed and the next may work
+                last_error = exc
+                continue
+            return await self._resume(reader, writer, welcome, backoff.waited())
+        if self._closing.is_set():
+            self._apply(self._session.connection_lost(None, reconnect=False))
+        else:
+            self._apply(self._session.give_up(backoff.waited(), last_error))
+        return False
+
+    async def _resume(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, welcome: Welcome, waited: float
+    ) -> bool:
+        """Makes a new connection the client's, first sending it the registrations and subscriptions."""
+        async with self._write_lock:
+            try:
+                replay = self._session.reconnected(welcome.max_frame)
+            except ConnectionLost:
+                writer.close()
+                self._apply(self._session.connection_lost(None, reconnect=False))
+                return False
+            self._reader, self._writer = reader, writer
+            self.conn_id, self.max_frame, self.broker_version = welcome
+            try:
+                writer.write(b"".join(replay))
+                await writer.drain()
+            except OSError:
+                pass  # reading from it fails too, and the client reconnects again
+        if self._closing.is_set():
+            writer.close()  # close() ran while this connection was being set up and may have missed it
+            return True
+        log.warning(
+            "reconnected to the broker at %s after %.1f s; served objects and subscriptions restored",
+            self.address,
+            waited,
+        )
+        return True
 
     def _apply(self, outcomes: Iterable[Outcome[asyncio.Future[Any], Subscription]]) -> None:
         """Carries out what the session says."""
@@ -344,26 +460,74 @@ class Client:
             elif isinstance(outcome, Deliver):
                 outcome.subscription._deliver(outcome.event)
             elif isinstance(outcome, End):
-                outcome.subscription._end()
+                outcome.subscription._end(outcome.error)
             elif isinstance(outcome, Serve):
-                self._spawn(self._serve_call(outcome))
+                self._start_handler(outcome)
+            elif isinstance(outcome, Abandon):
+                handler = self._handlers.get(outcome.context)
+                if handler is not None:
+                    handler.cancel()
             else:
-                self._spawn(self._write_quietly(outcome.data))
+                self._spawn(self._write_quietly(outcome.data, outcome.epoch))
+
+    def _start_handler(self, call: Serve) -> None:
+        """Runs a served method as a task, or answers `overloaded` if `workers` are running already."""
+        if len(self._handlers) >= self._pool.size:
+            self._spawn(self._refuse(call))
+            return
+        task = self._loop.create_task(self._serve_call(call))
+        self._handlers[call.context] = task
+        task.add_done_callback(lambda _: self._handlers.pop(call.context, None))
 
     async def _serve_call(self, call: Serve) -> None:
+        """Runs a served method (a plain function on a pool thread) and sends its answer, unless the caller gave up.
+
+        The call's place among the `workers` is freed before the answer is sent.
+        """
         try:
             if inspect.iscoroutinefunction(call.fn):
                 result = await call.fn(*call.args, **call.kwargs)
             else:
-                result = await self._loop.run_in_executor(None, functools.partial(call.fn, *call.args, **call.kwargs))
+                result = await self._in_thread(call)
                 if inspect.isawaitable(result):
                     result = await result
         except Exception as exc:
-            answer = self._session.answered(call.id, error=exc)
+            answer = self._session.answered(call, error=exc)
         else:
-            answer = self._session.answered(call.id, result)
+            answer = self._session.answered(call, result)
+        self._handlers.pop(call.context, None)
         if answer is not None:
-            await self._write_quietly(answer)
+            await self._write_quietly(answer, call.epoch)
+
+    async def _in_thread(self, call: Serve) -> Any:
+        """The result of a plain served function, run on a daemon thread of the pool."""
+        future: asyncio.Future[Any] = self._loop.create_future()
+
+        def work() -> Tuple[Any, Optional[BaseException]]:
+            try:
+                return call.fn(*call.args, **call.kwargs), None
+            except Exception as exc:
+                return None, exc
+
+        def deliver(outcome: Tuple[Any, Optional[BaseException]]) -> None:
+            try:
+                self._loop.call_soon_threadsafe(_settle, future, *outcome)
+            except RuntimeError:
+                pass  # the event loop is closed: nobody waits for this answer
+
+        if not self._pool.try_run(work, deliver):
+            raise self._busy()
+        return await future
+
+    def _busy(self) -> Overloaded:
+        size = self._pool.size
+        return Overloaded(f"this worker is already running {size} calls, its limit (workers={size}); try again later")
+
+    async def _refuse(self, call: Serve) -> None:
+        """Answers `overloaded` to a call that found `workers` handlers running."""
+        answer = self._session.answered(call, error=self._busy())
+        if answer is not None:
+            await self._write_quietly(answer, call.epoch)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: Optional[BaseException]) -> None:
@@ -377,11 +541,15 @@ def _settle(future: asyncio.Future[Any], result: Any, error: Optional[BaseExcept
 
 
 async def _run_callback(sub: Subscription, callback: Callable[[Event], Any]) -> None:
-    """Feeds every event of `sub` to `callback` (awaiting what it returns) until the subscription ends."""
-    async for event in sub:
-        try:
-            result = callback(event)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            log.exception("the callback of subscription %r raised", sub.pattern)
+    """Feeds every event of `sub` to `callback` (awaiting what it returns) until the subscription ends
+    (the client reports a lost broker)."""
+    try:
+        async for event in sub:
+            try:
+                result = callback(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("the callback of subscription %r raised", sub.pattern)
+    except ConnectionLost:
+        pass

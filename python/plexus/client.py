@@ -1,4 +1,4 @@
-"""The blocking client: drives a `Session` with a socket, a reader thread and a pool for served methods."""
+"""The blocking client: drives a `Session` with a socket, a reader thread that reconnects, and a pool for served methods."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ import functools
 import logging
 import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any, Callable, Dict, Iterable, List, Optional, TypeVar, Union
+from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
 
 from ._codec import DEFAULT_MAX_FRAME, HEADER_LEN, Frame, decode_body, decode_header
 from ._names import validate_name
+from ._pool import WorkerPool
+from ._reconnect import Backoff, Policy
 from ._requests import BROKER_OBJECT, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, GRACE, default_client_name, wait_for_params
-from ._session import Answer, Deliver, End, Outcome, Request, Serve, Session, Welcome, check_welcome, hello
+from ._session import Abandon, Answer, Deliver, End, Outcome, Request, Serve, Session, Welcome, check_welcome, hello
 from ._transport import Address, open_socket, resolve_address
-from .errors import ConnectionLost, Timeout
+from .errors import ConnectionLost, Overloaded, Timeout, TransportError
 from .events import Event, Subscription
 
 log = logging.getLogger("plexus")
@@ -65,25 +66,42 @@ def connect(
     *,
     workers: int = 16,
     connect_timeout: float = CONNECT_TIMEOUT,
+    reconnect: bool = True,
+    reconnect_timeout: Optional[float] = None,
 ) -> Client:
     """Connects to the broker and says hello.
 
     `bus` is `unix:/path`, `tcp://host:port` or a path; without it `$PLEXUS_BUS`, else the default
     socket. `name` is the client name the broker shows (default `python:<program>`). `workers` is
-    the number of threads that run served methods. Raises `NoBroker` when nobody listens, or the
-    broker's error when it refuses the hello.
+    the number of served methods that run at once, each on a thread; a call beyond that is
+    answered `Overloaded` at once. Raises `NoBroker` when nobody listens, or the broker's error
+    when it refuses the hello.
+
+    When the connection is lost the client reconnects (waiting 50 ms, doubling to 2 s), then
+    registers its objects and subscribes again; requests open at the loss fail with
+    `ConnectionLost`, and requests made meanwhile with `NotConnected`. `reconnect_timeout` is how
+    many seconds to keep trying (`None`: forever); with `reconnect=False`, or once it gives up, the
+    client is done and `run_forever()` raises `ConnectionLost`.
     """
     address = resolve_address(bus)
     client_name = name or default_client_name()
-    sock = open_socket(address, connect_timeout)
+    policy = Policy(reconnect, reconnect_timeout, connect_timeout)
+    pool = WorkerPool(workers, f"plexus-worker-{client_name}")
+    sock, stream, welcome = _open(address, client_name, connect_timeout)
+    return Client(sock, stream, address, client_name, welcome, pool, policy)
+
+
+def _open(address: Address, name: str, timeout: float) -> Tuple[socket.socket, IO[bytes], Welcome]:
+    """A connected socket, its read stream and the broker's `welcome` after `hello`."""
+    sock = open_socket(address, timeout)
     try:
         stream = sock.makefile("rb")
-        welcome = _handshake(sock, stream, address, client_name)
+        welcome = _handshake(sock, stream, address, name)
         sock.settimeout(None)
     except BaseException:
         sock.close()
         raise
-    return Client(sock, stream, address, client_name, welcome, workers)
+    return sock, stream, welcome
 
 
 def _handshake(sock: socket.socket, stream: IO[bytes], address: Address, name: str) -> Welcome:
@@ -99,7 +117,7 @@ def _handshake(sock: socket.socket, stream: IO[bytes], address: Address, name: s
 
 
 class Client:
-    """A connection to the broker. Use `connect()` to make one; every method is thread-safe."""
+    """A connection to the broker, kept up across broker restarts. Use `connect()` to make one; every method is thread-safe."""
 
     def __init__(
         self,
@@ -108,7 +126,8 @@ class Client:
         address: Address,
         name: str,
         welcome: Welcome,
-        workers: int,
+        pool: WorkerPool,
+        policy: Policy,
     ) -> None:
         self.address = address
         self.name = name
@@ -116,11 +135,12 @@ class Client:
         self._session: Session[_Slot, Subscription] = Session(address, self.max_frame, _Slot)
         self._sock = sock
         self._stream = stream
-        self._workers = workers
+        self._pool = pool
+        self._policy = policy
         self._write_lock = threading.Lock()
-        self._pool: Optional[ThreadPoolExecutor] = None
+        self._closing = threading.Event()
         self._done = threading.Event()
-        self._reader = threading.Thread(target=self._read_loop, name=f"plexus-reader-{self.conn_id}", daemon=True)
+        self._reader = threading.Thread(target=self._run, name=f"plexus-reader-{self.conn_id}", daemon=True)
         self._reader.start()
 
     def __repr__(self) -> str:
@@ -216,22 +236,35 @@ class Client:
         self._finish(self._session.unserve(name))
 
     def run_forever(self) -> None:
-        """Blocks until the connection ends (the broker stops, or another thread calls `close()`)."""
+        """Blocks until the client is closed (by another thread, or a served method).
+
+        Raises `ConnectionLost` if the connection is lost for good first: `reconnect=False`, or
+        reconnecting gave up. Left uncaught, that ends the program with a non-zero status.
+        """
         self._done.wait()
+        failure = self._session.failure
+        if failure is not None:
+            raise failure
 
     # Lifetime -------------------------------------------------------------------------------
 
     @property
     def closed(self) -> bool:
-        """Whether the connection has ended."""
+        """Whether the client is done: closed, or its connection lost for good."""
         return self._session.closed
 
     def close(self) -> None:
-        """Closes the connection: pending calls fail with `ConnectionLost`, subscriptions end."""
-        self._session.close()
-        self._shutdown()
+        """Closes the connection: pending calls fail with `ConnectionLost`, subscriptions end.
+
+        Served methods still running are cancelled (see `CallContext`); their threads are daemon
+        threads, so one that never returns does not keep the program alive.
+        """
+        self._apply(self._session.close())
+        self._closing.set()
+        _shut(self._sock)
         if threading.current_thread() is not self._reader:
             self._reader.join(timeout=5)
+        self._pool.shutdown()
         self._stream.close()
         self._sock.close()
 
@@ -247,10 +280,10 @@ class Client:
         """Sends `request` and waits for its answer: returns the result, raises an error answer."""
         ok = False
         try:
-            self._write(request.data)
+            self._write(request.data, request.epoch)
             if not request.waiter.done.wait(request.wait):
                 if request.cancel is not None:
-                    self._write_quietly(request.cancel)
+                    self._write_quietly(request.cancel, request.epoch)
                 raise request.timed_out()
             result = request.waiter.take()
             ok = True
@@ -258,46 +291,97 @@ class Client:
         finally:
             self._apply(self._session.settle(request, ok))
 
-    def _write(self, data: bytes) -> None:
-        """Writes bytes the session made; raises `ConnectionLost` if the connection is closed."""
+    def _write(self, data: bytes, epoch: Optional[int] = None) -> None:
+        """Writes bytes the session made (on connection `epoch` only, if given).
+
+        Raises `ConnectionLost` once the client is done, `NotConnected` while it reconnects.
+        """
         with self._write_lock:
-            self._session.check_open()
+            self._session.check_open(epoch)
             try:
                 self._sock.sendall(data)
             except OSError as exc:
                 raise ConnectionLost(f"writing to the broker at {self.address} failed: {exc}") from exc
 
-    def _write_quietly(self, data: bytes) -> None:
-        """Writes bytes when a failure needs no report (the connection is ending anyway)."""
+    def _write_quietly(self, data: bytes, epoch: Optional[int] = None) -> None:
+        """Writes bytes when a failure needs no report (the connection they were for is gone)."""
         try:
-            self._write(data)
-        except ConnectionLost:
+            self._write(data, epoch)
+        except TransportError:
             pass
 
     def _unsubscribe(self, sub_id: int) -> None:
         self._write_quietly(self._session.unsubscribe(sub_id))
 
-    def _shutdown(self) -> None:
-        """Shuts the socket down both ways, which ends the reader thread."""
+    def _run(self) -> None:
+        """The reader thread: serves each connection until it ends, reconnecting while the policy says so."""
         try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+            while True:
+                error = self._read_frames()
+                reconnect = self._policy.enabled and not self._closing.is_set()
+                self._apply(self._session.connection_lost(error, reconnect=reconnect))
+                _shut(self._sock)
+                self._stream.close()
+                self._sock.close()
+                if not reconnect or not self._reconnect():
+                    return
+        finally:
+            self._pool.shutdown()
+            self._done.set()
 
-    def _read_loop(self) -> None:
-        """Hands the broker's frames to the session until the connection ends, then winds the client down."""
-        error: Optional[Exception] = None
+    def _read_frames(self) -> Optional[Exception]:
+        """Hands the broker's frames to the session until the connection ends; returns why (`None`: a clean end)."""
         try:
             for frame in iter(functools.partial(read_frame, self._stream, self.max_frame), None):
                 self._apply(self._session.receive(frame))
         except Exception as exc:
-            error = exc
-        finally:
-            self._apply(self._session.connection_lost(error))
-            self._shutdown()
-            if self._pool is not None:
-                self._pool.shutdown(wait=False)
-            self._done.set()
+            return exc
+        return None
+
+    def _reconnect(self) -> bool:
+        """Connects again, backing off, and restores the session; False if closed or given up meanwhile."""
+        backoff = Backoff(self._policy.give_up_after)
+        last_error: Optional[Exception] = None
+        while (wait := backoff.next_wait()) is not None:
+            if self._closing.wait(wait):
+                break
+            try:
+                sock, stream, welcome = _open(self.address, self.name, self._policy.connect_timeout)
+            except Exception as exc:  # whatever went wrong, this attempt failed and the next may work
+                last_error = exc
+                continue
+            return self._resume(sock, stream, welcome, backoff.waited())
+        if self._closing.is_set():
+            self._apply(self._session.connection_lost(None, reconnect=False))
+        else:
+            self._apply(self._session.give_up(backoff.waited(), last_error))
+        return False
+
+    def _resume(self, sock: socket.socket, stream: IO[bytes], welcome: Welcome, waited: float) -> bool:
+        """Makes a new connection the client's, first sending it the registrations and subscriptions."""
+        with self._write_lock:
+            try:
+                replay = self._session.reconnected(welcome.max_frame)
+            except ConnectionLost:
+                stream.close()
+                sock.close()
+                self._apply(self._session.connection_lost(None, reconnect=False))
+                return False
+            self._sock, self._stream = sock, stream
+            self.conn_id, self.max_frame, self.broker_version = welcome
+            try:
+                sock.sendall(b"".join(replay))
+            except OSError:
+                pass  # reading from it fails too, and the client reconnects again
+        if self._closing.is_set():
+            _shut(sock)  # close() ran while this connection was being set up and may have missed it
+            return True
+        log.warning(
+            "reconnected to the broker at %s after %.1f s; served objects and subscriptions restored",
+            self.address,
+            waited,
+        )
+        return True
 
     def _apply(self, outcomes: Iterable[Outcome[_Slot, Subscription]]) -> None:
         """Carries out what the session says."""
@@ -307,36 +391,52 @@ class Client:
             elif isinstance(outcome, Deliver):
                 outcome.subscription._deliver(outcome.event)
             elif isinstance(outcome, End):
-                outcome.subscription._end()
+                outcome.subscription._end(outcome.error)
             elif isinstance(outcome, Serve):
-                self._submit(outcome)
+                send = functools.partial(self._send_answer, outcome)
+                if not self._pool.try_run(functools.partial(self._serve_call, outcome), send):
+                    self._refuse(outcome)
+            elif isinstance(outcome, Abandon):
+                pass  # a thread cannot be stopped: the handler sees its context cancelled
             else:
-                self._write_quietly(outcome.data)
+                self._write_quietly(outcome.data, outcome.epoch)
 
-    def _submit(self, call: Serve) -> None:
-        """Runs a served method on the worker pool (started on the first call; only the reader thread uses it)."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix=f"plexus-worker-{self.conn_id}")
-        try:
-            self._pool.submit(self._serve_call, call)
-        except RuntimeError:
-            pass  # the interpreter is shutting down
-
-    def _serve_call(self, call: Serve) -> None:
+    def _serve_call(self, call: Serve) -> Optional[bytes]:
+        """Runs a served method (on a pool thread); its answer, `None` if the caller gave up."""
         try:
             result = call.fn(*call.args, **call.kwargs)
         except Exception as exc:
-            answer = self._session.answered(call.id, error=exc)
-        else:
-            answer = self._session.answered(call.id, result)
+            return self._session.answered(call, error=exc)
+        return self._session.answered(call, result)
+
+    def _send_answer(self, call: Serve, answer: Optional[bytes]) -> None:
         if answer is not None:
-            self._write_quietly(answer)
+            self._write_quietly(answer, call.epoch)
+
+    def _refuse(self, call: Serve) -> None:
+        """Answers `overloaded` to a call that found every worker thread busy."""
+        busy = Overloaded(
+            f"this worker is already running {self._pool.size} calls, its limit (workers={self._pool.size}); "
+            "try again later"
+        )
+        self._send_answer(call, self._session.answered(call, error=busy))
+
+
+def _shut(sock: socket.socket) -> None:
+    """Shuts `sock` down both ways, which wakes a thread reading it."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _run_callback(sub: Subscription, callback: Callable[[Event], Any]) -> None:
-    """Feeds every event of `sub` to `callback` until the subscription ends."""
-    for event in sub:
-        try:
-            callback(event)
-        except Exception:
-            log.exception("the callback of subscription %r raised", sub.pattern)
+    """Feeds every event of `sub` to `callback` until the subscription ends (the client reports a lost broker)."""
+    try:
+        for event in sub:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("the callback of subscription %r raised", sub.pattern)
+    except ConnectionLost:
+        pass

@@ -131,9 +131,18 @@ class NoBroker(TransportError):
 
 
 class ConnectionLost(TransportError):
-    """The connection to the broker closed, or the client was closed."""
+    """The connection to the broker closed, or the client was closed.
+
+    A request open when it closed may or may not have been carried out.
+    """
 
     name = "connection_lost"
+
+
+class NotConnected(TransportError):
+    """The client is reconnecting to the broker: nothing was sent, so trying again later is safe."""
+
+    name = "not_connected"
 
 
 _BY_CODE: dict[int, type[Error]] = {

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 from ._dispatch import loads
-from .errors import Timeout
+from .errors import ConnectionLost, Timeout
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,11 @@ _CLOSED = object()
 
 
 class Subscription:
-    """The events of one `subscribe` pattern, in order; iterate it, or `get` with a timeout."""
+    """The events of one `subscribe` pattern, in order; iterate it, or `get` with a timeout.
+
+    It lasts across reconnects (events published while the client was disconnected are lost).
+    If the client loses the broker for good, reading past the last event raises `ConnectionLost`.
+    """
 
     def __init__(self, sub_id: int, pattern: str, unsubscribe: Callable[[int], None]) -> None:
         self.id = sub_id
@@ -40,6 +44,7 @@ class Subscription:
         self._unsubscribe = unsubscribe
         self._queue: queue.Queue[Any] = queue.Queue()
         self._closed = threading.Event()
+        self._error: Optional[ConnectionLost] = None
         self._lock = threading.Lock()
 
     def _deliver(self, event: Event) -> None:
@@ -47,11 +52,12 @@ class Subscription:
             if not self._closed.is_set():
                 self._queue.put(event)
 
-    def _end(self) -> bool:
-        """Marks the subscription closed and wakes its readers; False if it already was."""
+    def _end(self, error: Optional[ConnectionLost] = None) -> bool:
+        """Marks the subscription closed (by `error` if given) and wakes its readers; False if it already was."""
         with self._lock:
             if self._closed.is_set():
                 return False
+            self._error = error
             self._closed.set()
             self._queue.put(_CLOSED)
             return True
@@ -62,7 +68,8 @@ class Subscription:
         return self._closed.is_set()
 
     def get(self, timeout: Optional[float] = None) -> Optional[Event]:
-        """The next event; `None` once the subscription is closed. Raises `Timeout` after `timeout` s."""
+        """The next event; `None` once the subscription is closed. Raises `Timeout` after `timeout` s,
+        and `ConnectionLost` once the client lost the broker for good."""
         try:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:
@@ -70,6 +77,8 @@ class Subscription:
         if isinstance(item, Event):
             return item
         self._queue.put(_CLOSED)
+        if self._error is not None:
+            raise ConnectionLost(self._error.message)
         return None
 
     def __iter__(self) -> Iterator[Event]:

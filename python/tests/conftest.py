@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 
@@ -54,17 +54,31 @@ class Broker:
         self.path = os.path.join(self.dir, "bus.sock")
         self.bus = f"unix:{self.path}"
         self.log_path = os.path.join(self.dir, "broker.log")
+        self._command = [str(binary), "broker", "--socket", self.path, *extra_args]
         self._clients: List[plexus.Client] = []
         self._procs: List[subprocess.Popen[bytes]] = []
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [str(binary), "broker", "--socket", self.path, *extra_args], stdout=log, stderr=subprocess.STDOUT
-            )
+        self.proc: "subprocess.Popen[bytes]"
         try:
-            wait_until(self._accepting, START_TIMEOUT, f"the broker to accept connections at {self.path}")
+            self.start_process()
         except BaseException:
             self.stop()
             raise
+
+    def start_process(self) -> None:
+        """Starts the broker process on this socket and waits until it accepts connections."""
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self._command, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(self._accepting, START_TIMEOUT, f"the broker to accept connections at {self.path}")
+
+    def stop_process(self, sig: int = signal.SIGTERM) -> None:
+        """Stops the broker process with `sig` and waits until it has exited; clients and children stay."""
+        self.proc.send_signal(sig)
+        self.proc.wait(STOP_TIMEOUT)
+
+    def restart(self, sig: int = signal.SIGTERM) -> None:
+        """Stops the broker process with `sig` and starts a new one on the same socket."""
+        self.stop_process(sig)
+        self.start_process()
 
     def _accepting(self) -> bool:
         if self.proc.poll() is not None:
@@ -92,9 +106,9 @@ class Broker:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         return env
 
-    def client(self, name: Optional[str] = None) -> plexus.Client:
-        """A connected client, closed when the test ends."""
-        c = plexus.connect(self.bus, name)
+    def client(self, name: Optional[str] = None, **options: Any) -> plexus.Client:
+        """A connected client (`options` go to `plexus.connect`), closed when the test ends."""
+        c = plexus.connect(self.bus, name, **options)
         self._clients.append(c)
         return c
 
@@ -112,7 +126,7 @@ class Broker:
         """Closes the clients, kills the children and the broker, removes the directory."""
         for c in self._clients:
             c.close()
-        for proc in self._procs + [self.proc]:
+        for proc in self._procs + ([self.proc] if hasattr(self, "proc") else []):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:

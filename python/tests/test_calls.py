@@ -83,19 +83,25 @@ def test_timeout_when_worker_is_too_slow(broker: Broker) -> None:
 
 def test_cancelled_call_gets_no_late_reply(broker: Broker) -> None:
     release = threading.Event()
-    worker = plexus.connect(broker.bus, "one-thread-worker", workers=1)
+    returned = threading.Event()
+
+    def wait() -> None:
+        release.wait(10)
+        returned.set()
+
+    worker = broker.client("worker")
+    worker.serve("slow", {"wait": wait, "fast": lambda: "fast"})
+    caller = broker.client("caller")
     try:
-        worker.serve("slow", {"wait": lambda: release.wait(10), "fast": lambda: "fast"})
-        caller = broker.client("caller")
         with pytest.raises(plexus.Timeout):
             caller.call("slow", "wait", timeout=0.2)
         worker.ping()
         release.set()
+        assert returned.wait(JOIN_TIMEOUT)
         assert caller.call("slow", "fast") == "fast"
         assert caller.stats()["late_replies"] == 0
     finally:
         release.set()
-        worker.close()
 
 
 def test_worker_gone_when_worker_process_is_killed(broker: Broker) -> None:

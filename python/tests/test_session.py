@@ -1,4 +1,4 @@
-"""The protocol state without a socket: requests to bytes, broker frames to outcomes, the end of a connection."""
+"""The protocol state without a socket: requests to bytes, broker frames to outcomes, losing the connection and reconnecting."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import plexus
 from plexus._codec import FLAG_ACK, FLAG_SHARED, Frame, Kind, decode
 from plexus._requests import GRACE, REQUEST_TIMEOUT
 from plexus._session import (
+    Abandon,
     Answer,
     Deliver,
     End,
+    Outcome,
     Request,
     Send,
     Serve,
@@ -49,9 +51,16 @@ def reply(rid: int, result: Any = None) -> Frame:
     return Frame(Kind.REPLY, rid, payload=b"" if result is None else json.dumps(result).encode())
 
 
-def incoming_call(call_id: int, obj: str, method: str, params: Any = None) -> Frame:
+def incoming_call(call_id: int, obj: str, method: str, params: Any = None, timeout_ms: int = 0) -> Frame:
     payload = b"" if params is None else json.dumps(params).encode()
-    return Frame(Kind.CALL, call_id, strings=(obj, method), payload=payload)
+    return Frame(Kind.CALL, call_id, timeout_ms, strings=(obj, method), payload=payload)
+
+
+def serve(s: Session[Waiter, str], frame: Frame) -> Serve:
+    """The handler to run for incoming call `frame`."""
+    (outcome,) = s.receive(frame)
+    assert isinstance(outcome, Serve)
+    return outcome
 
 
 def answer_of(data: Any) -> Frame:
@@ -157,7 +166,7 @@ def test_frames_over_the_limit_are_refused_before_anything_waits() -> None:
         s.publish("big", "x" * 100)
     with pytest.raises(plexus.FrameTooLarge):
         s.call("big", "take", "x" * 100, timeout=1)
-    assert s.connection_lost(None) == [], "nothing was left waiting"
+    assert s.connection_lost(None, reconnect=False) == [], "nothing was left waiting"
 
 
 def test_events_reach_their_subscription() -> None:
@@ -207,16 +216,33 @@ def test_a_failed_claim_uninstalls_the_object() -> None:
 
 def test_incoming_calls_run_handlers_and_answer() -> None:
     s = served_session()
-    (outcome,) = s.receive(incoming_call(50, "math", "add", {"a": 1, "b": 2}))
-    assert isinstance(outcome, Serve) and outcome.id == 50
-    result = outcome.fn(*outcome.args, **outcome.kwargs)
-    assert answer_of(s.answered(50, result)) == Frame(Kind.REPLY, 50, payload=b"3")
-    (outcome,) = s.receive(incoming_call(51, "math", "fail"))
-    assert isinstance(outcome, Serve)
+    call = serve(s, incoming_call(50, "math", "add", {"a": 1, "b": 2}))
+    assert call.id == 50 and call.epoch == 1
+    result = call.fn(*call.args, **call.kwargs)
+    assert answer_of(s.answered(call, result)) == Frame(Kind.REPLY, 50, payload=b"3")
+    assert s.answered(call, result) is None, "a call is answered once"
+    call = serve(s, incoming_call(51, "math", "fail"))
     with pytest.raises(plexus.Overloaded) as raised:
-        outcome.fn()
-    error = answer_of(s.answered(51, error=raised.value))
+        call.fn()
+    error = answer_of(s.answered(call, error=raised.value))
     assert (error.kind, error.aux, error.strings, error.payload) == (Kind.ERROR, 11, ("busy",), b'{"retry_ms":10}')
+
+
+def test_a_handler_that_declares_ctx_gets_the_call_context() -> None:
+    s = session()
+
+    def crunch(n: int, ctx: plexus.CallContext) -> int:
+        return n
+
+    request = s.serve("jobs", {"crunch": crunch, "plain": lambda n: n}, shared=False)
+    s.receive(reply(request.id))
+    call = serve(s, incoming_call(40, "jobs", "crunch", {"n": 3}, timeout_ms=2500))
+    assert call.kwargs == {"n": 3, "ctx": call.context}
+    assert (call.context.object, call.context.method, call.context.timeout) == ("jobs", "crunch", 2.5)
+    assert serve(s, incoming_call(41, "jobs", "crunch", [3])).args == (3,)
+    assert serve(s, incoming_call(42, "jobs", "plain", {"n": 3})).kwargs == {"n": 3}, "no ctx unless declared"
+    (refused,) = s.receive(incoming_call(43, "jobs", "crunch", {"n": 3, "ctx": 1}))
+    assert isinstance(refused, Send) and answer_of(refused.data).aux == plexus.InvalidParams.code
 
 
 def test_incoming_calls_that_cannot_run_are_answered_at_once() -> None:
@@ -237,21 +263,22 @@ def test_handler_failures_and_oversized_answers_become_internal_errors(caplog: p
     s = session(max_frame=200)
     request = s.serve("math", {"make": lambda n: "x" * n}, shared=False)
     s.receive(reply(request.id))
-    for call_id in (70, 71):
-        s.receive(incoming_call(call_id, "math", "make", 1))
+    crashing, large = (serve(s, incoming_call(call_id, "math", "make", 1)) for call_id in (70, 71))
     with caplog.at_level(logging.ERROR, logger="plexus"):
-        crashed = answer_of(s.answered(70, error=KeyError("k")))
+        crashed = answer_of(s.answered(crashing, error=KeyError("k")))
     assert (crashed.aux, crashed.strings) == (plexus.Internal.code, ("KeyError: 'k'",))
     assert "a served method raised" in caplog.text
-    too_large = answer_of(s.answered(71, "x" * 500))
+    too_large = answer_of(s.answered(large, "x" * 500))
     assert too_large.aux == plexus.Internal.code and "too large" in too_large.string(0)
 
 
-def test_a_cancelled_call_is_not_answered() -> None:
+def test_a_cancelled_call_tells_its_handler_and_is_not_answered() -> None:
     s = served_session()
-    s.receive(incoming_call(80, "math", "add", [1, 2]))
-    assert s.receive(Frame(Kind.CANCEL, 80)) == []
-    assert s.answered(80, 3) is None
+    call = serve(s, incoming_call(80, "math", "add", [1, 2]))
+    assert not call.context.is_cancelled()
+    assert s.receive(Frame(Kind.CANCEL, 80)) == [Abandon(call.context)]
+    assert call.context.is_cancelled() and call.context.wait(0)
+    assert s.answered(call, 3) is None
     assert s.receive(Frame(Kind.CANCEL, 81)) == [], "a cancel for no running call is ignored"
 
 
@@ -279,44 +306,126 @@ def test_unserve() -> None:
     assert isinstance(outcome, Send) and answer_of(outcome.data).aux == plexus.NoSuchObject.code
 
 
-def test_connection_lost_fails_requests_and_ends_subscriptions(caplog: pytest.LogCaptureFixture) -> None:
-    s = session()
+def running(s: Session[Waiter, str]) -> Serve:
+    """A served session's handler for incoming call 50, running."""
+    return serve(s, incoming_call(50, "math", "add", [1, 2]))
+
+
+def test_without_reconnect_a_lost_connection_ends_everything(caplog: pytest.LogCaptureFixture) -> None:
+    s = served_session()
     call = s.call("math", "add", [1, 2], timeout=1)
     sub = subscribe(s, "sensor.*")
+    handler = running(s)
     with caplog.at_level(logging.WARNING, logger="plexus"):
-        outcomes = s.connection_lost(OSError("reset"))
+        outcomes = s.connection_lost(OSError("reset"), reconnect=False)
     reason = "the connection to the broker at unix:/run/test.sock failed: reset"
-    assert caplog.messages == [reason]
+    assert caplog.messages == [f"{reason}, and reconnect=False: this client is done; restart the program once the broker is back"]
     answers = [o for o in outcomes if isinstance(o, Answer)]
     assert {id(a.waiter) for a in answers} == {id(call.waiter), id(sub.waiter)}
-    assert all(isinstance(a.error, plexus.ConnectionLost) and str(a.error) == reason for a in answers)
-    assert [o for o in outcomes if isinstance(o, End)] == [End(f"sub-{sub.id}")]
+    assert all(isinstance(a.error, plexus.ConnectionLost) for a in answers)
+    assert all(str(a.error) == f"{reason} while the request was open; it may or may not have been carried out" for a in answers)
+    assert [o for o in outcomes if isinstance(o, End)] == [End(f"sub-{sub.id}")], "its subscribe failed"
+    assert [o for o in outcomes if isinstance(o, Abandon)] == [Abandon(handler.context)]
+    assert handler.context.is_cancelled() and s.answered(handler, 3) is None
     assert s.closed
+    assert isinstance(s.failure, plexus.ConnectionLost) and "reconnect=False" in str(s.failure)
     with pytest.raises(plexus.ConnectionLost, match="failed: reset"):
         s.call("math", "add", None, timeout=1)
     with pytest.raises(plexus.ConnectionLost):
         s.check_open()
 
 
-def test_closing_ends_quietly(caplog: pytest.LogCaptureFixture) -> None:
+def test_without_reconnect_established_subscriptions_end_with_the_error() -> None:
     s = session()
+    sub = subscribe(s, "sensor.*")
+    s.receive(reply(sub.id))
+    s.settle(sub, ok=True)
+    (end,) = s.connection_lost(None, reconnect=False)
+    assert isinstance(end, End) and end.subscription == f"sub-{sub.id}"
+    assert isinstance(end.error, plexus.ConnectionLost) and "closed the connection" in str(end.error)
+
+
+def test_closing_ends_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    s = served_session()
     call = s.call("math", "add", [1, 2], timeout=1)
-    s.close()
-    assert s.closed
+    handler = running(s)
+    assert s.close() == [Abandon(handler.context)]
+    assert s.closed and s.failure is None
     with pytest.raises(plexus.ConnectionLost, match="the client is closed"):
-        s.serve("math", {}, shared=False)
+        s.serve("other", {}, shared=False)
     with caplog.at_level(logging.WARNING, logger="plexus"):
-        (outcome,) = s.connection_lost(None)
-    assert caplog.messages == []
+        (outcome,) = s.connection_lost(None, reconnect=True)
+    assert caplog.messages == [], "a connection the user closed is not reconnected"
     assert isinstance(outcome, Answer) and outcome.waiter is call.waiter
     assert str(outcome.error) == "the client was closed"
+    assert s.failure is None
 
 
-def test_replay_restores_names_and_subscriptions(caplog: pytest.LogCaptureFixture) -> None:
+def established(s: Session[Waiter, str], pattern: str) -> Request[Waiter]:
+    """A subscription to `pattern` the broker confirmed."""
+    request = subscribe(s, pattern)
+    s.receive(reply(request.id))
+    s.settle(request, ok=True)
+    return request
+
+
+def test_a_lost_connection_fails_open_requests_and_keeps_what_it_serves(caplog: pytest.LogCaptureFixture) -> None:
     s = served_session()
-    s.add_method("jobs", "run", lambda: None, shared=True)
-    sub = subscribe(s, "sensor.*")
-    frames = [decode(data) for data in s.replay()]
+    sub = established(s, "sensor.*")
+    call = s.call("math", "add", [1, 2], timeout=1)
+    opening = subscribe(s, "alerts.*")
+    claim = s.serve("jobs", {"run": lambda: None}, shared=False)
+    handler = running(s)
+    with caplog.at_level(logging.WARNING, logger="plexus"):
+        outcomes: List[Outcome[Waiter, str]] = s.connection_lost(None, reconnect=True)
+    reason = "the broker at unix:/run/test.sock closed the connection"
+    assert caplog.messages == [f"{reason}; reconnecting (requests fail with NotConnected until it is back)"]
+    answers = [o for o in outcomes if isinstance(o, Answer)]
+    assert {id(a.waiter) for a in answers} == {id(call.waiter), id(opening.waiter), id(claim.waiter)}
+    assert all(isinstance(a.error, plexus.ConnectionLost) and "may or may not" in str(a.error) for a in answers)
+    assert [o for o in outcomes if isinstance(o, End)] == [End(f"sub-{opening.id}")], "only the unconfirmed one"
+    assert [o for o in outcomes if isinstance(o, Abandon)] == [Abandon(handler.context)]
+    assert not s.closed and s.failure is None
+    with pytest.raises(plexus.NotConnected, match="reconnecting, and nothing was sent"):
+        s.call("math", "add", None, timeout=1)
+    with pytest.raises(plexus.NotConnected):
+        s.check_open()
+
+    frames = [decode(data) for data in s.reconnected(4096)]
+    assert [(f.kind, f.strings) for f in frames] == [(Kind.REGISTER, ("math",)), (Kind.SUBSCRIBE, ("sensor.*",))]
+    assert frames[1].id == sub.id, "a subscription keeps its id"
+    s.check_open()
+    with pytest.raises(plexus.NotConnected, match="lost before this was sent"):
+        s.check_open(call.epoch)
+    assert s.settle(call, ok=False) == []
+    assert s.receive(reply(frames[0].id)) == [] and s.receive(reply(frames[1].id)) == []
+    event = Frame(Kind.EVENT, sub.id, strings=("sensor.temp",), payload=b"1")
+    assert s.receive(event) == [Deliver(f"sub-{sub.id}", Event("sensor.temp", b"1"))]
+    with pytest.raises(plexus.FrameTooLarge, match="limit of 4096 bytes"):
+        s.publish("big", "x" * 5000)
+
+
+def test_an_answer_from_a_lost_connection_is_never_sent_on_the_new_one() -> None:
+    s = served_session()
+    old = running(s)
+    s.connection_lost(None, reconnect=True)
+    s.reconnected(1 << 20)
+    new = running(s)
+    assert (old.id, old.epoch) == (new.id, 1) and new.epoch == 2
+    assert s.answered(old, 3) is None
+    assert answer_of(s.answered(new, 3)) == Frame(Kind.REPLY, 50, payload=b"3")
+    (refusal,) = s.receive(incoming_call(51, "other", "x"))
+    assert isinstance(refusal, Send) and refusal.epoch == 2
+
+
+def test_reconnect_restores_names_and_subscriptions(caplog: pytest.LogCaptureFixture) -> None:
+    s = served_session()
+    jobs = s.add_method("jobs", "run", lambda: None, shared=True)
+    s.receive(reply(jobs.id))
+    s.settle(jobs, ok=True)
+    sub = established(s, "sensor.*")
+    s.connection_lost(None, reconnect=True)
+    frames = [decode(data) for data in s.reconnected(1 << 20)]
     assert [(f.kind, f.strings, f.flags) for f in frames] == [
         (Kind.REGISTER, ("math",), 0),
         (Kind.REGISTER, ("jobs",), FLAG_SHARED),
@@ -325,10 +434,31 @@ def test_replay_restores_names_and_subscriptions(caplog: pytest.LogCaptureFixtur
     assert json.loads(frames[0].payload) == {"methods": {"add": {}, "fail": {}}}
     assert frames[2].id == sub.id, "a subscription keeps its id"
     assert len({f.id for f in frames}) == 3
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="plexus"):
         assert s.receive(reply(frames[0].id)) == []
         assert s.receive(Frame(Kind.ERROR, frames[1].id, aux=5, strings=("name taken",))) == []
     assert caplog.messages == ["registering 'jobs' again failed: name taken"]
+
+
+def test_giving_up_ends_subscriptions_with_the_error(caplog: pytest.LogCaptureFixture) -> None:
+    s = session()
+    sub = established(s, "sensor.*")
+    s.connection_lost(None, reconnect=True)
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="plexus"):
+        (end,) = s.give_up(12.0, plexus.NoBroker("no broker at unix:/run/test.sock"))
+    assert caplog.messages == [
+        "gave up reconnecting to the broker at unix:/run/test.sock after 12.0 s "
+        "(the last attempt: no broker at unix:/run/test.sock); start the broker (`plexus broker`) "
+        "and restart this program, or raise reconnect_timeout"
+    ]
+    assert end == End(f"sub-{sub.id}", end.error) and str(end.error) == caplog.messages[0]
+    assert s.closed and str(s.failure) == caplog.messages[0]
+    with pytest.raises(plexus.ConnectionLost, match="gave up"):
+        s.call("math", "add", None, timeout=1)
+    with pytest.raises(plexus.ConnectionLost):
+        s.reconnected(1 << 20)
 
 
 def test_unexpected_frames_are_logged(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,4 +1,7 @@
-"""A worker process for the tests: serves `math` (or the name in argv[1]) until killed."""
+"""A worker process for the tests: serves `math` (or the name in argv[1]) until killed.
+
+With `--no-reconnect` it connects with `reconnect=False`, so losing the broker ends it with an error.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +31,9 @@ class Calculator:
 
 def main() -> None:
     """Serves until the connection ends."""
-    name = sys.argv[1] if len(sys.argv) > 1 else "math"
-    with plexus.connect(name=f"calc_worker:{name}") as bus:
+    args = [arg for arg in sys.argv[1:] if arg != "--no-reconnect"]
+    name = args[0] if args else "math"
+    with plexus.connect(name=f"calc_worker:{name}", reconnect="--no-reconnect" not in sys.argv) as bus:
         bus.serve(name, Calculator(bus))
         bus.run_forever()
 
