@@ -561,7 +561,47 @@ fn json_with_line_breaks_stays_on_one_line() {
     }
 }
 
+/// Error data: any bytes, or JSON objects with a little whitespace around them.
+fn error_payloads() -> impl proptest::prelude::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::{Strategy, any, prop_oneof};
+    let objects = (
+        proptest::collection::btree_map("[a-z_]{1,12}", any::<i32>(), 0..4),
+        "[ \n]{0,2}",
+    )
+        .prop_map(|(m, ws)| format!("{ws}{}{ws}", json!(m)).into_bytes());
+    prop_oneof![proptest::collection::vec(any::<u8>(), 0..40), objects]
+}
+
 proptest::proptest! {
+    /// JSON-RPC's error data gives back the error's own data, whatever it is: the members other
+    /// than the plexus ones, or `plexus_data`.
+    #[test]
+    fn json_rpc_error_data_gives_back_the_original(
+        payload in error_payloads()
+    ) {
+        let mut h = Harness::new(1 << 20);
+        let call = h.routed(r#"{"jsonrpc":"2.0","id":1,"method":"m.x"}"#);
+        let text = h.encode_text(&Frame::error(call.id(), ErrorCode::Timeout, "t", &payload));
+        proptest::prop_assert_eq!(text.matches('\n').count(), 1);
+        let line: Value = serde_json::from_str(&text).expect("a JSON line");
+        let mut data = line["error"]["data"].as_object().expect("an object").clone();
+        proptest::prop_assert_eq!(data.remove("plexus_code"), Some(json!(3)));
+        proptest::prop_assert_eq!(data.remove("plexus_error"), Some(json!("timeout")));
+        let original: Option<Value> = (!payload.is_empty()).then(|| {
+            serde_json::from_slice(&payload)
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&payload)))
+        });
+        let got = match data.remove("plexus_data") {
+            Some(kept) => {
+                proptest::prop_assert!(data.is_empty());
+                Some(kept)
+            }
+            None if data.is_empty() => None,
+            None => Some(Value::Object(data)),
+        };
+        proptest::prop_assert_eq!(got, original);
+    }
+
     #[test]
     fn every_line_written_is_json(
         payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),

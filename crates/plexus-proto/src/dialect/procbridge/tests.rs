@@ -98,6 +98,18 @@ fn error_responses_carry_the_data_in_the_message() {
     expected.extend_from_slice(&(body.len() as u32).to_le_bytes());
     expected.extend_from_slice(body);
     assert_eq!(&dst[..], &expected[..]);
+
+    let mut dst = BytesMut::new();
+    let bye = Frame::error(0, ErrorCode::ShuttingDown, "bye", b"[1]");
+    codec.encode(&bye, &mut dst, &mut Vec::new());
+    let packet = take_packet(&mut dst, u32::MAX).expect("ok").expect("one");
+    let Ok(Response::Bad(text)) = parse_response(&packet) else {
+        panic!("an error response expected");
+    };
+    assert_eq!(
+        text, "shutting_down: bye\ndata: [1]",
+        "an error for no request (id 0) is written at once, with its data"
+    );
 }
 
 #[test]
