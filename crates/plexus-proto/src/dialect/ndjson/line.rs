@@ -91,11 +91,10 @@ pub(super) fn timeout_aux(ms: Option<u64>) -> u32 {
 impl NdjsonCodec {
     /// Decodes one line (without its newline).
     pub(super) fn line(&mut self, bytes: &[u8], out: &mut Vec<Decoded>) {
-        let parse_error = (ErrorCode::BadFrame, rpc_code::PARSE_ERROR);
+        let (bad_frame, parse_error) = (ErrorCode::BadFrame, rpc_code::PARSE_ERROR);
         let Ok(text) = std::str::from_utf8(bytes) else {
             let msg = "the line is not valid UTF-8";
-            let (code, rpc) = parse_error;
-            return self.refuse_rpc(None, Style::Either, code, rpc, msg, out);
+            return self.refuse_rpc(None, Style::Either, bad_frame, parse_error, msg, out);
         };
         let text = text.trim();
         if text.is_empty() {
@@ -115,8 +114,7 @@ impl NdjsonCodec {
             }
             Err(e) => {
                 let msg = format!("the line is not JSON: {e}");
-                let (code, rpc) = parse_error;
-                return self.refuse_rpc(None, Style::Either, code, rpc, &msg, out);
+                return self.refuse_rpc(None, Style::Either, bad_frame, parse_error, &msg, out);
             }
         };
         match line.op.as_deref() {

@@ -44,7 +44,8 @@ struct Open {
     client_id: Box<RawValue>,
     style: Style,
     what: What,
-    /// The JSON-RPC code of a refusal, when the plexus code does not tell it (a parse error).
+    /// The JSON-RPC code of a refusal whose plexus code does not tell it (a parse error, a
+    /// reused id, a method that names no object).
     rpc_code: Option<i64>,
 }
 
@@ -139,7 +140,7 @@ impl NdjsonCodec {
     }
 
     /// Like [`NdjsonCodec::refuse`], with `rpc_code` as the JSON-RPC code of the answer where
-    /// JSON-RPC has a closer code than the plexus code's (a parse error, a reused id).
+    /// JSON-RPC has a closer code than the plexus code's.
     fn refuse_rpc(
         &mut self,
         client_id: Option<&RawValue>,
@@ -149,10 +150,11 @@ impl NdjsonCodec {
         message: &str,
         out: &mut Vec<Decoded>,
     ) {
-        self.refuse(client_id, style, code, message, out);
-        if let Some(open) = self.open.get_mut(&self.next_id) {
+        let id = self.remember(client_id, style, What::Other);
+        if let Some(open) = self.open.get_mut(&id) {
             open.rpc_code = Some(rpc_code);
         }
+        out.push(Decoded::Answer(Frame::error(id, code, message, b"")));
     }
 
     /// Ends the bookkeeping of an answered request.
