@@ -67,7 +67,7 @@ pub async fn serve<R, W>(
     stop.tell_peer(conn, &outbox);
     drop(outbox);
     let grace = router.config().shutdown_grace;
-    match tokio::time::timeout(grace, link.flush(&mut writer)).await {
+    match tokio::time::timeout(grace, link.flush(&mut writer, router)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => debug!(conn, error = %e, "writing stopped"),
         Err(_) => debug!(conn, "output did not drain in time; closed"),
@@ -145,7 +145,7 @@ impl Link {
                     return Stop::Closed;
                 }
                 Wake::Queued(_) => {
-                    self.encode_taken();
+                    self.encode_taken(router);
                     if !self.bounced.is_empty() {
                         router.handle(self.conn, self.bounced.drain(..));
                     }
@@ -190,25 +190,37 @@ impl Link {
     }
 
     /// Encodes the frames taken from the outbox into the output, which from now on bounds them
-    /// instead of the outbox.
-    fn encode_taken(&mut self) {
+    /// instead of the outbox. Events the codec could not carry are counted dropped.
+    fn encode_taken(&mut self, router: &Router) {
         let mut bytes = 0;
         for frame in self.taken.drain(..) {
             bytes += frame.wire_len();
             self.codec.encode(&frame, &mut self.out, &mut self.bounced);
         }
         self.receiver.release(bytes);
+        let dropped = self.codec.take_dropped_events();
+        if dropped > 0 {
+            debug!(
+                conn = self.conn,
+                dropped, "events the dialect could not carry"
+            );
+            router.count_undelivered_events(dropped);
+        }
     }
 
     /// After the connection is detached: writes the output and whatever is left in the outbox,
     /// then closes the socket. Calls the codec bounces now were already answered by the detach.
-    async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> std::io::Result<()> {
+    async fn flush<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+        router: &Router,
+    ) -> std::io::Result<()> {
         loop {
             writer.write_all_buf(&mut self.out).await?;
             if self.receiver.recv_batch(&mut self.taken).await == 0 {
                 break;
             }
-            self.encode_taken();
+            self.encode_taken(router);
             self.bounced.clear();
         }
         writer.shutdown().await

@@ -138,8 +138,13 @@ pub trait DialectCodec: Send {
 
     /// Appends the dialect's form of `frame` (sent by the router to this peer) to `dst`. Frames
     /// with no meaning in the dialect are dropped. A call the dialect cannot carry is answered by
-    /// pushing an error frame for the router to `bounce`, as if the peer had sent it.
+    /// pushing an error frame for the router to `bounce`, as if the peer had sent it. An event it
+    /// cannot give the peer is counted for [`DialectCodec::take_dropped_events`].
     fn encode(&mut self, frame: &Frame, dst: &mut BytesMut, bounce: &mut Vec<Frame>);
+    /// How many events `encode` could not give the peer since the last call, and resets the
+    /// count. The router counted them delivered when it queued them; the broker counts them
+    /// dropped instead.
+    fn take_dropped_events(&mut self) -> u64;
 
     /// Requests of the peer still waiting for an answer.
     fn outstanding(&self) -> usize;
@@ -170,9 +175,46 @@ pub fn payload_json(payload: &[u8]) -> Cow<'_, RawValue> {
     }
 }
 
+/// `raw` on one line: its CR and LF bytes, which valid JSON has only as whitespace between
+/// tokens, become spaces. Payloads from other dialects and native peers may be pretty-printed.
+pub(crate) fn one_line(raw: &RawValue) -> Cow<'_, RawValue> {
+    let text = raw.get();
+    if !text.bytes().any(|b| b == b'\n' || b == b'\r') {
+        return Cow::Borrowed(raw);
+    }
+    let flat = text.replace(['\n', '\r'], " ");
+    // Whitespace for whitespace leaves valid JSON valid.
+    Cow::Owned(RawValue::from_string(flat).unwrap_or_else(|_| RawValue::NULL.to_owned()))
+}
+
+/// A payload as JSON on one line (see [`payload_json`] and [`one_line`]).
+pub(crate) fn line_json(payload: &[u8]) -> Cow<'_, RawValue> {
+    match payload_json(payload) {
+        Cow::Borrowed(raw) => one_line(raw),
+        // What payload_json makes itself is `null` or a JSON string: one line already.
+        Cow::Owned(raw) => Cow::Owned(raw),
+    }
+}
+
 /// `code_name: message`, the form error codes take in dialects whose errors are plain text.
 pub fn coded_message(code: ErrorCode, message: &str) -> String {
     format!("{}: {message}", code.name())
+}
+
+/// What separates an error's message from its data in dialects whose errors are plain text. The
+/// data is one line of JSON, so the last separator in a text is the one before the data.
+pub const DATA_SEPARATOR: &str = "\ndata: ";
+
+/// An error as plain text: `code_name: message`, then, when the error has data (a non-empty
+/// `payload`), [`DATA_SEPARATOR`] and the data as one line of JSON. A message that holds the
+/// separator itself is followed by `null` data, so that the text splits back the same.
+pub fn error_text(code: ErrorCode, message: &str, payload: &[u8]) -> String {
+    let mut text = coded_message(code, message);
+    if !payload.is_empty() || message.contains(DATA_SEPARATOR) {
+        text.push_str(DATA_SEPARATOR);
+        text.push_str(line_json(payload).get());
+    }
+    text
 }
 
 /// The code and message of a text error: `code_name: message` gives that code; any other text is
@@ -186,9 +228,20 @@ pub fn parse_coded_message(text: &str) -> (ErrorCode, &str) {
     (ErrorCode::Internal, text)
 }
 
-/// The text of an error frame in `code_name: message` form.
+/// A text error split into its text and its data (the JSON after the last [`DATA_SEPARATOR`],
+/// as [`error_text`] writes it); the whole text and no data when it has none.
+pub fn split_error_data(text: &str) -> (&str, &[u8]) {
+    if let Some((head, data)) = text.rsplit_once(DATA_SEPARATOR)
+        && serde_json::from_str::<&RawValue>(data).is_ok()
+    {
+        return (head, data.as_bytes());
+    }
+    (text, b"")
+}
+
+/// The text of an error frame, with its data (see [`error_text`]).
 fn frame_error_text(frame: &Frame) -> String {
-    coded_message(frame.error_code(), frame.string(0))
+    error_text(frame.error_code(), frame.string(0), &frame.payload())
 }
 
 #[cfg(test)]
@@ -241,6 +294,40 @@ mod tests {
         assert_eq!(
             parse_coded_message("division by zero"),
             (ErrorCode::Internal, "division by zero")
+        );
+    }
+
+    #[test]
+    fn error_texts_carry_their_data_on_one_line() {
+        let data = b"{\n  \"missing\": [\"log\"]\n}";
+        let text = error_text(ErrorCode::Timeout, "no reply\ndata: soon", data);
+        assert_eq!(
+            text,
+            "timeout: no reply\ndata: soon\ndata: {   \"missing\": [\"log\"] }"
+        );
+        assert_eq!(
+            split_error_data(&text),
+            (
+                "timeout: no reply\ndata: soon",
+                &b"{   \"missing\": [\"log\"] }"[..]
+            )
+        );
+        assert_eq!(
+            error_text(ErrorCode::Internal, "x", b"not json"),
+            "internal: x\ndata: \"not json\""
+        );
+        let plain = error_text(ErrorCode::NoSuchObject, "no object", b"");
+        assert_eq!(plain, "no_such_object: no object");
+        assert_eq!(split_error_data(&plain), (plain.as_str(), &b""[..]));
+        let tricky = error_text(ErrorCode::Internal, "a\ndata: [1]", b"");
+        assert_eq!(tricky, "internal: a\ndata: [1]\ndata: null");
+        assert_eq!(
+            split_error_data(&tricky),
+            ("internal: a\ndata: [1]", &b"null"[..])
+        );
+        assert_eq!(
+            split_error_data("internal: a\ndata: {"),
+            ("internal: a\ndata: {", &b""[..])
         );
     }
 }
