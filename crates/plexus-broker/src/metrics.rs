@@ -76,6 +76,22 @@ pub fn render(st: &State) -> String {
         "Connections open now.",
         st.conns.len(),
     );
+    let queued = st.conns.values().map(|c| c.outbox.queued());
+    let (total, largest) = queued.fold((0, 0), |(sum, max), q| (sum + q, max.max(q)));
+    metric(
+        &mut out,
+        "plexus_outbox_bytes",
+        "gauge",
+        "Bytes queued in the outboxes of all connections now.",
+        total,
+    );
+    metric(
+        &mut out,
+        "plexus_outbox_bytes_max",
+        "gauge",
+        "Bytes queued in the fullest outbox now.",
+        largest,
+    );
     metric(
         &mut out,
         "plexus_names",

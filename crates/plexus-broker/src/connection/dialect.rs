@@ -1,6 +1,7 @@
 //! A dialect connection (ProcBridge, NDJSON, ipc-broker): one task that reads the peer's bytes,
 //! drains the outbox and owns the codec that translates both ways.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -57,7 +58,7 @@ pub async fn serve<R, W>(
         out: BytesMut::with_capacity(64 * 1024),
         taken: Vec::new(),
         decoded: Vec::new(),
-        routed: Vec::new(),
+        routed: VecDeque::new(),
         bounced: Vec::new(),
     };
     let stop = link
@@ -85,8 +86,8 @@ struct Link {
     taken: Vec<Frame>,
     /// What the codec made of the peer's bytes.
     decoded: Vec<Decoded>,
-    /// Frames for the router.
-    routed: Vec<Frame>,
+    /// Requests for the router, in the order the peer sent them.
+    routed: VecDeque<Frame>,
     /// Calls the codec could not carry, answered back to the router as errors.
     bounced: Vec<Frame>,
 }
@@ -106,16 +107,21 @@ impl Link {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        if let Err(stop) = self.decode(&mut input.buf, false, outbox, router) {
-            return stop;
-        }
+        let mut ended = self.decode(&mut input.buf, false, outbox).err();
         let stopping = shutdown.requested();
         tokio::pin!(stopping);
         let mut half_closed: Option<Instant> = None;
         loop {
-            if half_closed.is_some() && self.codec.outstanding() == 0 {
-                return Stop::Closed;
+            self.route(outbox, router);
+            if self.routed.is_empty() {
+                if let Some(stop) = ended.take() {
+                    return stop;
+                }
+                if half_closed.is_some() && self.codec.outstanding() == 0 {
+                    return Stop::Closed;
+                }
             }
+            let reading = half_closed.is_none() && self.routed.is_empty() && !outbox.over_limit();
             let answers_due = async {
                 match half_closed {
                     Some(until) => tokio::time::sleep_until(until).await,
@@ -125,7 +131,7 @@ impl Link {
             let wake = tokio::select! {
                 _ = &mut stopping => return Stop::Closed,
                 _ = answers_due => return Stop::Closed,
-                read = input.read_some(), if half_closed.is_none() => Wake::Read(read),
+                read = input.read_some(), if reading => Wake::Read(read),
                 n = self.receiver.recv_batch(&mut self.taken), if self.out.len() < PENDING_OUTPUT => {
                     Wake::Queued(n)
                 }
@@ -137,9 +143,7 @@ impl Link {
                         let bound = router.config().default_call_timeout + Duration::from_secs(1);
                         half_closed = Some(Instant::now() + bound);
                     }
-                    if let Err(stop) = self.decode(&mut input.buf, !more, outbox, router) {
-                        return stop;
-                    }
+                    ended = self.decode(&mut input.buf, !more, outbox).err();
                 }
                 Wake::Queued(0) | Wake::Read(Err(())) | Wake::Wrote(Ok(0) | Err(_)) => {
                     return Stop::Closed;
@@ -155,22 +159,32 @@ impl Link {
         }
     }
 
-    /// Decodes the peer's bytes (all that is left of them when `eof`): requests go to the router,
-    /// answers the codec gives by itself to the outbox. `Err` when the stream cannot go on.
-    fn decode(
-        &mut self,
-        buf: &mut BytesMut,
-        eof: bool,
-        outbox: &Outbox,
-        router: &Router,
-    ) -> Result<(), Stop> {
+    /// Hands the router the requests decoded so far, up to the first that finds answers holding
+    /// the outbox over its limit; the rest wait until the outbox drains, and the peer is not read
+    /// from meanwhile.
+    fn route(&mut self, outbox: &Outbox, router: &Router) {
+        if self.routed.is_empty() || outbox.over_limit() {
+            return;
+        }
+        let routed = &mut self.routed;
+        let within = || !outbox.over_limit();
+        router.handle(
+            self.conn,
+            std::iter::from_fn(|| within().then(|| routed.pop_front()).flatten()),
+        );
+    }
+
+    /// Decodes the peer's bytes (all that is left of them when `eof`): requests are kept for
+    /// [`Link::route`], answers the codec gives by itself go to the outbox. `Err` when the stream
+    /// cannot go on (after the requests before the fault are routed).
+    fn decode(&mut self, buf: &mut BytesMut, eof: bool, outbox: &Outbox) -> Result<(), Stop> {
         let result = self.codec.decode(buf, &mut self.decoded);
         if eof && result.is_ok() {
             self.codec.decode_eof(buf, &mut self.decoded);
         }
         for decoded in self.decoded.drain(..) {
             match decoded {
-                Decoded::Route(frame) => self.routed.push(frame),
+                Decoded::Route(frame) => self.routed.push_back(frame),
                 Decoded::Answer(frame) => {
                     debug!(
                         conn = self.conn,
@@ -182,9 +196,6 @@ impl Link {
                 }
                 Decoded::Dropped(why) => debug!(conn = self.conn, %why, "message dropped"),
             }
-        }
-        if !self.routed.is_empty() {
-            router.handle(self.conn, self.routed.drain(..));
         }
         result.map_err(|fatal| Stop::Refused(fatal.code, fatal.message))
     }

@@ -1,6 +1,8 @@
 //! The read half of a connection: its buffer, telling the dialect from the first bytes, and
 //! decoding native frames.
 
+use std::collections::VecDeque;
+
 use bytes::BytesMut;
 use plexus_proto::dialect::Dialect;
 use plexus_proto::{DecodeError, ErrorCode, Frame, decode};
@@ -68,9 +70,9 @@ impl<R: AsyncRead + Unpin> Input<R> {
     }
 
     /// Moves every complete native frame in the buffer to `out`.
-    pub fn drain_into(&mut self, out: &mut Vec<Frame>) -> Result<(), Stop> {
+    pub fn drain_into(&mut self, out: &mut VecDeque<Frame>) -> Result<(), Stop> {
         while let Some(frame) = decode(&mut self.buf, self.max_frame).map_err(refusal)? {
-            out.push(frame);
+            out.push_back(frame);
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! A native connection: the `hello` handshake, a reader that hands the router every frame a read
 //! brings in one batch, and a separate writer task that drains the outbox.
 
+use std::collections::VecDeque;
+
 use plexus_proto::{ErrorCode, Kind};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -72,32 +74,49 @@ async fn session<R: AsyncRead + Unpin>(
     peer.client = hello.string(0).to_owned();
     info!(conn, client = %peer.client, pid = ?peer.pid, uid = ?peer.uid, transport = peer.transport, addr = ?peer.addr, "connection opened");
     router.attach(conn, peer, outbox.clone());
-    let stop = route_frames(conn, input, router, shutdown).await;
+    let stop = route_frames(conn, input, router, outbox, shutdown).await;
     router.detach(conn);
     stop
 }
 
-/// Hands every frame to the router, a read's worth at a time, until the connection ends.
+/// Hands every frame to the router, a read's worth at a time, until the connection ends. While
+/// answers hold the outbox over its limit, no more frames are routed and nothing more is read
+/// until the writer has drained it.
 async fn route_frames<R: AsyncRead + Unpin>(
     conn: ConnId,
     input: &mut Input<R>,
     router: &Router,
+    outbox: &Outbox,
     shutdown: &Shutdown,
 ) -> Stop {
     let stopping = shutdown.requested();
     tokio::pin!(stopping);
-    let mut batch = Vec::new();
+    let mut batch = VecDeque::new();
     loop {
         let stop = input.drain_into(&mut batch).err();
-        if !batch.is_empty() {
-            router.handle(conn, batch.drain(..));
+        while !batch.is_empty() {
+            let within = || !outbox.over_limit();
+            router.handle(
+                conn,
+                std::iter::from_fn(|| within().then(|| batch.pop_front()).flatten()),
+            );
+            if batch.is_empty() {
+                break;
+            }
+            tokio::select! {
+                _ = &mut stopping => return Stop::Closed,
+                _ = outbox.room() => {}
+            }
         }
         if let Some(stop) = stop {
             return stop;
         }
         let result = tokio::select! {
             _ = &mut stopping => return Stop::Closed,
-            r = input.fill() => r,
+            r = async {
+                outbox.room().await;
+                input.fill().await
+            } => r,
         };
         if let Err(stop) = result {
             return stop;

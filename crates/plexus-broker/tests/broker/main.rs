@@ -1,5 +1,6 @@
 //! Integration tests: the real broker on real sockets, driven with raw frames.
 
+mod backpressure;
 mod calls;
 mod errors;
 mod events;
