@@ -14,6 +14,16 @@ use plexus_proto::{Frame, encode};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
 
+/// Memory a queued frame holds besides its wire bytes: the frame itself in the queue, and the
+/// allocation of its body. Counting it makes the limit bound memory for small frames too (a
+/// one-byte event holds several times its wire size).
+const FRAME_OVERHEAD: usize = size_of::<Frame>() + 64;
+
+/// What a queued frame counts against the limit.
+pub fn held(frame: &Frame) -> usize {
+    frame.wire_len() + FRAME_OVERHEAD
+}
+
 /// Most frames the writer takes off the queue for one write.
 const BATCH_FRAMES: usize = 512;
 /// Bytes after which the writer stops adding frames to one write.
@@ -30,7 +40,7 @@ pub struct Outbox {
 /// What both sides of an outbox share.
 #[derive(Debug, Default)]
 struct Shared {
-    /// Wire bytes of the frames queued and not yet written.
+    /// What the frames queued and not yet written hold, as [`held`] counts it.
     queued: AtomicUsize,
     /// Signalled when the writer brings `queued` from over the limit to under it.
     drained: Notify,
@@ -64,7 +74,7 @@ pub fn outbox(limit: usize) -> (Outbox, OutboxReceiver) {
 impl Outbox {
     /// Queues an unsolicited frame (a call or an event) unless the outbox is over its limit.
     pub fn push(&self, frame: Frame) -> Result<(), Full> {
-        if self.queued() + frame.wire_len() > self.limit {
+        if self.queued() + held(&frame) > self.limit {
             return Err(Full);
         }
         self.push_always(frame);
@@ -74,7 +84,7 @@ impl Outbox {
     /// Queues a frame the peer asked for (an answer to its own request) regardless of the limit.
     /// It still counts: past the limit, the connection's reader waits in [`Outbox::room`].
     pub fn push_always(&self, frame: Frame) {
-        let len = frame.wire_len();
+        let len = held(&frame);
         // Count before the writer can see the frame: it subtracts once the frame is written, and
         // on another thread it could otherwise subtract first and wrap the count.
         self.shared.queued.fetch_add(len, Ordering::Relaxed);
@@ -83,7 +93,7 @@ impl Outbox {
         }
     }
 
-    /// Wire bytes queued and not yet written.
+    /// Bytes queued and not yet written, as [`held`] counts them.
     pub fn queued(&self) -> usize {
         self.shared.queued.load(Ordering::Relaxed)
     }
@@ -120,7 +130,7 @@ impl OutboxReceiver {
         self.rx.recv_many(batch, BATCH_FRAMES).await
     }
 
-    /// Stops counting `bytes` (the wire lengths of frames taken) against the limit, and wakes a
+    /// Stops counting `bytes` (what the frames taken held) against the limit, and wakes a
     /// reader waiting in [`Outbox::room`] if that brings the queue back within the limit.
     pub fn release(&self, bytes: usize) {
         let before = self.shared.queued.fetch_sub(bytes, Ordering::Relaxed);
@@ -140,7 +150,7 @@ impl OutboxReceiver {
         while self.recv_batch(&mut batch).await > 0 {
             let mut taken = 0;
             for frame in batch.drain(..) {
-                taken += frame.wire_len();
+                taken += held(&frame);
                 encode(&frame, &mut buf);
                 if buf.len() >= BATCH_BYTES {
                     socket.write_all(&buf).await?;

@@ -15,7 +15,7 @@ mod names;
 
 pub use address::{AddrError, BusAddr, default_socket_path};
 pub use error_code::ErrorCode;
-pub use frame::{DecodeError, Frame, decode, encode};
+pub use frame::{DecodeError, Frame, decode, decode_compact, encode};
 pub use header::{HEADER_LEN, Header, MAGIC, MAX_STRINGS, VERSION};
 pub use kind::{Kind, flags};
 pub use names::{NameError, topic_matches, validate_name, validate_pattern, validate_topic};

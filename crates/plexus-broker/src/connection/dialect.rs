@@ -14,7 +14,7 @@ use tracing::{debug, info};
 use super::input::Input;
 use super::stop::Stop;
 use crate::conn_id::ConnId;
-use crate::outbox::{Outbox, OutboxReceiver, outbox};
+use crate::outbox::{Outbox, OutboxReceiver, held, outbox};
 use crate::peer::PeerInfo;
 use crate::router::Router;
 use crate::shutdown::Shutdown;
@@ -205,7 +205,7 @@ impl Link {
     fn encode_taken(&mut self) {
         let mut bytes = 0;
         for frame in self.taken.drain(..) {
-            bytes += frame.wire_len();
+            bytes += held(&frame);
             self.codec.encode(&frame, &mut self.out, &mut self.bounced);
         }
         self.receiver.release(bytes);

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use bytes::BytesMut;
 use plexus_proto::dialect::Dialect;
-use plexus_proto::{DecodeError, ErrorCode, Frame, decode};
+use plexus_proto::{DecodeError, ErrorCode, Frame, decode_compact};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::debug;
 
@@ -13,6 +13,10 @@ use super::stop::Stop;
 
 /// Bytes the reader asks the socket for at least, per read.
 const READ_CHUNK: usize = 64 * 1024;
+/// Frames smaller than this are copied out of the read buffer when decoded, so that a frame
+/// queued for long (for a peer that reads slowly) holds only its own bytes, not the whole buffer
+/// it was read into. Larger frames fill most of their buffer and stay slices of it.
+const COPY_BELOW: usize = READ_CHUNK / 2;
 
 /// The read half of a socket with its buffer.
 pub struct Input<R> {
@@ -71,7 +75,9 @@ impl<R: AsyncRead + Unpin> Input<R> {
 
     /// Moves every complete native frame in the buffer to `out`.
     pub fn drain_into(&mut self, out: &mut VecDeque<Frame>) -> Result<(), Stop> {
-        while let Some(frame) = decode(&mut self.buf, self.max_frame).map_err(refusal)? {
+        while let Some(frame) =
+            decode_compact(&mut self.buf, self.max_frame, COPY_BELOW).map_err(refusal)?
+        {
             out.push_back(frame);
         }
         Ok(())
@@ -80,7 +86,9 @@ impl<R: AsyncRead + Unpin> Input<R> {
     /// The next native frame, reading as needed.
     pub async fn next(&mut self) -> Result<Frame, Stop> {
         loop {
-            if let Some(frame) = decode(&mut self.buf, self.max_frame).map_err(refusal)? {
+            if let Some(frame) =
+                decode_compact(&mut self.buf, self.max_frame, COPY_BELOW).map_err(refusal)?
+            {
                 return Ok(frame);
             }
             self.fill().await?;
