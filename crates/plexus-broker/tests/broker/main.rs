@@ -9,3 +9,4 @@ mod lifecycle;
 mod limits;
 mod ndjson;
 mod procbridge;
+mod socket_dir;
