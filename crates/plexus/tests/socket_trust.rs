@@ -72,3 +72,50 @@ fn a_missing_default_socket_directory_is_made_private_and_used() {
     let _ = broker.kill();
     wait_exit(&mut broker);
 }
+
+#[test]
+fn plexus_broker_uid_set_to_another_user_makes_clients_refuse_the_broker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("bus.sock");
+    let mut broker = plexus()
+        .arg("broker")
+        .arg("--socket")
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn broker");
+    let deadline = Instant::now() + WAIT;
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "the broker listens in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bus = format!("unix:{}", socket.display());
+    let ping = |uid: Option<&str>| {
+        let mut cmd = plexus();
+        cmd.args(["ping", "--bus", &bus]);
+        if let Some(uid) = uid {
+            cmd.env("PLEXUS_BROKER_UID", uid);
+        }
+        cmd.output().expect("run plexus ping")
+    };
+    let own = rustix::process::geteuid().as_raw().to_string();
+    assert_eq!(ping(None).status.code(), Some(0), "our own broker");
+    assert_eq!(ping(Some(&own)).status.code(), Some(0), "the expected user");
+    let out = ping(Some("4242"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("uid 4242") && err.contains(&format!("uid {own}")),
+        "names both users: {err}"
+    );
+    let out = ping(Some("nobody"));
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = broker.kill();
+    wait_exit(&mut broker);
+}
