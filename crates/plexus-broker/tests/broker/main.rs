@@ -7,6 +7,7 @@ mod events;
 mod ipc_broker;
 mod lifecycle;
 mod limits;
+mod metrics_http;
 mod ndjson;
 mod procbridge;
 mod socket_dir;
