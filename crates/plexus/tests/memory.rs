@@ -160,3 +160,25 @@ fn a_full_outbox_of_one_byte_events_holds_about_its_limit() {
         grown / MIB
     );
 }
+
+#[test]
+fn idle_connections_do_not_keep_the_buffers_their_large_frames_needed() {
+    const CONNECTIONS: usize = 32;
+    let broker = Broker::start(&[]);
+    let payload = vec![7u8; 4 * 1024 * 1024];
+    let mut clients: Vec<Client> = (0..CONNECTIONS)
+        .map(|i| broker.client(&format!("big-{i}")))
+        .collect();
+    let before = broker.rss();
+    for client in &mut clients {
+        let ack = client.request(&Frame::publish(1, "nobody.listens", &payload, true));
+        assert_eq!(ack.kind(), Kind::Reply, "{ack:?}");
+        assert_eq!(client.request(&Frame::ping(2, b"")).kind(), Kind::Pong);
+    }
+    let grown = broker.rss().saturating_sub(before);
+    assert!(
+        grown < 32 * MIB,
+        "the broker grew by {} MiB after {CONNECTIONS} connections each sent one 4 MiB frame and went idle",
+        grown / MIB
+    );
+}

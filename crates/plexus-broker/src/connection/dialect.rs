@@ -26,7 +26,7 @@ const PENDING_OUTPUT: usize = 256 * 1024;
 /// What woke the connection's task.
 enum Wake {
     /// A read from the socket: `Ok(false)` at the end of the stream.
-    Read(Result<bool, ()>),
+    Read(Result<bool, Stop>),
     /// Frames taken from the outbox (0 once it is closed).
     Queued(usize),
     /// A write to the socket.
@@ -107,10 +107,11 @@ impl Link {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let mut ended = self.decode(&mut input.buf, false, outbox).err();
+        let mut ended = self.decode(input, false, outbox).err();
         let stopping = shutdown.requested();
         tokio::pin!(stopping);
         let mut half_closed: Option<Instant> = None;
+        let mut held = false;
         loop {
             self.route(outbox, router);
             if self.routed.is_empty() {
@@ -122,6 +123,10 @@ impl Link {
                 }
             }
             let reading = half_closed.is_none() && self.routed.is_empty() && !outbox.over_limit();
+            if reading && std::mem::replace(&mut held, false) {
+                input.resume();
+            }
+            held |= !reading;
             let answers_due = async {
                 match half_closed {
                     Some(until) => tokio::time::sleep_until(until).await,
@@ -143,11 +148,10 @@ impl Link {
                         let bound = router.config().default_call_timeout + Duration::from_secs(1);
                         half_closed = Some(Instant::now() + bound);
                     }
-                    ended = self.decode(&mut input.buf, !more, outbox).err();
+                    ended = self.decode(input, !more, outbox).err();
                 }
-                Wake::Queued(0) | Wake::Read(Err(())) | Wake::Wrote(Ok(0) | Err(_)) => {
-                    return Stop::Closed;
-                }
+                Wake::Read(Err(stop)) => return stop,
+                Wake::Queued(0) | Wake::Wrote(Ok(0) | Err(_)) => return Stop::Closed,
                 Wake::Queued(_) => {
                     self.encode_taken();
                     if !self.bounced.is_empty() {
@@ -177,11 +181,17 @@ impl Link {
     /// Decodes the peer's bytes (all that is left of them when `eof`): requests are kept for
     /// [`Link::route`], answers the codec gives by itself go to the outbox. `Err` when the stream
     /// cannot go on (after the requests before the fault are routed).
-    fn decode(&mut self, buf: &mut BytesMut, eof: bool, outbox: &Outbox) -> Result<(), Stop> {
-        let result = self.codec.decode(buf, &mut self.decoded);
+    fn decode<R: AsyncRead + Unpin>(
+        &mut self,
+        input: &mut Input<R>,
+        eof: bool,
+        outbox: &Outbox,
+    ) -> Result<(), Stop> {
+        let result = self.codec.decode(&mut input.buf, &mut self.decoded);
         if eof && result.is_ok() {
-            self.codec.decode_eof(buf, &mut self.decoded);
+            self.codec.decode_eof(&mut input.buf, &mut self.decoded);
         }
+        input.decoded(!self.decoded.is_empty());
         for decoded in self.decoded.drain(..) {
             match decoded {
                 Decoded::Route(frame) => self.routed.push_back(frame),

@@ -10,4 +10,5 @@ mod limits;
 mod metrics_http;
 mod ndjson;
 mod procbridge;
+mod slowloris;
 mod socket_dir;
