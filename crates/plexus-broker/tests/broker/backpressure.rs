@@ -166,3 +166,93 @@ async fn a_dialect_peer_that_pipelines_pings_and_never_reads_is_not_read_past_it
         .expect("the pings are all read once the peer reads")
         .expect("ping task");
 }
+
+/// A broker whose connections get 100 ms to drain their output once they end.
+async fn broker_with_short_grace() -> TestBroker {
+    TestBroker::with_config(Config {
+        shutdown_grace: std::time::Duration::from_millis(100),
+        outbox_limit: 64 * MIB,
+        ..Config::default()
+    })
+    .await
+}
+
+/// Publishes `events` of 64 KiB on `bulk.data`, each acknowledged as delivered to one subscriber.
+async fn publish_bulk(broker: &TestBroker, events: u64) {
+    let mut p = broker.raw_client("publisher").await;
+    let body = vec![b'x'; 64 * 1024];
+    for id in 1..=events {
+        let ack = p
+            .request(Frame::publish(id, "bulk.data", &body, true))
+            .await;
+        assert_eq!(
+            plexus_test_support::json(&ack)["delivered"],
+            1,
+            "queued for the subscriber"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_native_peer_that_stops_sending_and_never_reads_is_closed_after_the_grace_period() {
+    const EVENTS: u64 = 200;
+    let broker = broker_with_short_grace().await;
+    let mut stalled = broker.raw_client("never-reads").await;
+    stalled.subscribe(1, "bulk.>").await;
+    publish_bulk(&broker, EVENTS).await;
+    stalled.stream.shutdown().await.expect("half-close");
+    // Well past the grace period: a writer still running would now send everything.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let mut received = 0;
+    while let Some(frame) = stalled
+        .try_recv(WAIT)
+        .await
+        .expect("the broker closes the connection")
+    {
+        assert_eq!(frame.kind(), Kind::Event);
+        received += 1;
+    }
+    assert!(
+        received < EVENTS,
+        "the writer was aborted at the grace period ({received} of {EVENTS} events arrived)"
+    );
+}
+
+#[tokio::test]
+async fn a_dialect_peer_that_stops_sending_and_never_reads_is_closed_after_the_grace_period() {
+    const EVENTS: u64 = 200;
+    let broker = broker_with_short_grace().await;
+    let mut stalled = UnixStream::connect(&broker.path).await.expect("connect");
+    stalled
+        .write_all(b"{\"op\":\"subscribe\",\"id\":1,\"pattern\":\"bulk.>\"}\n")
+        .await
+        .expect("subscribe");
+    let (read, mut write) = stalled.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let confirmed = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("in time")
+        .expect("read")
+        .expect("a reply");
+    assert!(confirmed.contains("\"id\":1"), "{confirmed}");
+    publish_bulk(&broker, EVENTS).await;
+    write.shutdown().await.expect("half-close");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let mut received = 0;
+    while let Some(line) = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("the broker closes the connection")
+        .unwrap_or(None)
+    {
+        assert!(
+            line.contains("\"event\""),
+            "{}",
+            &line[..line.len().min(80)]
+        );
+        received += 1;
+    }
+    assert!(
+        received < EVENTS,
+        "output was dropped at the grace period ({received} of {EVENTS} events arrived)"
+    );
+}
