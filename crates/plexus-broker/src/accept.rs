@@ -91,30 +91,11 @@ impl Acceptor {
     pub async fn run<L: Listen>(self, listener: L) {
         let stop = self.shutdown.requested();
         tokio::pin!(stop);
-        let mut backoff = Backoff::default();
         let mut at_limit = false;
         loop {
-            let accepted = tokio::select! {
+            let (reader, writer, peer) = tokio::select! {
                 _ = &mut stop => return,
-                a = listener.accept_peer() => a,
-            };
-            let (reader, writer, peer) = match accepted {
-                Ok(connection) => {
-                    if backoff.succeeded() {
-                        info!(transport = L::TRANSPORT, "accepting connections again");
-                    }
-                    connection
-                }
-                Err(e) => {
-                    let (pause, first) = backoff.failed();
-                    if first {
-                        warn!(error = %e, transport = L::TRANSPORT, "accept failed; retrying with backoff up to {MAX_BACKOFF:?}");
-                    }
-                    tokio::select! {
-                        _ = &mut stop => return,
-                        _ = tokio::time::sleep(pause) => continue,
-                    }
-                }
+                a = accept_retrying(L::TRANSPORT, || listener.accept_peer()) => a,
             };
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                 if !std::mem::replace(&mut at_limit, true) {
@@ -159,6 +140,33 @@ impl Acceptor {
             })
             .await;
         });
+    }
+}
+
+/// Accepts with `accept` until it succeeds, pausing with [`Backoff`] while it fails (as it does
+/// while the process is out of file descriptors: without a pause the loop would spin). Logs the
+/// first failure of a run and the recovery; `transport` names the listener. Cancel safe.
+pub async fn accept_retrying<T, F>(transport: &str, mut accept: impl FnMut() -> F) -> T
+where
+    F: Future<Output = std::io::Result<T>>,
+{
+    let mut backoff = Backoff::default();
+    loop {
+        match accept().await {
+            Ok(accepted) => {
+                if backoff.succeeded() {
+                    info!(transport, "accepting connections again");
+                }
+                return accepted;
+            }
+            Err(e) => {
+                let (pause, first) = backoff.failed();
+                if first {
+                    warn!(error = %e, transport, "accept failed; retrying with backoff up to {MAX_BACKOFF:?}");
+                }
+                tokio::time::sleep(pause).await;
+            }
+        }
     }
 }
 

@@ -26,7 +26,8 @@ pub struct Config {
     /// Connections open at once, over every listener; past it, a new connection is told
     /// `overloaded` and closed.
     pub max_connections: usize,
-    /// How long a new connection has to send its `hello`.
+    /// How long a new connection has to send its `hello` (a dialect connection: its first
+    /// complete message).
     pub handshake_timeout: Duration,
     /// How long shutdown waits for outboxes to drain.
     pub shutdown_grace: Duration,
@@ -39,6 +40,10 @@ pub struct Config {
     /// Also listen on this TCP address for `ipc-broker` programs (they use TCP when
     /// `BROKER_ADDR` is set; its own broker uses port [`IPC_BROKER_PORT`]).
     pub ipc_broker_tcp: Option<SocketAddr>,
+    // Connection limits.
+    /// How long a frame (or dialect message) that has begun to arrive may take to complete;
+    /// past it the connection is closed with `bad_frame`. Idle connections are never timed out.
+    pub partial_frame_timeout: Duration,
 }
 
 /// The socket path the `ipc-broker` crate's clients and workers connect to.
@@ -62,6 +67,8 @@ impl Default for Config {
             metrics: None,
             ipc_broker_socket: None,
             ipc_broker_tcp: None,
+            // Connection limits.
+            partial_frame_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -33,6 +33,7 @@ use tracing::{info, warn};
 use accept::Acceptor;
 pub use config::{Config, IPC_BROKER_PORT, IPC_BROKER_SOCKET};
 pub use error::BrokerError;
+use listener::SocketDir;
 pub use listener::default_path;
 use router::Router;
 use shutdown::Shutdown;
@@ -71,8 +72,11 @@ impl Broker {
             Some(std_listener) => Some(listener::adopt_unix(std_listener)?),
             None if config.no_unix => None,
             None => {
-                let path = config.socket.clone().unwrap_or_else(default_path);
-                let listener = listener::bind_unix(&path)?;
+                let (path, kind) = match &config.socket {
+                    Some(path) => (path.clone(), SocketDir::Given),
+                    None => (default_path(), SocketDir::Default),
+                };
+                let listener = listener::bind_unix(&path, kind)?;
                 Some(UnixSocket {
                     listener,
                     path,
@@ -82,7 +86,7 @@ impl Broker {
         };
         let ipc_unix = match &config.ipc_broker_socket {
             Some(path) => Some(UnixSocket {
-                listener: listener::bind_unix(path)?,
+                listener: listener::bind_unix(path, SocketDir::Given)?,
                 path: path.clone(),
                 owned: true,
             }),

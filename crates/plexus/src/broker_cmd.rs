@@ -17,8 +17,8 @@ use crate::exit;
 #[derive(Args, Debug, Default)]
 pub struct BrokerArgs {
     /// TOML file with any of the keys below (socket, tcp, no_unix, max_frame, outbox_limit,
-    /// max_connections, call_timeout_ms, threads, metrics, ipc_broker_compat, ipc_broker_tcp);
-    /// flags override it.
+    /// max_connections, call_timeout_ms, threads, metrics, ipc_broker_compat, ipc_broker_tcp,
+    /// handshake_timeout_ms, partial_frame_timeout_ms); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Unix socket path [default: $XDG_RUNTIME_DIR/plexus/bus.sock, else /tmp/plexus-$UID/bus.sock].
@@ -59,6 +59,15 @@ pub struct BrokerArgs {
     /// [ADDR default: 127.0.0.1:5123].
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:5123")]
     ipc_broker_tcp: Option<SocketAddr>,
+    // Connection limits.
+    /// How long a new connection has to send its hello (a dialect connection: its first complete
+    /// message), in milliseconds [default: 10000].
+    #[arg(long, value_name = "MS")]
+    handshake_timeout_ms: Option<u64>,
+    /// How long a frame or dialect message that has begun to arrive may take to complete, in
+    /// milliseconds; idle connections are never timed out [default: 30000].
+    #[arg(long, value_name = "MS")]
+    partial_frame_timeout_ms: Option<u64>,
 }
 
 /// The config file: every key optional, unknown keys refused.
@@ -76,6 +85,9 @@ struct FileConfig {
     metrics: Option<SocketAddr>,
     ipc_broker_compat: Option<PathBuf>,
     ipc_broker_tcp: Option<SocketAddr>,
+    // Connection limits.
+    handshake_timeout_ms: Option<u64>,
+    partial_frame_timeout_ms: Option<u64>,
 }
 
 /// Reads and checks a config file; the error names the file, the line and the key.
@@ -124,6 +136,15 @@ impl BrokerArgs {
             metrics,
             ipc_broker_socket: self.ipc_broker_compat.clone().or(file.ipc_broker_compat),
             ipc_broker_tcp: self.ipc_broker_tcp.or(file.ipc_broker_tcp),
+            // Connection limits.
+            handshake_timeout: self
+                .handshake_timeout_ms
+                .or(file.handshake_timeout_ms)
+                .map_or(defaults.handshake_timeout, Duration::from_millis),
+            partial_frame_timeout: self
+                .partial_frame_timeout_ms
+                .or(file.partial_frame_timeout_ms)
+                .map_or(defaults.partial_frame_timeout, Duration::from_millis),
             ..defaults
         };
         if config.no_unix && config.tcp.is_empty() {
