@@ -39,12 +39,19 @@ pub struct Config {
     /// Also listen on this TCP address for `ipc-broker` programs (they use TCP when
     /// `BROKER_ADDR` is set; its own broker uses port [`IPC_BROKER_PORT`]).
     pub ipc_broker_tcp: Option<SocketAddr>,
+    // ipc-server and ipcprims.
+    /// Also listen on this TCP address for ipc-server programs (they connect to
+    /// [`IPC_SERVER_ADDR`] unless `ENV_SERVER_ADDRESS` says otherwise). Every connection on it
+    /// speaks ipc-server: its bare JSON objects cannot be told from NDJSON by their first bytes.
+    pub ipc_server_compat: Option<SocketAddr>,
 }
 
 /// The socket path the `ipc-broker` crate's clients and workers connect to.
 pub const IPC_BROKER_SOCKET: &str = "/tmp/ipc_broker.sock";
 /// The TCP port of the `ipc-broker` crate's own broker.
 pub const IPC_BROKER_PORT: u16 = 5123;
+/// The address ipc-server's programs connect to by default.
+pub const IPC_SERVER_ADDR: &str = plexus_proto::dialect::ipc_server::DEFAULT_ADDR;
 
 impl Default for Config {
     fn default() -> Self {
@@ -62,6 +69,8 @@ impl Default for Config {
             metrics: None,
             ipc_broker_socket: None,
             ipc_broker_tcp: None,
+            // ipc-server and ipcprims.
+            ipc_server_compat: None,
         }
     }
 }

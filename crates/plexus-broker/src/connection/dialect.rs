@@ -1,5 +1,5 @@
-//! A dialect connection (ProcBridge, NDJSON, ipc-broker): one task that reads the peer's bytes,
-//! drains the outbox and owns the codec that translates both ways.
+//! A dialect connection (ProcBridge, NDJSON, ipc-broker, ipc-server, ipcprims): one task that
+//! reads the peer's bytes, drains the outbox and owns the codec that translates both ways.
 
 use std::time::Duration;
 
@@ -30,6 +30,19 @@ enum Wake {
     Queued(usize),
     /// A write to the socket.
     Wrote(std::io::Result<usize>),
+    /// The gap after a paced message has passed.
+    Paced,
+}
+
+/// Where a paced dialect (one message per write, see `DialectCodec::message_gap`) is.
+#[derive(Clone, Copy)]
+enum Pace {
+    /// The next message may be written.
+    Free,
+    /// A message is being written.
+    Writing,
+    /// A message was written; the next waits until then, or until the peer sends something.
+    Until(Instant),
 }
 
 /// Serves a dialect connection through `codec` until it ends, attached at once (`peer.client`
@@ -59,6 +72,7 @@ pub async fn serve<R, W>(
         decoded: Vec::new(),
         routed: Vec::new(),
         bounced: Vec::new(),
+        pace: Pace::Free,
     };
     let stop = link
         .run(&mut input, &mut writer, &outbox, router, shutdown)
@@ -89,6 +103,8 @@ struct Link {
     routed: Vec<Frame>,
     /// Calls the codec could not carry, answered back to the router as errors.
     bounced: Vec<Frame>,
+    /// For a paced dialect: whether its next message may be written.
+    pace: Pace,
 }
 
 impl Link {
@@ -116,6 +132,17 @@ impl Link {
             if half_closed.is_some() && self.codec.outstanding() == 0 {
                 return Stop::Closed;
             }
+            self.release_paced();
+            let pace_due = match self.pace {
+                Pace::Until(t) => Some(t),
+                Pace::Free | Pace::Writing => None,
+            };
+            let paced = async {
+                match pace_due {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             let answers_due = async {
                 match half_closed {
                     Some(until) => tokio::time::sleep_until(until).await,
@@ -130,9 +157,14 @@ impl Link {
                     Wake::Queued(n)
                 }
                 wrote = writer.write_buf(&mut self.out), if !self.out.is_empty() => Wake::Wrote(wrote),
+                () = paced => Wake::Paced,
             };
             match wake {
                 Wake::Read(Ok(more)) => {
+                    if let Pace::Until(_) = self.pace {
+                        // The peer spoke after reading what was written last.
+                        self.pace = Pace::Free;
+                    }
                     if !more {
                         let bound = router.config().default_call_timeout + Duration::from_secs(1);
                         half_closed = Some(Instant::now() + bound);
@@ -150,9 +182,34 @@ impl Link {
                         router.handle(self.conn, self.bounced.drain(..));
                     }
                 }
-                Wake::Wrote(Ok(_)) => {}
+                Wake::Wrote(Ok(_)) | Wake::Paced => {}
             }
         }
+    }
+
+    /// For a paced dialect, once the last message is written and its gap has passed (or the peer
+    /// has spoken since), takes the codec's next message as the whole of the output.
+    fn release_paced(&mut self) {
+        let Some(gap) = self.codec.message_gap() else {
+            return;
+        };
+        if !self.out.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        match self.pace {
+            Pace::Writing => {
+                self.pace = Pace::Until(now + gap);
+                return;
+            }
+            Pace::Until(t) if t > now => return,
+            Pace::Until(_) | Pace::Free => {}
+        }
+        self.pace = if self.codec.next_message(&mut self.out) {
+            Pace::Writing
+        } else {
+            Pace::Free
+        };
     }
 
     /// Decodes the peer's bytes (all that is left of them when `eof`): requests go to the router,
@@ -200,11 +257,18 @@ impl Link {
         self.receiver.release(bytes);
     }
 
-    /// After the connection is detached: writes the output and whatever is left in the outbox,
-    /// then closes the socket. Calls the codec bounces now were already answered by the detach.
+    /// After the connection is detached: writes the output and whatever is left in the outbox
+    /// (a paced dialect's messages one by one, a gap apart), then closes the socket. Calls the codec bounces now were already answered by the detach.
     async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        let gap = self.codec.message_gap();
         loop {
             writer.write_all_buf(&mut self.out).await?;
+            if let Some(gap) = gap
+                && self.codec.next_message(&mut self.out)
+            {
+                tokio::time::sleep(gap).await;
+                continue;
+            }
             if self.receiver.recv_batch(&mut self.taken).await == 0 {
                 break;
             }

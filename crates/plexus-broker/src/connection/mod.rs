@@ -8,6 +8,7 @@ mod stop;
 
 use std::sync::Arc;
 
+use plexus_proto::dialect::Dialect;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tracing::info;
@@ -18,13 +19,15 @@ use crate::shutdown::Shutdown;
 use input::Input;
 use stop::Stop;
 
-/// Serves one accepted connection until it closes or the broker shuts down.
+/// Serves one accepted connection until it closes or the broker shuts down. A connection of a
+/// listener that speaks only `forced` (ipc-server's) is not detected.
 pub async fn serve<R, W>(
     reader: R,
     writer: W,
     mut peer: PeerInfo,
     router: Arc<Router>,
     shutdown: Shutdown,
+    forced: Option<Dialect>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -33,9 +36,12 @@ pub async fn serve<R, W>(
     let max_frame = router.config().max_frame;
     let mut input = Input::new(reader, max_frame);
     let hello_due = Instant::now() + router.config().handshake_timeout;
-    let detected = tokio::time::timeout_at(hello_due, input.detect())
-        .await
-        .unwrap_or_else(|_| Err(Stop::no_hello()));
+    let detected = match forced {
+        Some(dialect) => Ok(dialect),
+        None => tokio::time::timeout_at(hello_due, input.detect())
+            .await
+            .unwrap_or_else(|_| Err(Stop::no_hello())),
+    };
     match detected {
         Ok(dialect) => match dialect.codec(max_frame, router.config().max_pending_per_connection) {
             Some(codec) => {
