@@ -258,7 +258,8 @@ impl Link {
     }
 
     /// After the connection is detached: writes the output and whatever is left in the outbox
-    /// (a paced dialect's messages one by one, a gap apart), then closes the socket. Calls the codec bounces now were already answered by the detach.
+    /// (a paced dialect's messages one by one, a gap apart), then closes the socket. Calls the
+    /// codec bounces now were already answered by the detach.
     async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> std::io::Result<()> {
         let gap = self.codec.message_gap();
         loop {

@@ -60,6 +60,12 @@ impl Splitter {
             }
         }
         for i in self.scanned..buf.len() {
+            if i >= max_frame as usize {
+                return Err(Fatal::new(
+                    ErrorCode::FrameTooLarge,
+                    format!("a message of more than {max_frame} bytes (the frame limit)"),
+                ));
+            }
             let b = buf[i];
             if self.in_string {
                 if self.escaped {
@@ -85,14 +91,6 @@ impl Splitter {
             }
         }
         self.scanned = buf.len();
-        if self.scanned > max_frame as usize {
-            return Err(Fatal::new(
-                ErrorCode::FrameTooLarge,
-                format!(
-                    "a message of more than {max_frame} bytes (the frame limit) is not finished"
-                ),
-            ));
-        }
         Ok(None)
     }
 }

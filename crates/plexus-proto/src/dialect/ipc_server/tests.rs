@@ -93,6 +93,10 @@ fn bytes_outside_objects_and_endless_objects_end_the_stream() {
     buf.extend_from_slice(&[b'x'; 64]);
     let err = s.take(&mut buf, 32).expect_err("too long");
     assert_eq!(err.code, ErrorCode::FrameTooLarge);
+    let mut s = Splitter::default();
+    let mut whole = BytesMut::from(&br#"{"a":"0123456789012345678901234567890123456789"}"#[..]);
+    let err = s.take(&mut whole, 32).expect_err("too long, even whole");
+    assert_eq!(err.code, ErrorCode::FrameTooLarge);
 }
 
 #[test]
