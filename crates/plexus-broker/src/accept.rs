@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use plexus_proto::dialect::Dialect;
 use plexus_proto::{ErrorCode, Frame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
@@ -74,6 +75,8 @@ pub struct Acceptor {
     router: Arc<Router>,
     shutdown: Shutdown,
     slots: Arc<Semaphore>,
+    /// The one dialect its connections speak, instead of the one their first bytes tell.
+    forced: Option<Dialect>,
 }
 
 impl Acceptor {
@@ -84,7 +87,15 @@ impl Acceptor {
             router,
             shutdown,
             slots: Arc::new(Semaphore::new(limit)),
+            forced: None,
         }
+    }
+
+    /// The same acceptor (sharing its slots), for a listener whose connections all speak
+    /// `dialect` (ipc-server's, which cannot be told from NDJSON by its first bytes).
+    pub fn speaking(mut self, dialect: Dialect) -> Acceptor {
+        self.forced = Some(dialect);
+        self
     }
 
     /// Accepts connections from `listener` until shutdown; each runs in its own tracked task.
@@ -109,8 +120,9 @@ impl Acceptor {
             };
             at_limit = false;
             let (router, shutdown) = (self.router.clone(), self.shutdown.clone());
+            let forced = self.forced;
             self.shutdown.spawn(async move {
-                connection::serve(reader, writer, peer, router, shutdown).await;
+                connection::serve(reader, writer, peer, router, shutdown, forced).await;
                 drop(slot);
             });
         }

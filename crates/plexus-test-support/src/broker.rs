@@ -22,6 +22,8 @@ pub struct TestBroker {
     pub tcp_addrs: Vec<SocketAddr>,
     /// Where it serves metrics, when the config asked for them.
     pub metrics: Option<SocketAddr>,
+    /// The ipc-server listener's address, when the config asked for one.
+    pub ipc_server: Option<SocketAddr>,
     running: Running,
     config: Config,
     dir: tempfile::TempDir,
@@ -59,6 +61,7 @@ impl TestBroker {
         let tcp_addrs = broker.tcp_addrs();
         let tcp = tcp_addrs[0];
         let metrics = broker.metrics_addr();
+        let ipc_server = broker.ipc_server_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             broker
@@ -73,6 +76,7 @@ impl TestBroker {
             tcp,
             tcp_addrs,
             metrics,
+            ipc_server,
             running: Running {
                 stop: Some(stop),
                 task: Some(task),

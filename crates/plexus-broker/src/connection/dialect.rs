@@ -1,5 +1,5 @@
-//! A dialect connection (ProcBridge, NDJSON, ipc-broker): one task that reads the peer's bytes,
-//! drains the outbox and owns the codec that translates both ways.
+//! A dialect connection (ProcBridge, NDJSON, ipc-broker, ipc-server, ipcprims): one task that
+//! reads the peer's bytes, drains the outbox and owns the codec that translates both ways.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -31,6 +31,19 @@ enum Wake {
     Queued(usize),
     /// A write to the socket.
     Wrote(std::io::Result<usize>),
+    /// The gap after a paced message has passed.
+    Paced,
+}
+
+/// Where a paced dialect (one message per write, see `DialectCodec::message_gap`) is.
+#[derive(Clone, Copy)]
+enum Pace {
+    /// The next message may be written.
+    Free,
+    /// A message is being written.
+    Writing,
+    /// A message was written; the next waits until then, or until the peer sends something.
+    Until(Instant),
 }
 
 /// Serves a dialect connection through `codec` until it ends, attached at once (`peer.client`
@@ -60,6 +73,7 @@ pub async fn serve<R, W>(
         decoded: Vec::new(),
         routed: VecDeque::new(),
         bounced: Vec::new(),
+        pace: Pace::Free,
     };
     let stop = link
         .run(&mut input, &mut writer, &outbox, router, shutdown)
@@ -90,6 +104,8 @@ struct Link {
     routed: VecDeque<Frame>,
     /// Calls the codec could not carry, answered back to the router as errors.
     bounced: Vec<Frame>,
+    /// For a paced dialect: whether its next message may be written.
+    pace: Pace,
 }
 
 impl Link {
@@ -127,6 +143,17 @@ impl Link {
                 input.resume();
             }
             held |= !reading;
+            self.release_paced();
+            let pace_due = match self.pace {
+                Pace::Until(t) => Some(t),
+                Pace::Free | Pace::Writing => None,
+            };
+            let paced = async {
+                match pace_due {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             let answers_due = async {
                 match half_closed {
                     Some(until) => tokio::time::sleep_until(until).await,
@@ -141,9 +168,14 @@ impl Link {
                     Wake::Queued(n)
                 }
                 wrote = writer.write_buf(&mut self.out), if !self.out.is_empty() => Wake::Wrote(wrote),
+                () = paced => Wake::Paced,
             };
             match wake {
                 Wake::Read(Ok(more)) => {
+                    if let Pace::Until(_) = self.pace {
+                        // The peer spoke after reading what was written last.
+                        self.pace = Pace::Free;
+                    }
                     if !more {
                         let bound = router.config().default_call_timeout + Duration::from_secs(1);
                         half_closed = Some(Instant::now() + bound);
@@ -158,7 +190,7 @@ impl Link {
                         router.handle(self.conn, self.bounced.drain(..));
                     }
                 }
-                Wake::Wrote(Ok(_)) => {}
+                Wake::Wrote(Ok(_)) | Wake::Paced => {}
             }
         }
     }
@@ -176,6 +208,31 @@ impl Link {
             self.conn,
             std::iter::from_fn(|| within().then(|| routed.pop_front()).flatten()),
         );
+    }
+
+    /// For a paced dialect, once the last message is written and its gap has passed (or the peer
+    /// has spoken since), takes the codec's next message as the whole of the output.
+    fn release_paced(&mut self) {
+        let Some(gap) = self.codec.message_gap() else {
+            return;
+        };
+        if !self.out.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        match self.pace {
+            Pace::Writing => {
+                self.pace = Pace::Until(now + gap);
+                return;
+            }
+            Pace::Until(t) if t > now => return,
+            Pace::Until(_) | Pace::Free => {}
+        }
+        self.pace = if self.codec.next_message(&mut self.out) {
+            Pace::Writing
+        } else {
+            Pace::Free
+        };
     }
 
     /// Decodes the peer's bytes (all that is left of them when `eof`): requests are kept for
@@ -236,8 +293,15 @@ impl Link {
         writer: &mut W,
         router: &Router,
     ) -> std::io::Result<()> {
+        let gap = self.codec.message_gap();
         loop {
             writer.write_all_buf(&mut self.out).await?;
+            if let Some(gap) = gap
+                && self.codec.next_message(&mut self.out)
+            {
+                tokio::time::sleep(gap).await;
+                continue;
+            }
             if self.receiver.recv_batch(&mut self.taken).await == 0 {
                 break;
             }

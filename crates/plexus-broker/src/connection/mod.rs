@@ -8,6 +8,7 @@ mod stop;
 
 use std::sync::Arc;
 
+use plexus_proto::dialect::Dialect;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
 
@@ -16,13 +17,15 @@ use crate::router::Router;
 use crate::shutdown::Shutdown;
 use input::Input;
 
-/// Serves one accepted connection until it closes or the broker shuts down.
+/// Serves one accepted connection until it closes or the broker shuts down. A connection of a
+/// listener that speaks only `forced` (ipc-server's) is not detected.
 pub async fn serve<R, W>(
     reader: R,
     writer: W,
     mut peer: PeerInfo,
     router: Arc<Router>,
     shutdown: Shutdown,
+    forced: Option<Dialect>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -36,7 +39,11 @@ pub async fn serve<R, W>(
         config.handshake_timeout,
         config.partial_frame_timeout,
     );
-    match input.detect().await {
+    let detected = match forced {
+        Some(dialect) => Ok(dialect),
+        None => input.detect().await,
+    };
+    match detected {
         Ok(dialect) => match dialect.codec(max_frame, config.max_pending_per_connection) {
             Some(codec) => {
                 peer.client = dialect.client_name().to_owned();

@@ -5,6 +5,8 @@ mod calls;
 mod errors;
 mod events;
 mod ipc_broker;
+mod ipc_server;
+mod ipcprims;
 mod lifecycle;
 mod limits;
 mod metrics_http;

@@ -1,5 +1,6 @@
 //! Foreign dialects: detecting which protocol a connection speaks from its first bytes, and codecs
-//! that turn ProcBridge, NDJSON and ipc-broker messages into native [`Frame`]s and back.
+//! that turn ProcBridge, NDJSON, ipc-broker, ipc-server and ipcprims messages into native
+//! [`Frame`]s and back.
 //!
 //! A dialect codec is a pure state machine: [`DialectCodec::decode`] takes the peer's bytes and
 //! produces frames for the router (or answers it can give by itself), [`DialectCodec::encode`]
@@ -8,6 +9,7 @@
 //! shares one codec between a connection's reader and writer.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use serde_json::value::RawValue;
@@ -16,6 +18,8 @@ use crate::error_code::ErrorCode;
 use crate::frame::Frame;
 
 pub mod ipc_broker;
+pub mod ipc_server;
+pub mod ipcprims;
 pub mod ndjson;
 pub mod procbridge;
 
@@ -34,6 +38,11 @@ pub enum Dialect {
     Ndjson,
     /// ipc-broker's u32 big-endian length prefix followed by a JSON object.
     IpcBroker,
+    /// ipc-server's bare JSON objects. Never detected (its first byte is NDJSON's `{`): only the
+    /// ipc-server listener speaks it, to every connection.
+    IpcServer,
+    /// ipcprims frames (`IP`).
+    IpcPrims,
 }
 
 impl Dialect {
@@ -41,8 +50,9 @@ impl Dialect {
     /// are needed to tell. At most five bytes are ever needed.
     ///
     /// `PX` is native; `pb` is ProcBridge; `{` or ASCII whitespace is NDJSON (no length prefix
-    /// under 128 MiB starts with those bytes); four bytes followed by `{` is ipc-broker. Anything
-    /// else is native, whose decoder answers `bad_frame`.
+    /// under 128 MiB starts with those bytes); `IP` is ipcprims (no length prefix under 1 GiB starts
+    /// with it); four bytes followed by `{` is ipc-broker. Anything else is native, whose decoder
+    /// answers `bad_frame`. ipc-server is never detected: see [`Dialect::IpcServer`].
     pub fn detect(first: &[u8]) -> Option<Dialect> {
         let &b0 = first.first()?;
         if b0 == b'{' || b0.is_ascii_whitespace() {
@@ -50,6 +60,12 @@ impl Dialect {
         }
         if b0 == b'P' {
             return Some(Dialect::Native);
+        }
+        if b0 == ipcprims::MAGIC[0] {
+            let &b1 = first.get(1)?;
+            if b1 == ipcprims::MAGIC[1] {
+                return Some(Dialect::IpcPrims);
+            }
         }
         if b0 == procbridge::MAGIC[0] {
             let &b1 = first.get(1)?;
@@ -74,6 +90,8 @@ impl Dialect {
             Dialect::ProcBridge => "procbridge",
             Dialect::Ndjson => "ndjson",
             Dialect::IpcBroker => "ipc-broker",
+            Dialect::IpcServer => "ipc-server",
+            Dialect::IpcPrims => "ipcprims",
         }
     }
 
@@ -87,6 +105,8 @@ impl Dialect {
             Dialect::ProcBridge => Some(Box::new(procbridge::ProcBridgeCodec::new(frame, open))),
             Dialect::Ndjson => Some(Box::new(ndjson::NdjsonCodec::new(frame, open))),
             Dialect::IpcBroker => Some(Box::new(ipc_broker::IpcBrokerCodec::new(frame, open))),
+            Dialect::IpcServer => Some(Box::new(ipc_server::IpcServerCodec::new(frame, open))),
+            Dialect::IpcPrims => Some(Box::new(ipcprims::IpcPrimsCodec::new(frame, open))),
         }
     }
 }
@@ -148,6 +168,24 @@ pub trait DialectCodec: Send {
 
     /// Requests of the peer still waiting for an answer.
     fn outstanding(&self) -> usize;
+
+    /// `Some(gap)` for a dialect whose peers take whatever one read returns as one message
+    /// (ipc-server): its encoder holds what it makes instead of appending it to `dst`, and the
+    /// connection writes one message per write, taken with [`DialectCodec::next_message`] once
+    /// the previous one is written and either the peer has sent something since or `gap` has
+    /// passed. `None` (the default): encoded bytes go out as they come.
+    fn message_gap(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Appends the next held message to `dst` (only for dialects with a [`message_gap`]);
+    /// `false` when none may go now.
+    ///
+    /// [`message_gap`]: DialectCodec::message_gap
+    fn next_message(&mut self, dst: &mut BytesMut) -> bool {
+        let _ = dst;
+        false
+    }
 }
 
 /// `object.method` split at the last dot, so object names may contain dots
@@ -264,6 +302,12 @@ mod tests {
             Some(Dialect::IpcBroker)
         );
         assert_eq!(Dialect::detect(b"GET / HTTP/1.1"), Some(Dialect::Native));
+        assert_eq!(Dialect::detect(b"I"), None);
+        assert_eq!(
+            Dialect::detect(b"IP\x10\x00\x00\x00\x00\x00"),
+            Some(Dialect::IpcPrims)
+        );
+        assert_eq!(Dialect::detect(b"IX\x00\x00{"), Some(Dialect::IpcBroker));
     }
 
     #[test]
