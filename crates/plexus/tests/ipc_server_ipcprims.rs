@@ -256,7 +256,14 @@ fn the_broker_serves_ipc_server_programs_and_bridges_an_ipcprims_listener() {
         &socket,
         json!({"jsonrpc":"2.0","id":2,"method":"echo.box.fail"}),
     );
-    assert_eq!(failed["error"]["code"], 2, "no_such_method: {failed}");
+    assert_eq!(
+        failed["error"]["code"], -32601,
+        "JSON-RPC's method not found: {failed}"
+    );
+    assert_eq!(
+        failed["error"]["data"]["plexus_code"], 2,
+        "no_such_method: {failed}"
+    );
     assert_eq!(failed["error"]["message"], "no such thing");
     let pinged = ndjson_request(
         &socket,
@@ -272,7 +279,11 @@ fn the_broker_serves_ipc_server_programs_and_bridges_an_ipcprims_listener() {
         &socket,
         json!({"jsonrpc":"2.0","id":4,"method":"echo.box.slow","timeout_ms":100}),
     );
-    assert_eq!(late["error"]["code"], 3, "timeout: {late}");
+    assert_eq!(
+        late["error"]["code"], -32003,
+        "JSON-RPC server error -32000 - 3: {late}"
+    );
+    assert_eq!(late["error"]["data"]["plexus_code"], 3, "timeout: {late}");
     let next = ndjson_request(
         &socket,
         json!({"jsonrpc":"2.0","id":5,"method":"echo.box.echo","params":5}),
