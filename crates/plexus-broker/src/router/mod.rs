@@ -8,6 +8,7 @@ mod calls;
 mod events;
 mod monitor;
 mod names;
+mod raw_json;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -8,3 +8,4 @@ mod lifecycle;
 mod limits;
 mod ndjson;
 mod procbridge;
+mod trust;
