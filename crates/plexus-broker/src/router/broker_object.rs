@@ -171,5 +171,6 @@ fn stats(st: &State) -> Value {
         ("names", st.registry.count()),
         ("subscriptions", st.subs.count()),
         ("pending_calls", st.pending.calls_len()),
+        ("pending_waits", st.pending.waiters_len()),
     ])
 }

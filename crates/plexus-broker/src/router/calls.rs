@@ -174,10 +174,10 @@ impl State {
         }
     }
 
-    /// Answers the waiters whose names are now all registered.
-    pub(super) fn answer_satisfied_waiters(&mut self) {
+    /// Answers the waiters whose names are all registered now that `name` is.
+    pub(super) fn answer_waiters_for(&mut self, name: &str) {
         let registry = &self.registry;
-        for waiter in self.pending.take_satisfied(|n| registry.contains(n)) {
+        for waiter in self.pending.take_satisfied(name, |n| registry.contains(n)) {
             self.answer_waiter(waiter);
         }
     }

@@ -45,7 +45,7 @@ impl State {
                     c.names.push(name.to_owned());
                 }
                 self.ok(conn, id);
-                self.answer_satisfied_waiters();
+                self.answer_waiters_for(name);
             }
             Err(refusal) => {
                 let owner = match refusal {
