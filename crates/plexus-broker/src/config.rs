@@ -17,7 +17,8 @@ pub struct Config {
     pub tcp: Vec<SocketAddr>,
     /// Largest frame accepted, header included.
     pub max_frame: u32,
-    /// Bytes a connection's outbox may hold before calls to it fail and events to it drop.
+    /// Bytes a connection's outbox may hold before calls to it fail and events to it drop. At
+    /// least `max_frame`, so that an empty outbox always takes the largest frame.
     pub outbox_limit: usize,
     /// Timeout of a call that names none.
     pub default_call_timeout: Duration,
@@ -53,7 +54,7 @@ impl Default for Config {
             no_unix: false,
             tcp: Vec::new(),
             max_frame: DEFAULT_MAX_FRAME,
-            outbox_limit: 8 * 1024 * 1024,
+            outbox_limit: 2 * DEFAULT_MAX_FRAME as usize,
             default_call_timeout: Duration::from_secs(30),
             max_pending_per_connection: 65_536,
             max_connections: 4096,
@@ -63,5 +64,18 @@ impl Default for Config {
             ipc_broker_socket: None,
             ipc_broker_tcp: None,
         }
+    }
+}
+
+impl Config {
+    /// Checks that the settings make sense together; the error names the settings.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.outbox_limit < self.max_frame as usize {
+            return Err(format!(
+                "outbox_limit {} is below max_frame {}: a frame the broker accepts could never be queued to a peer; raise outbox_limit to at least max_frame",
+                self.outbox_limit, self.max_frame
+            ));
+        }
+        Ok(())
     }
 }

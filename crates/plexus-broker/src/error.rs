@@ -12,6 +12,9 @@ pub enum BrokerError {
     /// Something that is not a socket sits at the socket path.
     #[error("{0} exists and is not a socket — remove it or choose another path with --socket")]
     NotASocket(PathBuf),
+    /// The settings do not make sense together.
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
     /// Metrics were asked for, but this build has none.
     #[error("this broker was built without the metrics feature")]
     NoMetrics,

@@ -33,8 +33,8 @@ pub struct BrokerArgs {
     /// Largest frame accepted, in bytes [default: 16777216].
     #[arg(long, value_name = "BYTES")]
     max_frame: Option<u32>,
-    /// Bytes a connection's outbox may hold before calls to it fail and its events drop
-    /// [default: 8388608].
+    /// Bytes a connection's outbox may hold before calls to it fail and its events drop; at
+    /// least max_frame [default: 33554432].
     #[arg(long, value_name = "BYTES")]
     outbox_limit: Option<usize>,
     /// Connections open at once; past it, new ones are told `overloaded` and closed
@@ -140,6 +140,7 @@ impl BrokerArgs {
                 config.max_frame
             ));
         }
+        config.validate()?;
         Ok((config, self.threads.or(file.threads).unwrap_or(1).max(1)))
     }
 }

@@ -39,6 +39,10 @@ fn config_file_errors_name_the_key_and_line() {
         ("max_frame = \"big\"\n", &["max_frame", "line 1"][..]),
         ("tcp = [\"not an address\"]\n", &["tcp", "line 1"][..]),
         ("no_unix = true\n", &["no_unix", "tcp"][..]),
+        (
+            "outbox_limit = 1048576\n",
+            &["outbox_limit 1048576", "max_frame 16777216"][..],
+        ),
     ];
     for (i, (text, wanted)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("bad{i}.toml"));

@@ -8,4 +8,5 @@ mod lifecycle;
 mod limits;
 mod ndjson;
 mod procbridge;
+mod router_limits;
 mod trust;
