@@ -49,7 +49,7 @@ pub async fn serve<R, W>(
 {
     let (outbox, receiver) = outbox(router.config().outbox_limit);
     info!(conn, dialect = %peer.client, pid = ?peer.pid, uid = ?peer.uid, transport = peer.transport, addr = ?peer.addr, "connection opened");
-    router.attach(conn, peer, outbox.clone());
+    let attached = router.attach(conn, peer, outbox.clone());
     let mut link = Link {
         conn,
         codec,
@@ -63,7 +63,7 @@ pub async fn serve<R, W>(
     let stop = link
         .run(&mut input, &mut writer, &outbox, router, shutdown)
         .await;
-    router.detach(conn);
+    drop(attached);
     stop.tell_peer(conn, &outbox);
     drop(outbox);
     let grace = router.config().shutdown_grace;

@@ -71,9 +71,9 @@ async fn session<R: AsyncRead + Unpin>(
     };
     peer.client = hello.string(0).to_owned();
     info!(conn, client = %peer.client, pid = ?peer.pid, uid = ?peer.uid, transport = peer.transport, addr = ?peer.addr, "connection opened");
-    router.attach(conn, peer, outbox.clone());
+    let attached = router.attach(conn, peer, outbox.clone());
     let stop = route_frames(conn, input, router, shutdown).await;
-    router.detach(conn);
+    drop(attached);
     stop
 }
 

@@ -9,13 +9,12 @@ use serde_json::json;
 use super::State;
 use super::broker_object::{self, BrokerAnswer};
 use super::monitor;
-use crate::config::Config;
 use crate::conn_id::ConnId;
 use crate::pending::{PendingCall, Taken, Waiter};
 
 impl State {
     /// Routes a call from `conn` to the owner of its object, or answers it when it cannot be.
-    pub(super) fn call(&mut self, conn: ConnId, frame: Frame, now: Instant, config: &Config) {
+    pub(super) fn call(&mut self, conn: ConnId, frame: Frame, now: Instant) {
         let id = frame.id();
         if self.shutting_down {
             return self.fail(
@@ -32,17 +31,17 @@ impl State {
             return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b"");
         }
         let timeout = match frame.aux() {
-            0 => config.default_call_timeout,
+            0 => self.config.default_call_timeout,
             ms => Duration::from_millis(u64::from(ms)),
         };
         if frame.string(0) == BROKER_OBJECT {
             self.stats.broker_calls += 1;
             return self.call_broker_object(conn, &frame, now, now + timeout);
         }
-        if self.pending.open_for(conn) >= config.max_pending_per_connection {
+        let per_conn = self.config.max_pending_per_connection;
+        if self.pending.open_for(conn) >= per_conn {
             let msg = format!(
-                "{} requests are already waiting for answers on this connection (the limit); wait for some to finish",
-                config.max_pending_per_connection
+                "{per_conn} requests are already waiting for answers on this connection (the limit); wait for some to finish"
             );
             self.stats.record_call(Some(ErrorCode::Overloaded), None);
             return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");

@@ -10,13 +10,15 @@ mod monitor;
 mod names;
 mod raw_json;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use plexus_proto::{ErrorCode, Frame, Kind};
+use plexus_proto::{ErrorCode, Frame, Kind, flags};
 use tokio::sync::Notify;
+use tracing::error;
 
 use crate::config::Config;
 use crate::conn_id::ConnId;
@@ -46,14 +48,16 @@ pub struct Conn {
     /// Who it is.
     pub peer: PeerInfo,
     /// Names it holds.
-    pub names: Vec<String>,
+    pub names: HashSet<String>,
     /// Its subscriptions by id.
     pub subs: HashMap<u64, Subscription>,
 }
 
 /// Everything the router owns.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct State {
+    /// The broker's settings (the limits).
+    config: Arc<Config>,
     /// Connections by id.
     pub conns: HashMap<ConnId, Conn>,
     /// Names.
@@ -80,14 +84,31 @@ pub struct Router {
     state: Mutex<State>,
     next_conn: AtomicU64,
     timer: Notify,
-    config: Config,
+    config: Arc<Config>,
+}
+
+/// A connection attached to the router. Dropping it detaches the connection, also when the
+/// connection's task unwinds from a panic, so that no connection outlives its task in the
+/// router (holding names, with calls routed to it that nobody answers).
+#[derive(Debug)]
+#[must_use = "dropping it detaches the connection"]
+pub struct Attached<'a> {
+    router: &'a Router,
+    conn: ConnId,
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        self.router.detach(self.conn);
+    }
 }
 
 impl Router {
     /// A router with no connections.
     pub fn new(config: Config) -> Router {
+        let config = Arc::new(config);
         Router {
-            state: Mutex::default(),
+            state: Mutex::new(State::new(config.clone())),
             next_conn: AtomicU64::new(1),
             timer: Notify::new(),
             config,
@@ -116,8 +137,9 @@ impl Router {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a connection that sent `hello` and answers it with `welcome`.
-    pub fn attach(&self, conn: ConnId, peer: PeerInfo, outbox: Outbox) {
+    /// Adds a connection that sent `hello` and answers it with `welcome`. The connection stays
+    /// attached until the returned guard is dropped.
+    pub fn attach(&self, conn: ConnId, peer: PeerInfo, outbox: Outbox) -> Attached<'_> {
         outbox.push_always(Frame::welcome(
             conn,
             self.config.max_frame,
@@ -130,10 +152,11 @@ impl Router {
             Conn {
                 outbox,
                 peer,
-                names: Vec::new(),
+                names: HashSet::new(),
                 subs: HashMap::new(),
             },
         );
+        Attached { router: self, conn }
     }
 
     /// Counts a connection refused at the connection limit.
@@ -143,10 +166,27 @@ impl Router {
 
     /// Routes a batch of frames from `conn`, under one lock.
     pub fn handle(&self, conn: ConnId, frames: impl IntoIterator<Item = Frame>) {
+        self.handle_with(conn, frames, State::handle);
+    }
+
+    /// Runs `route` on each frame under one lock. A panic while routing a frame (a bug) is caught
+    /// there: it is logged, the frame's request is answered `internal`, and the connection and
+    /// the frames after it go on. The state stays consistent because routing checks and builds
+    /// everything before it changes anything, and each change keeps its indexes in step.
+    fn handle_with(
+        &self,
+        conn: ConnId,
+        frames: impl IntoIterator<Item = Frame>,
+        mut route: impl FnMut(&mut State, ConnId, Frame, Instant),
+    ) {
         let now = Instant::now();
         let mut st = self.lock();
+        let st = &mut *st;
         for frame in frames {
-            st.handle(conn, frame, now, &self.config);
+            let (kind, id, flag_bits) = (frame.kind(), frame.id(), frame.flags());
+            if catch_unwind(AssertUnwindSafe(|| route(st, conn, frame, now))).is_err() {
+                st.after_panic(conn, kind, id, flag_bits);
+            }
         }
         if std::mem::take(&mut st.timer_dirty) {
             self.timer.notify_one();
@@ -154,35 +194,9 @@ impl Router {
     }
 
     /// Removes a connection: its names and subscriptions go, calls pending on it are answered
-    /// `worker_gone`, and calls it made are cancelled towards their workers.
-    pub fn detach(&self, conn: ConnId) {
-        let mut st = self.lock();
-        let Some(gone) = st.conns.remove(&conn) else {
-            return;
-        };
-        for name in &gone.names {
-            let _ = st.registry.unregister(name, conn);
-        }
-        for (id, sub) in &gone.subs {
-            st.subs.remove(&sub.pattern, (conn, *id));
-            st.monitor_subs -= usize::from(sub.monitor);
-        }
-        let orphans = st.pending.take_connection(conn);
-        let who = gone.peer.describe(conn);
-        for call in orphans.as_worker {
-            st.stats.record_call(Some(ErrorCode::WorkerGone), None);
-            let msg = format!("the worker, {who}, disconnected before answering");
-            st.fail(
-                call.caller,
-                call.caller_id,
-                ErrorCode::WorkerGone,
-                &msg,
-                b"",
-            );
-        }
-        for (routed, call) in orphans.as_caller {
-            st.send_always(call.worker, Frame::cancel(routed));
-        }
+    /// `worker_gone`, and calls it made are cancelled towards their workers. Run by [`Attached`].
+    fn detach(&self, conn: ConnId) {
+        self.lock().detach(conn);
     }
 
     /// Answers everything whose deadline passed; returns the next deadline.
@@ -224,9 +238,80 @@ impl Router {
 }
 
 impl State {
-    fn handle(&mut self, conn: ConnId, frame: Frame, now: Instant, config: &Config) {
+    fn new(config: Arc<Config>) -> State {
+        State {
+            config,
+            conns: HashMap::new(),
+            registry: Registry::default(),
+            subs: Subscriptions::default(),
+            pending: Pending::default(),
+            stats: Stats::default(),
+            shutting_down: false,
+            timer_dirty: false,
+            monitor_subs: 0,
+            matches: Vec::new(),
+        }
+    }
+
+    /// Removes a connection and everything it holds or is owed, in time proportional to that.
+    fn detach(&mut self, conn: ConnId) {
+        let Some(gone) = self.conns.remove(&conn) else {
+            return;
+        };
+        for name in &gone.names {
+            let _ = self.registry.unregister(name, conn);
+        }
+        for (id, sub) in &gone.subs {
+            self.subs.remove(&sub.pattern, (conn, *id));
+            self.monitor_subs -= usize::from(sub.monitor);
+        }
+        let orphans = self.pending.take_connection(conn);
+        let who = gone.peer.describe(conn);
+        for call in orphans.as_worker {
+            self.stats.record_call(Some(ErrorCode::WorkerGone), None);
+            let msg = format!("the worker, {who}, disconnected before answering");
+            self.fail(
+                call.caller,
+                call.caller_id,
+                ErrorCode::WorkerGone,
+                &msg,
+                b"",
+            );
+        }
+        for (routed, call) in orphans.as_caller {
+            self.send_always(call.worker, Frame::cancel(routed));
+        }
+    }
+
+    /// After routing a frame panicked: logs it and answers the frame's request, if it is one.
+    fn after_panic(&mut self, conn: ConnId, kind: Kind, id: u64, flag_bits: u8) {
+        error!(
+            conn,
+            kind = kind.name(),
+            id,
+            "routing a frame panicked (a bug); the frame was dropped"
+        );
+        let is_request = match kind {
+            Kind::Register | Kind::Unregister | Kind::Call | Kind::Subscribe | Kind::Ping => true,
+            Kind::Publish => flag_bits & flags::ACK != 0,
+            _ => false,
+        };
+        if is_request {
+            let msg = format!(
+                "the broker failed on this {} frame (a bug, logged); it may not have taken effect",
+                kind.name()
+            );
+            self.fail(conn, id, ErrorCode::Internal, &msg, b"");
+        }
+    }
+
+    /// Routes one frame from `conn`; frames of a connection already detached are dropped.
+    fn handle(&mut self, conn: ConnId, frame: Frame, now: Instant) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
         match frame.kind() {
-            Kind::Call => self.call(conn, frame, now, config),
+            Kind::Call => self.call(conn, frame, now),
             Kind::Reply | Kind::Error => self.forward_answer(conn, frame),
             Kind::Cancel => self.cancel(conn, frame.id()),
             Kind::Register => self.register(conn, &frame),
@@ -264,3 +349,6 @@ impl State {
         self.send_always(conn, Frame::error(id, code, message, data));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -39,10 +39,8 @@ impl State {
                 if let Some(description) = description {
                     self.registry.describe(name, description);
                 }
-                if let Some(c) = self.conns.get_mut(&conn)
-                    && !c.names.iter().any(|n| n == name)
-                {
-                    c.names.push(name.to_owned());
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.names.insert(name.to_owned());
                 }
                 self.ok(conn, id);
                 self.answer_waiters_for(name);
@@ -75,7 +73,7 @@ impl State {
         match self.registry.unregister(name, conn) {
             Ok(()) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    c.names.retain(|n| n != name);
+                    c.names.remove(name);
                 }
                 self.ok(conn, id);
             }
