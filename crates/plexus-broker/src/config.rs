@@ -22,7 +22,8 @@ pub struct Config {
     pub outbox_limit: usize,
     /// Timeout of a call that names none.
     pub default_call_timeout: Duration,
-    /// Calls one connection may have waiting for answers at once.
+    /// Requests (calls and `plexus.wait_for` waits) one connection may have waiting for answers
+    /// at once.
     pub max_pending_per_connection: usize,
     /// Connections open at once, over every listener; past it, a new connection is told
     /// `overloaded` and closed.
@@ -40,6 +41,14 @@ pub struct Config {
     /// Also listen on this TCP address for `ipc-broker` programs (they use TCP when
     /// `BROKER_ADDR` is set; its own broker uses port [`IPC_BROKER_PORT`]).
     pub ipc_broker_tcp: Option<SocketAddr>,
+    // Router limits.
+    /// Longest timeout a call or a `plexus.wait_for` may have; longer ones are cut to it. At least
+    /// `default_call_timeout`.
+    pub max_call_timeout: Duration,
+    /// Requests (calls and waits) waiting for answers at once over all connections.
+    pub max_pending: usize,
+    /// Names one `plexus.wait_for` may wait for.
+    pub max_wait_names: usize,
 }
 
 /// The socket path the `ipc-broker` crate's clients and workers connect to.
@@ -63,6 +72,10 @@ impl Default for Config {
             metrics: None,
             ipc_broker_socket: None,
             ipc_broker_tcp: None,
+            // Router limits.
+            max_call_timeout: Duration::from_secs(3600),
+            max_pending: 1_000_000,
+            max_wait_names: 64,
         }
     }
 }
@@ -74,6 +87,14 @@ impl Config {
             return Err(format!(
                 "outbox_limit {} is below max_frame {}: a frame the broker accepts could never be queued to a peer; raise outbox_limit to at least max_frame",
                 self.outbox_limit, self.max_frame
+            ));
+        }
+        // Router limits.
+        if self.max_call_timeout < self.default_call_timeout {
+            return Err(format!(
+                "max_call_timeout {} ms is below the default call timeout {} ms",
+                self.max_call_timeout.as_millis(),
+                self.default_call_timeout.as_millis()
             ));
         }
         Ok(())

@@ -315,6 +315,11 @@ impl Pending {
     pub fn waiters_len(&self) -> usize {
         self.waiters.len()
     }
+
+    /// Every request waiting for an answer: calls and waiters.
+    pub fn requests_len(&self) -> usize {
+        self.calls.len() + self.waiters.len()
+    }
 }
 
 #[cfg(test)]

@@ -17,8 +17,9 @@ use crate::exit;
 #[derive(Args, Debug, Default)]
 pub struct BrokerArgs {
     /// TOML file with any of the keys below (socket, tcp, no_unix, max_frame, outbox_limit,
-    /// max_connections, call_timeout_ms, threads, metrics, ipc_broker_compat, ipc_broker_tcp);
-    /// flags override it.
+    /// max_connections, call_timeout_ms, threads, metrics, ipc_broker_compat, ipc_broker_tcp),
+    /// and the router limits (max_pending_per_connection, max_pending, max_call_timeout_ms,
+    /// max_wait_names); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Unix socket path [default: $XDG_RUNTIME_DIR/plexus/bus.sock, else /tmp/plexus-$UID/bus.sock].
@@ -76,6 +77,11 @@ struct FileConfig {
     metrics: Option<SocketAddr>,
     ipc_broker_compat: Option<PathBuf>,
     ipc_broker_tcp: Option<SocketAddr>,
+    // Router limits.
+    max_pending_per_connection: Option<usize>,
+    max_pending: Option<usize>,
+    max_call_timeout_ms: Option<u64>,
+    max_wait_names: Option<usize>,
 }
 
 /// Reads and checks a config file; the error names the file, the line and the key.
@@ -124,6 +130,15 @@ impl BrokerArgs {
             metrics,
             ipc_broker_socket: self.ipc_broker_compat.clone().or(file.ipc_broker_compat),
             ipc_broker_tcp: self.ipc_broker_tcp.or(file.ipc_broker_tcp),
+            // Router limits.
+            max_pending_per_connection: file
+                .max_pending_per_connection
+                .unwrap_or(defaults.max_pending_per_connection),
+            max_pending: file.max_pending.unwrap_or(defaults.max_pending),
+            max_call_timeout: file
+                .max_call_timeout_ms
+                .map_or(defaults.max_call_timeout, Duration::from_millis),
+            max_wait_names: file.max_wait_names.unwrap_or(defaults.max_wait_names),
             ..defaults
         };
         if config.no_unix && config.tcp.is_empty() {

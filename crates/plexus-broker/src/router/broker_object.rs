@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::State;
+use crate::config::Config;
 use crate::conn_id::ConnId;
 use crate::pending::Waiter;
 use crate::registry::Owners;
@@ -49,7 +50,7 @@ pub fn answer(
         "ping" => Ok(json!({ "pong": true, "conn_id": conn })),
         "list" => Ok(list(st)),
         "stats" => Ok(stats(st)),
-        "wait_for" => return wait_for(conn, frame, now, deadline),
+        "wait_for" => return wait_for(st, conn, frame, now, deadline),
         "introspect" => introspect(st, &frame.payload()),
         other => Err((
             ErrorCode::NoSuchMethod,
@@ -62,9 +63,15 @@ pub fn answer(
     }
 }
 
-/// A waiter for the names in the call's params, whose deadline is the earlier of the call's and
-/// the params' `timeout_ms`.
-fn wait_for(conn: ConnId, frame: &Frame, now: Instant, deadline: Instant) -> BrokerAnswer {
+/// A waiter for the names in the call's params (at most `max_wait_names`), whose deadline is the
+/// earlier of the call's (itself at most `max_call_timeout` away) and the params' `timeout_ms`.
+fn wait_for(
+    st: &State,
+    conn: ConnId,
+    frame: &Frame,
+    now: Instant,
+    deadline: Instant,
+) -> BrokerAnswer {
     let (names, timeout_ms) = match serde_json::from_slice::<WaitParams>(&frame.payload()) {
         Ok(WaitParams::Full { names, timeout_ms }) => (names, timeout_ms),
         Ok(WaitParams::Names(names)) => (names, None),
@@ -75,11 +82,19 @@ fn wait_for(conn: ConnId, frame: &Frame, now: Instant, deadline: Instant) -> Bro
             return BrokerAnswer::Fail(ErrorCode::InvalidParams, msg);
         }
     };
+    let most = st.config.max_wait_names;
+    if names.len() > most {
+        let msg = format!(
+            "wait_for lists {} names, over the limit (max_wait_names = {most})",
+            names.len()
+        );
+        return BrokerAnswer::Fail(ErrorCode::InvalidParams, msg);
+    }
     if let Some(e) = names.iter().find_map(|n| validate_name(n).err()) {
         return BrokerAnswer::Fail(ErrorCode::InvalidParams, e.to_string());
     }
     let deadline = match timeout_ms {
-        Some(ms) => deadline.min(now + Duration::from_millis(ms)),
+        Some(ms) => now + Duration::from_millis(ms).min(deadline.saturating_duration_since(now)),
         None => deadline,
     };
     BrokerAnswer::Wait(Waiter {
@@ -166,11 +181,29 @@ fn list(st: &State) -> Value {
 }
 
 fn stats(st: &State) -> Value {
-    st.stats.to_json(&[
+    let mut out = st.stats.to_json(&[
         ("connections", st.conns.len()),
         ("names", st.registry.count()),
         ("subscriptions", st.subs.count()),
         ("pending_calls", st.pending.calls_len()),
         ("pending_waits", st.pending.waiters_len()),
-    ])
+    ]);
+    if let Some(map) = out.as_object_mut() {
+        map.insert("limits".into(), limits(&st.config));
+    }
+    out
+}
+
+/// Every limit by its config-file key.
+fn limits(config: &Config) -> Value {
+    json!({
+        "max_frame": config.max_frame,
+        "outbox_limit": config.outbox_limit,
+        "max_connections": config.max_connections,
+        "call_timeout_ms": config.default_call_timeout.as_millis(),
+        "max_pending_per_connection": config.max_pending_per_connection,
+        "max_call_timeout_ms": config.max_call_timeout.as_millis(),
+        "max_pending": config.max_pending,
+        "max_wait_names": config.max_wait_names,
+    })
 }

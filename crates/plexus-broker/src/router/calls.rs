@@ -30,19 +30,12 @@ impl State {
                 format!("request id {id} is already in use by an open request on this connection");
             return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b"");
         }
-        let timeout = match frame.aux() {
-            0 => self.config.default_call_timeout,
-            ms => Duration::from_millis(u64::from(ms)),
-        };
+        let timeout = self.call_timeout(frame.aux());
         if frame.string(0) == BROKER_OBJECT {
             self.stats.broker_calls += 1;
             return self.call_broker_object(conn, &frame, now, now + timeout);
         }
-        let per_conn = self.config.max_pending_per_connection;
-        if self.pending.open_for(conn) >= per_conn {
-            let msg = format!(
-                "{per_conn} requests are already waiting for answers on this connection (the limit); wait for some to finish"
-            );
+        if let Err(msg) = self.room_for_request(conn) {
             self.stats.record_call(Some(ErrorCode::Overloaded), None);
             return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
         }
@@ -82,6 +75,34 @@ impl State {
             self.timer_dirty |= earliest;
         }
         self.stats.calls_routed += 1;
+    }
+
+    /// A call's timeout: the broker's default for 0, and at most `max_call_timeout`.
+    fn call_timeout(&self, aux: u32) -> Duration {
+        match aux {
+            0 => self.config.default_call_timeout,
+            ms => Duration::from_millis(u64::from(ms)).min(self.config.max_call_timeout),
+        }
+    }
+
+    /// Whether `conn` may open one more request (a call or a wait): `Err` with the message
+    /// naming the limit it hits.
+    fn room_for_request(&self, conn: ConnId) -> Result<(), String> {
+        let open = self.pending.open_for(conn);
+        let per_conn = self.config.max_pending_per_connection;
+        if open >= per_conn {
+            return Err(format!(
+                "{open} requests are already waiting for answers on this connection, the limit (max_pending_per_connection = {per_conn}); wait for some to finish"
+            ));
+        }
+        let all = self.pending.requests_len();
+        let total = self.config.max_pending;
+        if all >= total {
+            return Err(format!(
+                "{all} requests are already waiting for answers on the broker, the limit (max_pending = {total}); try again later"
+            ));
+        }
+        Ok(())
     }
 
     /// Answers a call to the `plexus` object; `deadline` is the call's own.
@@ -156,12 +177,16 @@ impl State {
         }
     }
 
-    /// Records a waiter for names, or answers it at once if they are all registered.
+    /// Records a waiter for names, or answers it at once if they are all registered. A waiter
+    /// counts as an open request of its connection, within the request limits.
     fn wait_for(&mut self, waiter: Waiter) {
         if waiter.names.iter().all(|n| self.registry.contains(n)) {
             return self.answer_waiter(waiter);
         }
         let (caller, id) = (waiter.caller, waiter.caller_id);
+        if let Err(msg) = self.room_for_request(caller) {
+            return self.fail(caller, id, ErrorCode::Overloaded, &msg, b"");
+        }
         match self.pending.insert_waiter(waiter) {
             Ok(earliest) => self.timer_dirty |= earliest,
             Err(_) => {

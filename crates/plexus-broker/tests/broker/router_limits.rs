@@ -1,10 +1,34 @@
 //! The router's limits (issue 11): each refuses with a message naming the limit and its value,
 //! and leaves everything else as it was.
 
-use plexus_broker::{Broker, BrokerError, Config};
-use plexus_proto::{Frame, Kind};
+use std::time::Duration;
 
-use plexus_test_support::{TestBroker, json};
+use plexus_broker::{Broker, BrokerError, Config};
+use plexus_proto::{ErrorCode, Frame, Kind};
+
+use plexus_test_support::{RawClient, TestBroker, json};
+use tokio::net::UnixStream;
+
+/// A `plexus.wait_for` call with these params.
+fn wait_for(id: u64, timeout_ms: u32, params: &str) -> Frame {
+    Frame::call(id, "plexus", "wait_for", timeout_ms, params.as_bytes())
+}
+
+/// `plexus.stats` as JSON.
+async fn stats(c: &mut RawClient<UnixStream>, id: u64) -> serde_json::Value {
+    json(&c.request(Frame::call(id, "plexus", "stats", 0, b"")).await)
+}
+
+/// Expects the next frame to answer request `id` with `code`, with a message that names `limit`.
+async fn expect_refused(c: &mut RawClient<UnixStream>, id: u64, code: ErrorCode, limit: &str) {
+    let err = c.expect_error(code).await;
+    assert_eq!(err.id(), id, "{}", err.string(0));
+    assert!(
+        err.string(0).contains(limit),
+        "names {limit}: {}",
+        err.string(0)
+    );
+}
 
 #[tokio::test]
 async fn a_call_and_an_event_bigger_than_half_the_frame_limit_reach_an_idle_peer() {
@@ -60,4 +84,156 @@ async fn an_outbox_limit_below_the_frame_limit_is_refused() {
         Broker::bind(config).await.is_ok(),
         "an outbox as big as the frame limit is fine"
     );
+}
+
+#[tokio::test]
+async fn waits_count_in_the_pending_limit_of_their_connection() {
+    let broker = TestBroker::with_config(Config {
+        max_pending_per_connection: 3,
+        ..Config::default()
+    })
+    .await;
+    let mut worker = broker.raw_client("worker").await;
+    worker.register(1, "svc").await;
+    let mut waiter = broker.raw_client("waiter").await;
+    for id in 1..=3 {
+        waiter
+            .send(wait_for(id, 0, &format!(r#"["absent.{id}"]"#)))
+            .await;
+    }
+    waiter.send(wait_for(4, 0, r#"["absent.4"]"#)).await;
+    expect_refused(
+        &mut waiter,
+        4,
+        ErrorCode::Overloaded,
+        "max_pending_per_connection = 3",
+    )
+    .await;
+    waiter.send(Frame::call(5, "svc", "m", 0, b"")).await;
+    expect_refused(
+        &mut waiter,
+        5,
+        ErrorCode::Overloaded,
+        "max_pending_per_connection = 3",
+    )
+    .await;
+    let s = stats(&mut waiter, 6).await;
+    assert_eq!(s["pending_waits"], 3, "{s}");
+
+    let mut other = broker.raw_client("other").await;
+    other.register(1, "absent.1").await;
+    let answered = waiter.recv().await;
+    assert_eq!((answered.kind(), answered.id()), (Kind::Reply, 1));
+    waiter.send(wait_for(7, 0, r#"["absent.7"]"#)).await;
+    let pong = waiter.request(Frame::ping(8, b"")).await;
+    assert_eq!(
+        pong.kind(),
+        Kind::Pong,
+        "an answered wait made room for another"
+    );
+    other.register(2, "absent.7").await;
+    let answered = waiter.recv().await;
+    assert_eq!((answered.kind(), answered.id()), (Kind::Reply, 7));
+}
+
+#[tokio::test]
+async fn the_broker_wide_pending_limit_counts_every_connection() {
+    let broker = TestBroker::with_config(Config {
+        max_pending: 2,
+        ..Config::default()
+    })
+    .await;
+    let mut worker = broker.raw_client("worker").await;
+    worker.register(1, "svc").await;
+    let mut a = broker.raw_client("a").await;
+    a.send(wait_for(1, 0, r#"["absent"]"#)).await;
+    a.send(Frame::call(2, "svc", "m", 0, b"")).await;
+    assert_eq!(worker.recv().await.kind(), Kind::Call);
+    let mut b = broker.raw_client("b").await;
+    b.send(Frame::call(1, "svc", "m", 0, b"")).await;
+    expect_refused(&mut b, 1, ErrorCode::Overloaded, "max_pending = 2").await;
+    b.send(wait_for(2, 0, r#"["absent"]"#)).await;
+    expect_refused(&mut b, 2, ErrorCode::Overloaded, "max_pending = 2").await;
+    let pong = b.request(Frame::ping(3, b"")).await;
+    assert_eq!(pong.kind(), Kind::Pong, "b's connection goes on");
+}
+
+#[tokio::test]
+async fn a_wait_for_too_many_names_is_refused() {
+    let broker = TestBroker::start().await;
+    let mut c = broker.raw_client("c").await;
+    let names: Vec<String> = (0..65).map(|i| format!("n{i}")).collect();
+    let params = serde_json::json!({ "names": names }).to_string();
+    c.send(wait_for(1, 0, &params)).await;
+    expect_refused(&mut c, 1, ErrorCode::InvalidParams, "max_wait_names = 64").await;
+    let params = serde_json::json!({ "names": &names[..64], "timeout_ms": 1 }).to_string();
+    c.send(wait_for(2, 0, &params)).await;
+    let err = c.expect_error(ErrorCode::Timeout).await;
+    assert_eq!(err.id(), 2, "64 names are waited for");
+}
+
+#[tokio::test]
+async fn timeouts_are_cut_to_the_longest_allowed() {
+    let broker = TestBroker::with_config(Config {
+        max_call_timeout: Duration::from_secs(60),
+        ..Config::default()
+    })
+    .await;
+    let mut worker = broker.raw_client("worker").await;
+    worker.register(1, "svc").await;
+    let mut caller = broker.raw_client("caller").await;
+    caller.send(Frame::call(1, "svc", "m", u32::MAX, b"")).await;
+    let call = worker.recv().await;
+    assert_eq!(call.aux(), 60_000, "the worker is told the cut timeout");
+
+    let params = format!(r#"{{"names":["never"],"timeout_ms":{}}}"#, u64::MAX);
+    caller.send(wait_for(2, 1, &params)).await;
+    let err = caller.expect_error(ErrorCode::Timeout).await;
+    assert_eq!(
+        err.id(),
+        2,
+        "the call's own timeout ends the wait: {}",
+        err.string(0)
+    );
+}
+
+#[tokio::test]
+async fn a_max_call_timeout_below_the_default_timeout_is_refused() {
+    let config = Config {
+        max_call_timeout: Duration::from_secs(1),
+        no_unix: true,
+        ..Config::default()
+    };
+    match Broker::bind(config).await {
+        Err(BrokerError::InvalidConfig(why)) => assert!(
+            why.contains("max_call_timeout 1000 ms") && why.contains("30000 ms"),
+            "{why}"
+        ),
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("a default timeout over the maximum was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn stats_show_every_limit() {
+    let broker = TestBroker::with_config(Config {
+        max_pending: 7,
+        max_wait_names: 5,
+        ..Config::default()
+    })
+    .await;
+    let mut c = broker.raw_client("c").await;
+    let limits = stats(&mut c, 1).await["limits"].clone();
+    for (key, value) in [
+        ("max_frame", serde_json::json!(16 * 1024 * 1024)),
+        ("outbox_limit", serde_json::json!(32 * 1024 * 1024)),
+        ("max_connections", serde_json::json!(4096)),
+        ("call_timeout_ms", serde_json::json!(30_000)),
+        ("max_pending_per_connection", serde_json::json!(65_536)),
+        ("max_call_timeout_ms", serde_json::json!(3_600_000)),
+        ("max_pending", serde_json::json!(7)),
+        ("max_wait_names", serde_json::json!(5)),
+    ] {
+        assert_eq!(limits[key], value, "{key} in {limits}");
+    }
 }
