@@ -49,6 +49,14 @@ pub struct Config {
     pub max_pending: usize,
     /// Names one `plexus.wait_for` may wait for.
     pub max_wait_names: usize,
+    /// Names one connection may hold (exclusively or as a queue group member).
+    pub max_names_per_connection: usize,
+    /// Names registered at once over all connections.
+    pub max_names: usize,
+    /// Subscriptions one connection may hold.
+    pub max_subscriptions_per_connection: usize,
+    /// Subscriptions held at once over all connections.
+    pub max_subscriptions: usize,
 }
 
 /// The socket path the `ipc-broker` crate's clients and workers connect to.
@@ -76,6 +84,10 @@ impl Default for Config {
             max_call_timeout: Duration::from_secs(3600),
             max_pending: 1_000_000,
             max_wait_names: 64,
+            max_names_per_connection: 1_000,
+            max_names: 100_000,
+            max_subscriptions_per_connection: 10_000,
+            max_subscriptions: 1_000_000,
         }
     }
 }

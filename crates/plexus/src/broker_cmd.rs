@@ -19,7 +19,8 @@ pub struct BrokerArgs {
     /// TOML file with any of the keys below (socket, tcp, no_unix, max_frame, outbox_limit,
     /// max_connections, call_timeout_ms, threads, metrics, ipc_broker_compat, ipc_broker_tcp),
     /// and the router limits (max_pending_per_connection, max_pending, max_call_timeout_ms,
-    /// max_wait_names); flags override it.
+    /// max_wait_names, max_names_per_connection, max_names, max_subscriptions_per_connection,
+    /// max_subscriptions); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Unix socket path [default: $XDG_RUNTIME_DIR/plexus/bus.sock, else /tmp/plexus-$UID/bus.sock].
@@ -82,6 +83,10 @@ struct FileConfig {
     max_pending: Option<usize>,
     max_call_timeout_ms: Option<u64>,
     max_wait_names: Option<usize>,
+    max_names_per_connection: Option<usize>,
+    max_names: Option<usize>,
+    max_subscriptions_per_connection: Option<usize>,
+    max_subscriptions: Option<usize>,
 }
 
 /// Reads and checks a config file; the error names the file, the line and the key.
@@ -139,6 +144,14 @@ impl BrokerArgs {
                 .max_call_timeout_ms
                 .map_or(defaults.max_call_timeout, Duration::from_millis),
             max_wait_names: file.max_wait_names.unwrap_or(defaults.max_wait_names),
+            max_names_per_connection: file
+                .max_names_per_connection
+                .unwrap_or(defaults.max_names_per_connection),
+            max_names: file.max_names.unwrap_or(defaults.max_names),
+            max_subscriptions_per_connection: file
+                .max_subscriptions_per_connection
+                .unwrap_or(defaults.max_subscriptions_per_connection),
+            max_subscriptions: file.max_subscriptions.unwrap_or(defaults.max_subscriptions),
             ..defaults
         };
         if config.no_unix && config.tcp.is_empty() {

@@ -205,5 +205,9 @@ fn limits(config: &Config) -> Value {
         "max_call_timeout_ms": config.max_call_timeout.as_millis(),
         "max_pending": config.max_pending,
         "max_wait_names": config.max_wait_names,
+        "max_names_per_connection": config.max_names_per_connection,
+        "max_names": config.max_names,
+        "max_subscriptions_per_connection": config.max_subscriptions_per_connection,
+        "max_subscriptions": config.max_subscriptions,
     })
 }

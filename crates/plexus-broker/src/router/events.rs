@@ -1,5 +1,5 @@
-//! Events: subscribing, unsubscribing, publishing, and delivering an event (or a monitor record)
-//! to every matching subscription.
+//! Events: subscribing (within limits), unsubscribing, publishing, and delivering an event (or a
+//! monitor record) to every matching subscription.
 
 use plexus_proto::{ErrorCode, Frame, Kind, flags, validate_pattern, validate_topic};
 use serde_json::json;
@@ -9,18 +9,37 @@ use super::{State, Subscription};
 use crate::conn_id::ConnId;
 
 impl State {
-    /// Adds subscription `id` of `conn` to the frame's pattern.
+    /// Adds subscription `id` of `conn` to the frame's pattern, within the per-connection and
+    /// broker-wide subscription limits.
     pub(super) fn subscribe(&mut self, conn: ConnId, frame: &Frame) {
         let (id, pattern) = (frame.id(), frame.string(0));
         if let Err(e) = validate_pattern(pattern) {
             return self.fail(conn, id, ErrorCode::InvalidParams, &e.to_string(), b"");
         }
+        let (per_conn, total) = (
+            self.config.max_subscriptions_per_connection,
+            self.config.max_subscriptions,
+        );
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         if c.subs.contains_key(&id) {
             let msg = format!("subscription id {id} is already in use on this connection");
             return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b"");
+        }
+        if c.subs.len() >= per_conn {
+            let msg = format!(
+                "this connection already holds {} subscriptions, the limit (max_subscriptions_per_connection = {per_conn}); unsubscribe some first",
+                c.subs.len()
+            );
+            return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
+        }
+        if self.subs.count() >= total {
+            let msg = format!(
+                "the broker already holds {} subscriptions, the limit (max_subscriptions = {total}); try again later",
+                self.subs.count()
+            );
+            return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
         }
         let feed = monitor::is_monitor_pattern(pattern);
         c.subs.insert(

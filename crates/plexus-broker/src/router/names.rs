@@ -1,5 +1,5 @@
-//! Names: registering and unregistering objects, exclusively or as queue groups, with what their
-//! owners declare about them.
+//! Names: registering and unregistering objects, exclusively or as queue groups, within the name
+//! limits, with what their owners declare about them.
 
 use plexus_proto::{BROKER_OBJECT, ErrorCode, Frame, flags, validate_name};
 use serde_json::json;
@@ -34,6 +34,9 @@ impl State {
                 }
             }
         };
+        if let Err(msg) = self.room_for_name(conn, name) {
+            return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
+        }
         match self.registry.register(name, conn, shared) {
             Ok(()) => {
                 if let Some(description) = description {
@@ -87,5 +90,29 @@ impl State {
                 self.fail(conn, id, ErrorCode::PermissionDenied, &msg, b"");
             }
         }
+    }
+
+    /// Whether `conn` may take one more name: `Err` with the message naming the limit it hits.
+    /// A name it already holds, or a group that already exists, does not count again.
+    fn room_for_name(&self, conn: ConnId, name: &str) -> Result<(), String> {
+        let held = self.conns.get(&conn).map_or(0, |c| c.names.len());
+        let holds = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.names.contains(name));
+        let per_conn = self.config.max_names_per_connection;
+        if !holds && held >= per_conn {
+            return Err(format!(
+                "this connection already holds {held} names, the limit (max_names_per_connection = {per_conn}); unregister some first"
+            ));
+        }
+        let total = self.config.max_names;
+        if self.registry.get(name).is_none() && self.registry.count() >= total {
+            return Err(format!(
+                "the broker already holds {} names, the limit (max_names = {total}); try again later",
+                self.registry.count()
+            ));
+        }
+        Ok(())
     }
 }

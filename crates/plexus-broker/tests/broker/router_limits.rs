@@ -215,6 +215,79 @@ async fn a_max_call_timeout_below_the_default_timeout_is_refused() {
 }
 
 #[tokio::test]
+async fn names_are_limited_per_connection_and_broker_wide() {
+    let broker = TestBroker::with_config(Config {
+        max_names_per_connection: 2,
+        max_names: 4,
+        ..Config::default()
+    })
+    .await;
+    let mut a = broker.raw_client("a").await;
+    a.register(1, "a.one").await;
+    a.register_shared(2, "group").await;
+    a.send(Frame::register(3, "a.three", false)).await;
+    expect_refused(
+        &mut a,
+        3,
+        ErrorCode::Overloaded,
+        "max_names_per_connection = 2",
+    )
+    .await;
+    a.register(4, "a.one").await;
+    a.send(Frame::unregister(5, "a.one")).await;
+    assert_eq!(a.recv().await.kind(), Kind::Reply);
+    a.register(6, "a.three").await;
+
+    let mut b = broker.raw_client("b").await;
+    b.register_shared(1, "group").await;
+    b.register(2, "b.one").await;
+    let mut c = broker.raw_client("c").await;
+    c.register(1, "c.one").await;
+    c.send(Frame::register(2, "c.two", false)).await;
+    expect_refused(&mut c, 2, ErrorCode::Overloaded, "max_names = 4").await;
+    c.register_shared(3, "group").await;
+    let s = stats(&mut c, 4).await;
+    assert_eq!(s["names"], 4, "{s}");
+}
+
+#[tokio::test]
+async fn subscriptions_are_limited_per_connection_and_broker_wide() {
+    let broker = TestBroker::with_config(Config {
+        max_subscriptions_per_connection: 2,
+        max_subscriptions: 3,
+        ..Config::default()
+    })
+    .await;
+    let mut a = broker.raw_client("a").await;
+    a.subscribe(1, ">").await;
+    a.subscribe(2, "x.*").await;
+    a.send(Frame::subscribe(3, "x.y")).await;
+    expect_refused(
+        &mut a,
+        3,
+        ErrorCode::Overloaded,
+        "max_subscriptions_per_connection = 2",
+    )
+    .await;
+    a.send(Frame::unsubscribe(2)).await;
+    a.subscribe(3, "x.y").await;
+
+    let mut b = broker.raw_client("b").await;
+    b.subscribe(1, "x.y").await;
+    b.send(Frame::subscribe(2, "x.z")).await;
+    expect_refused(&mut b, 2, ErrorCode::Overloaded, "max_subscriptions = 3").await;
+    let mut p = broker.raw_client("p").await;
+    let ack = p.request(Frame::publish(1, "x.y", b"1", true)).await;
+    assert_eq!(
+        json(&ack)["delivered"],
+        3,
+        "the subscriptions held still work"
+    );
+    let s = stats(&mut p, 2).await;
+    assert_eq!(s["subscriptions"], 3, "{s}");
+}
+
+#[tokio::test]
 async fn stats_show_every_limit() {
     let broker = TestBroker::with_config(Config {
         max_pending: 7,
@@ -233,6 +306,13 @@ async fn stats_show_every_limit() {
         ("max_call_timeout_ms", serde_json::json!(3_600_000)),
         ("max_pending", serde_json::json!(7)),
         ("max_wait_names", serde_json::json!(5)),
+        ("max_names_per_connection", serde_json::json!(1_000)),
+        ("max_names", serde_json::json!(100_000)),
+        (
+            "max_subscriptions_per_connection",
+            serde_json::json!(10_000),
+        ),
+        ("max_subscriptions", serde_json::json!(1_000_000)),
     ] {
         assert_eq!(limits[key], value, "{key} in {limits}");
     }
