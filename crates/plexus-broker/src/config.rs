@@ -57,6 +57,8 @@ pub struct Config {
     pub max_subscriptions_per_connection: usize,
     /// Subscriptions held at once over all connections.
     pub max_subscriptions: usize,
+    /// Largest description (the JSON payload of a `register`) kept for `plexus.introspect`.
+    pub max_description_bytes: usize,
 }
 
 /// The socket path the `ipc-broker` crate's clients and workers connect to.
@@ -88,6 +90,7 @@ impl Default for Config {
             max_names: 100_000,
             max_subscriptions_per_connection: 10_000,
             max_subscriptions: 1_000_000,
+            max_description_bytes: 64 * 1024,
         }
     }
 }

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use serde_json::value::RawValue;
+
 use crate::conn_id::ConnId;
 
 /// Who owns a name.
@@ -25,8 +27,9 @@ pub struct NameEntry {
     pub owners: Owners,
     /// Calls routed to it so far.
     pub calls_served: u64,
-    /// What its owner declared at registration (`{"methods": {...}}`), if anything.
-    pub description: Option<serde_json::Value>,
+    /// What its owner declared at registration (`{"methods": {...}}`), if anything, kept as the
+    /// JSON text it was sent as, so `plexus.introspect` copies it instead of serializing it.
+    pub description: Option<Box<RawValue>>,
 }
 
 /// Why a registration or unregistration was refused.
@@ -133,7 +136,7 @@ impl Registry {
     }
 
     /// Records what the owner of `name` declared about it.
-    pub fn describe(&mut self, name: &str, description: serde_json::Value) {
+    pub fn describe(&mut self, name: &str, description: Box<RawValue>) {
         if let Some(entry) = self.names.get_mut(name) {
             entry.description = Some(description);
         }

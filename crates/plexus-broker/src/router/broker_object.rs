@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use plexus_proto::{ErrorCode, Frame, validate_name};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::State;
@@ -47,9 +48,11 @@ pub fn answer(
     deadline: Instant,
 ) -> BrokerAnswer {
     let result = match frame.string(1) {
-        "ping" => Ok(json!({ "pong": true, "conn_id": conn })),
-        "list" => Ok(list(st)),
-        "stats" => Ok(stats(st)),
+        "ping" => Ok(json!({ "pong": true, "conn_id": conn })
+            .to_string()
+            .into_bytes()),
+        "list" => Ok(list(st).to_string().into_bytes()),
+        "stats" => Ok(stats(st).to_string().into_bytes()),
         "wait_for" => return wait_for(st, conn, frame, now, deadline),
         "introspect" => introspect(st, &frame.payload()),
         other => Err((
@@ -58,7 +61,7 @@ pub fn answer(
         )),
     };
     match result {
-        Ok(value) => BrokerAnswer::Reply(value.to_string().into_bytes()),
+        Ok(bytes) => BrokerAnswer::Reply(bytes),
         Err((code, message)) => BrokerAnswer::Fail(code, message),
     }
 }
@@ -123,7 +126,16 @@ enum IntrospectParams {
     Name(String),
 }
 
-fn introspect(st: &State, params: &[u8]) -> Result<Value, (ErrorCode, String)> {
+/// An `introspect` answer: the description is copied as the text it was registered with.
+#[derive(Serialize)]
+struct Introspection<'a> {
+    name: &'a str,
+    kind: &'static str,
+    owners: usize,
+    description: Option<&'a RawValue>,
+}
+
+fn introspect(st: &State, params: &[u8]) -> Result<Vec<u8>, (ErrorCode, String)> {
     let name = match serde_json::from_slice::<IntrospectParams>(params) {
         Ok(IntrospectParams::Full { name } | IntrospectParams::Name(name)) => name,
         Err(e) => {
@@ -134,9 +146,8 @@ fn introspect(st: &State, params: &[u8]) -> Result<Value, (ErrorCode, String)> {
         }
     };
     if name == plexus_proto::BROKER_OBJECT {
-        return Ok(
-            json!({ "name": name, "kind": "broker", "owners": 0, "description": own_description() }),
-        );
+        let answer = json!({ "name": name, "kind": "broker", "owners": 0, "description": own_description() });
+        return Ok(answer.to_string().into_bytes());
     }
     let entry = st.registry.get(&name).ok_or_else(|| {
         (
@@ -148,7 +159,18 @@ fn introspect(st: &State, params: &[u8]) -> Result<Value, (ErrorCode, String)> {
         Owners::Exclusive(_) => ("exclusive", 1),
         Owners::Shared { members, .. } => ("shared", members.len()),
     };
-    Ok(json!({ "name": name, "kind": kind, "owners": owners, "description": entry.description }))
+    let answer = Introspection {
+        name: &name,
+        kind,
+        owners,
+        description: entry.description.as_deref(),
+    };
+    serde_json::to_vec(&answer).map_err(|e| {
+        (
+            ErrorCode::Internal,
+            format!("the introspect answer could not be written: {e}"),
+        )
+    })
 }
 
 fn list(st: &State) -> Value {
@@ -209,5 +231,6 @@ fn limits(config: &Config) -> Value {
         "max_names": config.max_names,
         "max_subscriptions_per_connection": config.max_subscriptions_per_connection,
         "max_subscriptions": config.max_subscriptions,
+        "max_description_bytes": config.max_description_bytes,
     })
 }

@@ -1,10 +1,11 @@
 //! Names: registering and unregistering objects, exclusively or as queue groups, within the name
-//! limits, with what their owners declare about them.
+//! limits, with what their owners declare about them (within the description limit).
 
 use plexus_proto::{BROKER_OBJECT, ErrorCode, Frame, flags, validate_name};
 use serde_json::json;
+use serde_json::value::RawValue;
 
-use super::State;
+use super::{State, raw_json};
 use crate::conn_id::ConnId;
 use crate::registry::RegistryRefusal;
 
@@ -21,18 +22,9 @@ impl State {
             return self.fail(conn, id, ErrorCode::PermissionDenied, &msg, b"");
         }
         let shared = frame.flags() & flags::SHARED != 0;
-        let payload = frame.payload();
-        let description = if payload.is_empty() {
-            None
-        } else {
-            match serde_json::from_slice::<serde_json::Value>(&payload) {
-                Ok(v @ serde_json::Value::Object(_)) => Some(v),
-                _ => {
-                    let msg =
-                        "a register payload must be a JSON object like {\"methods\":{\"add\":{}}}";
-                    return self.fail(conn, id, ErrorCode::InvalidParams, msg, b"");
-                }
-            }
+        let description = match self.description(&frame.payload()) {
+            Ok(description) => description,
+            Err(msg) => return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b""),
         };
         if let Err(msg) = self.room_for_name(conn, name) {
             return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
@@ -89,6 +81,29 @@ impl State {
                     format!("name '{name}' is registered by another connection, not this one");
                 self.fail(conn, id, ErrorCode::PermissionDenied, &msg, b"");
             }
+        }
+    }
+
+    /// A register payload as the description to keep: `None` when empty, else a JSON object
+    /// within `max_description_bytes` and nested at most [`raw_json::MAX_NESTING`] deep, kept as
+    /// its text.
+    fn description(&self, payload: &[u8]) -> Result<Option<Box<RawValue>>, String> {
+        if payload.is_empty() {
+            return Ok(None);
+        }
+        let limit = self.config.max_description_bytes;
+        if payload.len() > limit {
+            return Err(format!(
+                "the register payload (the description) is {} bytes, over the limit (max_description_bytes = {limit})",
+                payload.len()
+            ));
+        }
+        match raw_json::embeddable(payload) {
+            Some(raw) if raw.get().starts_with('{') => Ok(Some(raw.to_owned())),
+            _ => Err(format!(
+                "a register payload must be a JSON object like {{\"methods\":{{\"add\":{{}}}}}}, nested at most {} deep",
+                raw_json::MAX_NESTING
+            )),
         }
     }
 

@@ -288,6 +288,50 @@ async fn subscriptions_are_limited_per_connection_and_broker_wide() {
 }
 
 #[tokio::test]
+async fn descriptions_are_limited_and_kept_as_sent() {
+    let broker = TestBroker::with_config(Config {
+        max_description_bytes: 1024,
+        ..Config::default()
+    })
+    .await;
+    let mut w = broker.raw_client("w").await;
+    let pad = |len: usize| format!(r#"{{"methods":{{}},"pad":"{}"}}"#, "x".repeat(len - 23));
+    assert_eq!(pad(1025).len(), 1025);
+    let register =
+        |id, body: &str| Frame::build(Kind::Register, id, 0, 0, &["svc"], body.as_bytes());
+    w.send(register(1, &pad(1025))).await;
+    expect_refused(
+        &mut w,
+        1,
+        ErrorCode::InvalidParams,
+        "max_description_bytes = 1024",
+    )
+    .await;
+    let deep = format!("{{\"a\":{}}}", "[".repeat(150) + &"]".repeat(150));
+    w.send(register(2, &deep)).await;
+    expect_refused(&mut w, 2, ErrorCode::InvalidParams, "nested at most 100").await;
+    let introspect = |id| Frame::call(id, "plexus", "introspect", 0, br#""svc""#);
+    w.send(introspect(3)).await;
+    w.expect_error(ErrorCode::NoSuchObject).await;
+
+    w.send(register(4, &pad(1024))).await;
+    assert_eq!(
+        w.recv().await.kind(),
+        Kind::Reply,
+        "1024 bytes are within the limit"
+    );
+    let declared = r#"{ "methods": {"sub":{}, "add":{}} }"#;
+    w.send(register(5, declared)).await;
+    assert_eq!(w.recv().await.kind(), Kind::Reply);
+    let answer = w.request(introspect(6)).await;
+    let text = String::from_utf8_lossy(&answer.payload()).into_owned();
+    assert!(
+        text.contains(r#""description":{ "methods": {"sub":{}, "add":{}} }"#),
+        "the description is the text sent: {text}"
+    );
+}
+
+#[tokio::test]
 async fn stats_show_every_limit() {
     let broker = TestBroker::with_config(Config {
         max_pending: 7,
@@ -313,6 +357,7 @@ async fn stats_show_every_limit() {
             serde_json::json!(10_000),
         ),
         ("max_subscriptions", serde_json::json!(1_000_000)),
+        ("max_description_bytes", serde_json::json!(65_536)),
     ] {
         assert_eq!(limits[key], value, "{key} in {limits}");
     }
