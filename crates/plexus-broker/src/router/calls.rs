@@ -40,28 +40,38 @@ impl State {
             return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
         }
         let object = frame.string(0);
-        let Some(worker) = self.registry.route(object) else {
-            let msg = format!("no object named '{object}' is registered on the bus");
-            let data = json!({ "object": object }).to_string();
-            self.stats.record_call(Some(ErrorCode::NoSuchObject), None);
-            return self.fail(conn, id, ErrorCode::NoSuchObject, &msg, data.as_bytes());
-        };
         let routed = self.pending.next_routed_id();
         let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
-        let pushed = match self.conns.get(&worker) {
-            Some(w) => w
-                .outbox
-                .push(frame.readdress(Kind::Call, routed, timeout_ms))
-                .is_ok(),
-            None => false,
+        let conns = &self.conns;
+        let offer = |worker| {
+            conns.get(&worker).is_some_and(|w| {
+                w.outbox
+                    .push(frame.readdress(Kind::Call, routed, timeout_ms))
+                    .is_ok()
+            })
         };
-        if !pushed {
-            let msg = format!(
-                "the worker for '{object}' is not keeping up (its outbox is full); try again later"
-            );
-            self.stats.record_call(Some(ErrorCode::Overloaded), None);
-            return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
-        }
+        let worker = match self.registry.route(object, offer) {
+            Some(Ok(worker)) => worker,
+            None => {
+                let msg = format!("no object named '{object}' is registered on the bus");
+                let data = json!({ "object": object }).to_string();
+                self.stats.record_call(Some(ErrorCode::NoSuchObject), None);
+                return self.fail(conn, id, ErrorCode::NoSuchObject, &msg, data.as_bytes());
+            }
+            Some(Err(owners)) => {
+                let whose = if owners == 1 {
+                    "its outbox is full".to_owned()
+                } else {
+                    format!("the outboxes of all {owners} members of its group are full")
+                };
+                let msg = format!(
+                    "the worker for '{object}' is not keeping up: {whose} (outbox_limit = {} bytes); try again later",
+                    self.config.outbox_limit
+                );
+                self.stats.record_call(Some(ErrorCode::Overloaded), None);
+                return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
+            }
+        };
         let call = PendingCall {
             caller: conn,
             caller_id: id,
@@ -70,11 +80,11 @@ impl State {
             timeout_ms: timeout_ms.into(),
             started: now,
         };
-        self.feed_monitor(|| monitor::call_record(conn, worker, routed, &frame));
         if let Ok(earliest) = self.pending.insert_call(routed, call) {
             self.timer_dirty |= earliest;
         }
         self.stats.calls_routed += 1;
+        self.feed_monitor(|| monitor::call_record(conn, worker, routed, &frame));
     }
 
     /// A call's timeout: the broker's default for 0, and at most `max_call_timeout`.

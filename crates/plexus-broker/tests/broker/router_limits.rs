@@ -362,3 +362,80 @@ async fn stats_show_every_limit() {
         assert_eq!(limits[key], value, "{key} in {limits}");
     }
 }
+
+/// A broker whose outboxes hold 64 KiB, and a connection whose outbox is full: it subscribed to
+/// `flood` and never reads, and 60 KiB events were published until one was dropped for it.
+async fn full_outboxes(
+    n: usize,
+) -> (
+    TestBroker,
+    Vec<RawClient<UnixStream>>,
+    RawClient<UnixStream>,
+) {
+    let broker = TestBroker::with_config(Config {
+        max_frame: 64 * 1024,
+        outbox_limit: 64 * 1024,
+        ..Config::default()
+    })
+    .await;
+    let mut stuck = Vec::new();
+    for i in 0..n {
+        let mut s = broker.raw_client(&format!("stuck-{i}")).await;
+        s.register_shared(1, "group").await;
+        s.subscribe(2, "flood").await;
+        stuck.push(s);
+    }
+    let mut publisher = broker.raw_client("publisher").await;
+    let event = vec![b'e'; 60 * 1024];
+    for id in 1.. {
+        let ack = publisher
+            .request(Frame::publish(id, "flood", &event, true))
+            .await;
+        if json(&ack)["dropped"] == n {
+            break;
+        }
+    }
+    (broker, stuck, publisher)
+}
+
+/// A call bigger than the flood's events: it cannot fit where an event did not.
+fn big_call(id: u64) -> Frame {
+    Frame::call(id, "group", "m", 0, &vec![b' '; 61 * 1024])
+}
+
+#[tokio::test]
+async fn a_stuck_group_member_passes_its_calls_to_the_others() {
+    let (broker, _stuck, _publisher) = full_outboxes(1).await;
+    let mut healthy = broker.raw_client("healthy").await;
+    healthy.register_shared(1, "group").await;
+    let mut caller = broker.raw_client("caller").await;
+    for id in 1..=6 {
+        caller.send(big_call(id)).await;
+        let call = healthy.recv().await;
+        assert_eq!(
+            call.kind(),
+            Kind::Call,
+            "call {id} goes to the member that reads"
+        );
+        healthy.send(Frame::reply(call.id(), b"1")).await;
+        let answer = caller.recv().await;
+        assert_eq!(
+            (answer.kind(), answer.id()),
+            (Kind::Reply, id),
+            "{}",
+            answer.string(0)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_call_is_overloaded_only_when_every_member_is_stuck() {
+    let (_broker, _stuck, mut caller) = full_outboxes(2).await;
+    caller.send(big_call(1000)).await;
+    let err = caller.expect_error(ErrorCode::Overloaded).await;
+    assert!(
+        err.string(0).contains("all 2 members") && err.string(0).contains("outbox_limit = 65536"),
+        "{}",
+        err.string(0)
+    );
+}
