@@ -147,7 +147,7 @@ impl Link {
                 Wake::Queued(_) => {
                     self.encode_taken();
                     if !self.bounced.is_empty() {
-                        router.handle(self.conn, self.bounced.drain(..));
+                        router.bounce(self.conn, self.bounced.drain(..));
                     }
                 }
                 Wake::Wrote(Ok(_)) => {}

@@ -12,6 +12,27 @@ use super::monitor;
 use crate::conn_id::ConnId;
 use crate::pending::{PendingCall, Taken, Waiter};
 
+/// Who made an answer the router forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The worker the call was routed to: an error code only the broker may send is rewritten.
+    Worker,
+    /// The broker, on the worker's connection (a call its dialect could not carry).
+    Broker,
+}
+
+/// Error codes that only the broker sends, so that a caller can believe them: a worker that
+/// answers with one has its error forwarded as `internal`.
+const BROKER_ONLY: [ErrorCode; 7] = [
+    ErrorCode::Timeout,
+    ErrorCode::WorkerGone,
+    ErrorCode::NameTaken,
+    ErrorCode::FrameTooLarge,
+    ErrorCode::BadFrame,
+    ErrorCode::UnsupportedVersion,
+    ErrorCode::ShuttingDown,
+];
+
 impl State {
     /// Routes a call from `conn` to the owner of its object, or answers it when it cannot be.
     pub(super) fn call(&mut self, conn: ConnId, frame: Frame, now: Instant) {
@@ -26,8 +47,9 @@ impl State {
             );
         }
         if self.pending.is_open(conn, id) {
-            let msg =
-                format!("request id {id} is already in use by an open request on this connection");
+            let msg = format!(
+                "request id {id} is already in use by an open request on this connection; this call was not routed, and the open request goes on"
+            );
             return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b"");
         }
         let timeout = self.call_timeout(frame.aux());
@@ -125,28 +147,41 @@ impl State {
         }
     }
 
-    /// Forwards a worker's reply or error to the caller, if the call is still open.
-    pub(super) fn forward_answer(&mut self, worker: ConnId, frame: Frame) {
+    /// Forwards a worker's reply or error to the caller, if the call is still open. An error
+    /// from the worker itself with a code only the broker sends reaches the caller as
+    /// `internal`, saying which code the worker sent.
+    pub(super) fn forward_answer(&mut self, worker: ConnId, frame: Frame, from: Source) {
         let Some(call) = self.pending.take_answer(worker, frame.id()) else {
             self.stats.late_replies += 1;
             return;
         };
         let elapsed = call.started.elapsed();
-        if frame.kind() == Kind::Error {
-            self.stats.count_error(frame.error_code());
+        let answer = match ErrorCode::from_code(frame.aux()) {
+            Some(code)
+                if frame.kind() == Kind::Error
+                    && from == Source::Worker
+                    && BROKER_ONLY.contains(&code) =>
+            {
+                let msg = format!(
+                    "the worker answered with error code {code}, which only the broker sends: {}",
+                    frame.string(0)
+                );
+                Frame::error(call.caller_id, ErrorCode::Internal, &msg, &frame.payload())
+            }
+            _ => frame.readdress(frame.kind(), call.caller_id, frame.aux()),
+        };
+        if answer.kind() == Kind::Error {
+            self.stats.count_error(answer.error_code());
             self.stats
-                .record_call(Some(frame.error_code()), Some(elapsed));
+                .record_call(Some(answer.error_code()), Some(elapsed));
         } else {
             self.stats.record_call(None, Some(elapsed));
         }
         self.stats.replies_routed += 1;
         self.feed_monitor(|| {
-            monitor::answer_record(worker, call.caller, frame.id(), elapsed, &frame)
+            monitor::answer_record(worker, call.caller, frame.id(), elapsed, &answer)
         });
-        self.send_always(
-            call.caller,
-            frame.readdress(frame.kind(), call.caller_id, frame.aux()),
-        );
+        self.send_always(call.caller, answer);
     }
 
     /// The caller gave up on its request `id`: the worker is told to stop.

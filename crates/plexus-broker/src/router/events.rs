@@ -8,6 +8,13 @@ use super::monitor;
 use super::{State, Subscription};
 use crate::conn_id::ConnId;
 
+/// What a delivery reached.
+#[derive(Debug, Clone, Copy)]
+struct Reach {
+    delivered: u64,
+    dropped: u64,
+}
+
 impl State {
     /// Adds subscription `id` of `conn` to the frame's pattern, within the per-connection and
     /// broker-wide subscription limits.
@@ -82,31 +89,39 @@ impl State {
             );
             return self.fail(conn, frame.id(), ErrorCode::PermissionDenied, &msg, b"");
         }
-        let (delivered, dropped) = self.deliver(frame);
+        let reach = self.deliver(frame);
         self.stats.events_published += 1;
-        self.feed_monitor(|| monitor::event_record(conn, frame, delivered, dropped));
+        self.stats.events_delivered += reach.delivered;
+        self.stats.events_dropped += reach.dropped;
+        self.feed_monitor(|| monitor::event_record(conn, frame, reach.delivered, reach.dropped));
         if frame.flags() & flags::ACK != 0 {
-            let data = json!({ "delivered": delivered, "dropped": dropped }).to_string();
+            let data =
+                json!({ "delivered": reach.delivered, "dropped": reach.dropped }).to_string();
             self.send_always(conn, Frame::reply(frame.id(), data.as_bytes()));
         }
     }
 
     /// Delivers the record `build` makes to the monitor feed; builds nothing while nobody
-    /// subscribes to it.
+    /// subscribes to it. Records are counted apart from events.
     pub(super) fn feed_monitor(&mut self, build: impl FnOnce() -> Frame) {
         if self.monitor_subs > 0 {
-            self.deliver(&build());
+            let reach = self.deliver(&build());
+            self.stats.monitor_delivered += reach.delivered;
+            self.stats.monitor_dropped += reach.dropped;
         }
     }
 
-    /// Queues `frame` (a publish) as an event to every matching subscription; returns how many
-    /// got it and how many had full outboxes.
-    fn deliver(&mut self, frame: &Frame) -> (u64, u64) {
+    /// Queues `frame` (a publish) as an event to every matching subscription. An event that does
+    /// not fit in a subscriber's outbox is dropped and counted on its subscription.
+    fn deliver(&mut self, frame: &Frame) -> Reach {
         let feed = monitor::is_monitor_topic(frame.string(0));
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
         self.subs.matches(frame.string(0), &mut matches);
-        let (mut delivered, mut dropped) = (0u64, 0u64);
+        let mut reach = Reach {
+            delivered: 0,
+            dropped: 0,
+        };
         for (target, sub_id) in matches.iter().copied() {
             let Some(c) = self.conns.get_mut(&target) else {
                 continue;
@@ -123,17 +138,15 @@ impl State {
             {
                 Ok(()) => {
                     sub.dropped = 0;
-                    delivered += 1;
+                    reach.delivered += 1;
                 }
                 Err(_) => {
                     sub.dropped = sub.dropped.saturating_add(1);
-                    dropped += 1;
+                    reach.dropped += 1;
                 }
             }
         }
         self.matches = matches;
-        self.stats.events_delivered += delivered;
-        self.stats.events_dropped += dropped;
-        (delivered, dropped)
+        reach
     }
 }

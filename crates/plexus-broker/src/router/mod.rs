@@ -169,6 +169,15 @@ impl Router {
         self.handle_with(conn, frames, State::handle);
     }
 
+    /// Routes the error frames a dialect's codec made for calls to `conn` it could not carry
+    /// (`frame_too_large`), as answers to those calls from the broker: unlike a worker's own
+    /// errors, their code is passed on as it is.
+    pub fn bounce(&self, conn: ConnId, frames: impl IntoIterator<Item = Frame>) {
+        self.handle_with(conn, frames, |st, conn, frame, _| {
+            st.forward_answer(conn, frame, calls::Source::Broker);
+        });
+    }
+
     /// Runs `route` on each frame under one lock. A panic while routing a frame (a bug) is caught
     /// there: it is logged, the frame's request is answered `internal`, and the connection and
     /// the frames after it go on. The state stays consistent because routing checks and builds
@@ -312,7 +321,7 @@ impl State {
         }
         match frame.kind() {
             Kind::Call => self.call(conn, frame, now),
-            Kind::Reply | Kind::Error => self.forward_answer(conn, frame),
+            Kind::Reply | Kind::Error => self.forward_answer(conn, frame, calls::Source::Worker),
             Kind::Cancel => self.cancel(conn, frame.id()),
             Kind::Register => self.register(conn, &frame),
             Kind::Unregister => self.unregister(conn, &frame),
