@@ -17,8 +17,9 @@ pub struct Config {
     pub tcp: Vec<SocketAddr>,
     /// Largest frame accepted, header included.
     pub max_frame: u32,
-    /// Bytes a connection's outbox may hold before calls to it fail and events to it drop. At
-    /// least `max_frame`, so that an empty outbox always takes the largest frame.
+    /// Bytes a connection's outbox may hold before calls to it fail and events to it drop (or,
+    /// with [`SlowConsumer::Disconnect`], it is disconnected). At least `max_frame`, so that an
+    /// empty outbox always takes the largest frame.
     pub outbox_limit: usize,
     /// Timeout of a call that names none.
     pub default_call_timeout: Duration,
@@ -59,6 +60,44 @@ pub struct Config {
     pub max_subscriptions: usize,
     /// Largest description (the JSON payload of a `register`) kept for `plexus.introspect`.
     pub max_description_bytes: usize,
+    /// What happens to a subscriber whose outbox has no room for an event.
+    pub slow_consumer: SlowConsumer,
+}
+
+/// What the broker does with a subscriber whose outbox has no room for an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlowConsumer {
+    /// The event is dropped and counted; the next event delivered on that subscription carries
+    /// the number dropped.
+    #[default]
+    Drop,
+    /// The subscriber is sent an `overloaded` error (id 0) naming the limit and disconnected, like
+    /// a NATS slow consumer.
+    Disconnect,
+}
+
+impl SlowConsumer {
+    /// The name in config files and `plexus.stats`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SlowConsumer::Drop => "drop",
+            SlowConsumer::Disconnect => "disconnect",
+        }
+    }
+}
+
+impl std::str::FromStr for SlowConsumer {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "drop" => Ok(SlowConsumer::Drop),
+            "disconnect" => Ok(SlowConsumer::Disconnect),
+            other => Err(format!(
+                "slow_consumer is \"drop\" or \"disconnect\", not {other:?}"
+            )),
+        }
+    }
 }
 
 /// The socket path the `ipc-broker` crate's clients and workers connect to.
@@ -91,6 +130,7 @@ impl Default for Config {
             max_subscriptions_per_connection: 10_000,
             max_subscriptions: 1_000_000,
             max_description_bytes: 64 * 1024,
+            slow_consumer: SlowConsumer::Drop,
         }
     }
 }

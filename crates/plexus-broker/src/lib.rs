@@ -31,7 +31,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tracing::{info, warn};
 
 use accept::Acceptor;
-pub use config::{Config, IPC_BROKER_PORT, IPC_BROKER_SOCKET};
+pub use config::{Config, IPC_BROKER_PORT, IPC_BROKER_SOCKET, SlowConsumer};
 pub use error::BrokerError;
 pub use listener::default_path;
 use router::Router;

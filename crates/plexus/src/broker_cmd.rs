@@ -20,7 +20,8 @@ pub struct BrokerArgs {
     /// max_connections, call_timeout_ms, threads, metrics, ipc_broker_compat, ipc_broker_tcp),
     /// and the router limits (max_pending_per_connection, max_pending, max_call_timeout_ms,
     /// max_wait_names, max_names_per_connection, max_names, max_subscriptions_per_connection,
-    /// max_subscriptions, max_description_bytes); flags override it.
+    /// max_subscriptions, max_description_bytes, slow_consumer = "drop" or "disconnect");
+    /// flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Unix socket path [default: $XDG_RUNTIME_DIR/plexus/bus.sock, else /tmp/plexus-$UID/bus.sock].
@@ -88,6 +89,7 @@ struct FileConfig {
     max_subscriptions_per_connection: Option<usize>,
     max_subscriptions: Option<usize>,
     max_description_bytes: Option<usize>,
+    slow_consumer: Option<String>,
 }
 
 /// Reads and checks a config file; the error names the file, the line and the key.
@@ -156,6 +158,10 @@ impl BrokerArgs {
             max_description_bytes: file
                 .max_description_bytes
                 .unwrap_or(defaults.max_description_bytes),
+            slow_consumer: match &file.slow_consumer {
+                Some(policy) => policy.parse()?,
+                None => defaults.slow_consumer,
+            },
             ..defaults
         };
         if config.no_unix && config.tcp.is_empty() {

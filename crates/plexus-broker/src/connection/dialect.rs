@@ -15,7 +15,7 @@ use super::stop::Stop;
 use crate::conn_id::ConnId;
 use crate::outbox::{Outbox, OutboxReceiver, outbox};
 use crate::peer::PeerInfo;
-use crate::router::Router;
+use crate::router::{Attached, Router};
 use crate::shutdown::Shutdown;
 
 /// Encoded bytes waiting for the socket past which no more frames are taken from the outbox, so
@@ -49,7 +49,7 @@ pub async fn serve<R, W>(
 {
     let (outbox, receiver) = outbox(router.config().outbox_limit);
     info!(conn, dialect = %peer.client, pid = ?peer.pid, uid = ?peer.uid, transport = peer.transport, addr = ?peer.addr, "connection opened");
-    let attached = router.attach(conn, peer, outbox.clone());
+    let mut attached = router.attach(conn, peer, outbox.clone());
     let mut link = Link {
         conn,
         codec,
@@ -61,7 +61,14 @@ pub async fn serve<R, W>(
         bounced: Vec::new(),
     };
     let stop = link
-        .run(&mut input, &mut writer, &outbox, router, shutdown)
+        .run(
+            &mut input,
+            &mut writer,
+            &outbox,
+            router,
+            &mut attached,
+            shutdown,
+        )
         .await;
     drop(attached);
     stop.tell_peer(conn, &outbox);
@@ -100,6 +107,7 @@ impl Link {
         writer: &mut W,
         outbox: &Outbox,
         router: &Router,
+        attached: &mut Attached<'_>,
         shutdown: &Shutdown,
     ) -> Stop
     where
@@ -125,6 +133,7 @@ impl Link {
             let wake = tokio::select! {
                 _ = &mut stopping => return Stop::Closed,
                 _ = answers_due => return Stop::Closed,
+                kick = attached.kicked() => return Stop::Refused(kick.code, kick.message),
                 read = input.read_some(), if half_closed.is_none() => Wake::Read(read),
                 n = self.receiver.recv_batch(&mut self.taken), if self.out.len() < PENDING_OUTPUT => {
                     Wake::Queued(n)

@@ -11,7 +11,7 @@ use super::stop::Stop;
 use crate::conn_id::ConnId;
 use crate::outbox::{Outbox, outbox};
 use crate::peer::PeerInfo;
-use crate::router::Router;
+use crate::router::{Attached, Router};
 use crate::shutdown::Shutdown;
 
 /// Serves a native connection until it ends. `hello` is when its `hello` is due, or why it
@@ -71,17 +71,19 @@ async fn session<R: AsyncRead + Unpin>(
     };
     peer.client = hello.string(0).to_owned();
     info!(conn, client = %peer.client, pid = ?peer.pid, uid = ?peer.uid, transport = peer.transport, addr = ?peer.addr, "connection opened");
-    let attached = router.attach(conn, peer, outbox.clone());
-    let stop = route_frames(conn, input, router, shutdown).await;
+    let mut attached = router.attach(conn, peer, outbox.clone());
+    let stop = route_frames(conn, input, router, &mut attached, shutdown).await;
     drop(attached);
     stop
 }
 
-/// Hands every frame to the router, a read's worth at a time, until the connection ends.
+/// Hands every frame to the router, a read's worth at a time, until the connection ends or the
+/// router disconnects it.
 async fn route_frames<R: AsyncRead + Unpin>(
     conn: ConnId,
     input: &mut Input<R>,
     router: &Router,
+    attached: &mut Attached<'_>,
     shutdown: &Shutdown,
 ) -> Stop {
     let stopping = shutdown.requested();
@@ -97,6 +99,7 @@ async fn route_frames<R: AsyncRead + Unpin>(
         }
         let result = tokio::select! {
             _ = &mut stopping => return Stop::Closed,
+            kick = attached.kicked() => return Stop::Refused(kick.code, kick.message),
             r = input.fill() => r,
         };
         if let Err(stop) = result {

@@ -232,5 +232,6 @@ fn limits(config: &Config) -> Value {
         "max_subscriptions_per_connection": config.max_subscriptions_per_connection,
         "max_subscriptions": config.max_subscriptions,
         "max_description_bytes": config.max_description_bytes,
+        "slow_consumer": config.slow_consumer.name(),
     })
 }

@@ -1,11 +1,13 @@
 //! Events: subscribing (within limits), unsubscribing, publishing, and delivering an event (or a
-//! monitor record) to every matching subscription.
+//! monitor record) to every matching subscription, with what happens to a subscriber that cannot
+//! keep up.
 
 use plexus_proto::{ErrorCode, Frame, Kind, flags, validate_pattern, validate_topic};
 use serde_json::json;
 
 use super::monitor;
-use super::{State, Subscription};
+use super::{Kick, State, Subscription};
+use crate::config::SlowConsumer;
 use crate::conn_id::ConnId;
 
 /// What a delivery reached.
@@ -112,9 +114,11 @@ impl State {
     }
 
     /// Queues `frame` (a publish) as an event to every matching subscription. An event that does
-    /// not fit in a subscriber's outbox is dropped and counted on its subscription.
+    /// not fit in a subscriber's outbox is dropped and counted on its subscription; with
+    /// `slow_consumer = "disconnect"` the subscriber is also marked to be disconnected.
     fn deliver(&mut self, frame: &Frame) -> Reach {
         let feed = monitor::is_monitor_topic(frame.string(0));
+        let disconnect = self.config.slow_consumer == SlowConsumer::Disconnect;
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
         self.subs.matches(frame.string(0), &mut matches);
@@ -143,6 +147,18 @@ impl State {
                 Err(_) => {
                     sub.dropped = sub.dropped.saturating_add(1);
                     reach.dropped += 1;
+                    if disconnect && let Some(kick) = c.kick.take() {
+                        let message = format!(
+                            "slow consumer: an event on '{}' for subscription {sub_id} did not fit in this connection's outbox (outbox_limit = {} bytes), and the broker disconnects slow consumers (slow_consumer = \"disconnect\")",
+                            frame.string(0),
+                            self.config.outbox_limit
+                        );
+                        let why = Kick {
+                            code: ErrorCode::Overloaded,
+                            message,
+                        };
+                        self.to_kick.push((target, kick, why));
+                    }
                 }
             }
         }

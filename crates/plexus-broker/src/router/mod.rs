@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use plexus_proto::{ErrorCode, Frame, Kind, flags};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tracing::error;
 
 use crate::config::Config;
@@ -51,6 +51,17 @@ pub struct Conn {
     pub names: HashSet<String>,
     /// Its subscriptions by id.
     pub subs: HashMap<u64, Subscription>,
+    /// Tells the connection's task that the router disconnected it; taken when it is.
+    kick: Option<oneshot::Sender<Kick>>,
+}
+
+/// Why the router disconnected a connection: the error its peer is told before it is closed.
+#[derive(Debug)]
+pub struct Kick {
+    /// The error code.
+    pub code: ErrorCode,
+    /// What happened, naming the limit.
+    pub message: String,
 }
 
 /// Everything the router owns.
@@ -76,6 +87,8 @@ pub struct State {
     pub monitor_subs: usize,
     /// Scratch space for the subscriptions an event matches, kept to reuse its allocation.
     matches: Vec<SubKey>,
+    /// Connections to disconnect once the current frame is routed, with the error to tell them.
+    to_kick: Vec<(ConnId, oneshot::Sender<Kick>, Kick)>,
 }
 
 /// The router, shared by every connection task.
@@ -95,6 +108,23 @@ pub struct Router {
 pub struct Attached<'a> {
     router: &'a Router,
     conn: ConnId,
+    kicked: Option<oneshot::Receiver<Kick>>,
+}
+
+impl Attached<'_> {
+    /// Resolves when the router disconnected the connection (a slow consumer, with
+    /// `slow_consumer = "disconnect"`), with the error to tell its peer; never otherwise.
+    /// Cancel safe.
+    pub async fn kicked(&mut self) -> Kick {
+        if let Some(rx) = &mut self.kicked {
+            let kick = rx.await;
+            self.kicked = None;
+            if let Ok(kick) = kick {
+                return kick;
+            }
+        }
+        std::future::pending().await
+    }
 }
 
 impl Drop for Attached<'_> {
@@ -145,6 +175,7 @@ impl Router {
             self.config.max_frame,
             env!("CARGO_PKG_VERSION"),
         ));
+        let (kick, kicked) = oneshot::channel();
         let mut st = self.lock();
         st.stats.connections_total += 1;
         st.conns.insert(
@@ -154,9 +185,14 @@ impl Router {
                 peer,
                 names: HashSet::new(),
                 subs: HashMap::new(),
+                kick: Some(kick),
             },
         );
-        Attached { router: self, conn }
+        Attached {
+            router: self,
+            conn,
+            kicked: Some(kicked),
+        }
     }
 
     /// Counts a connection refused at the connection limit.
@@ -196,6 +232,7 @@ impl Router {
             if catch_unwind(AssertUnwindSafe(|| route(st, conn, frame, now))).is_err() {
                 st.after_panic(conn, kind, id, flag_bits);
             }
+            st.settle();
         }
         if std::mem::take(&mut st.timer_dirty) {
             self.timer.notify_one();
@@ -205,7 +242,9 @@ impl Router {
     /// Removes a connection: its names and subscriptions go, calls pending on it are answered
     /// `worker_gone`, and calls it made are cancelled towards their workers. Run by [`Attached`].
     fn detach(&self, conn: ConnId) {
-        self.lock().detach(conn);
+        let mut st = self.lock();
+        st.detach(conn);
+        st.settle();
     }
 
     /// Answers everything whose deadline passed; returns the next deadline.
@@ -214,6 +253,7 @@ impl Router {
         for taken in st.pending.take_expired(now) {
             st.answer_expired(taken);
         }
+        st.settle();
         st.timer_dirty = false;
         st.pending.next_deadline()
     }
@@ -243,6 +283,7 @@ impl Router {
                 b"",
             );
         }
+        st.settle();
     }
 }
 
@@ -259,6 +300,7 @@ impl State {
             timer_dirty: false,
             monitor_subs: 0,
             matches: Vec::new(),
+            to_kick: Vec::new(),
         }
     }
 
@@ -292,6 +334,18 @@ impl State {
         }
     }
 
+    /// Disconnects the connections marked while routing (slow consumers): each is detached now
+    /// and its task told to close it with the error. One at a time, not recursively: detaching
+    /// one can mark another (a full monitor subscriber).
+    fn settle(&mut self) {
+        while let Some((conn, kick, why)) = self.to_kick.pop() {
+            self.stats.slow_consumers_disconnected += 1;
+            self.stats.count_error(why.code);
+            let _ = kick.send(why);
+            self.detach(conn);
+        }
+    }
+
     /// After routing a frame panicked: logs it and answers the frame's request, if it is one.
     fn after_panic(&mut self, conn: ConnId, kind: Kind, id: u64, flag_bits: u8) {
         error!(
@@ -314,7 +368,8 @@ impl State {
         }
     }
 
-    /// Routes one frame from `conn`; frames of a connection already detached are dropped.
+    /// Routes one frame from `conn`; frames of a connection already detached (disconnected as a
+    /// slow consumer while its task still reads) are dropped.
     fn handle(&mut self, conn: ConnId, frame: Frame, now: Instant) {
         if !self.conns.contains_key(&conn) {
             return;

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use plexus_broker::{Broker, BrokerError, Config};
+use plexus_broker::{Broker, BrokerError, Config, SlowConsumer};
 use plexus_proto::{ErrorCode, Frame, Kind};
 
 use plexus_test_support::{RawClient, TestBroker, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 /// A `plexus.wait_for` call with these params.
@@ -358,6 +359,7 @@ async fn stats_show_every_limit() {
         ),
         ("max_subscriptions", serde_json::json!(1_000_000)),
         ("max_description_bytes", serde_json::json!(65_536)),
+        ("slow_consumer", serde_json::json!("drop")),
     ] {
         assert_eq!(limits[key], value, "{key} in {limits}");
     }
@@ -437,5 +439,119 @@ async fn a_call_is_overloaded_only_when_every_member_is_stuck() {
         err.string(0).contains("all 2 members") && err.string(0).contains("outbox_limit = 65536"),
         "{}",
         err.string(0)
+    );
+}
+
+/// A broker that disconnects slow consumers, with 16 KiB outboxes.
+async fn disconnecting_broker() -> TestBroker {
+    TestBroker::with_config(Config {
+        max_frame: 16 * 1024,
+        outbox_limit: 16 * 1024,
+        slow_consumer: SlowConsumer::Disconnect,
+        ..Config::default()
+    })
+    .await
+}
+
+/// Publishes 8 KiB events on `flood` until one is dropped; returns how many were published.
+async fn flood_until_dropped(p: &mut RawClient<UnixStream>) -> u64 {
+    let body = vec![b'7'; 8 * 1024];
+    for id in 1.. {
+        let ack = p.request(Frame::publish(id, "flood", &body, true)).await;
+        if json(&ack)["dropped"] != 0 {
+            return id;
+        }
+    }
+    unreachable!("the loop only ends by returning")
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_told_and_disconnected_when_the_policy_says_so() {
+    let broker = disconnecting_broker().await;
+    let mut slow = broker.raw_client("slow").await;
+    slow.register(1, "slow.svc").await;
+    slow.subscribe(2, "flood").await;
+    let mut fast = broker.raw_client("fast").await;
+    fast.subscribe(1, "flood").await;
+    let reader = tokio::spawn(async move {
+        let mut n = 0u64;
+        loop {
+            let ev = fast.recv().await;
+            assert_eq!(ev.aux(), 0, "the fast subscriber loses nothing");
+            n += 1;
+            if ev.payload().as_ref() == b"last" {
+                return n;
+            }
+        }
+    });
+    let mut p = broker.raw_client("p").await;
+    let published = flood_until_dropped(&mut p).await;
+
+    let mut other = broker.raw_client("other").await;
+    other.register(1, "slow.svc").await;
+    let ack = p
+        .request(Frame::publish(published + 1, "flood", b"last", true))
+        .await;
+    assert_eq!(
+        (
+            json(&ack)["delivered"].as_u64(),
+            json(&ack)["dropped"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "the slow consumer is gone"
+    );
+    assert_eq!(reader.await.expect("fast reader"), published + 1);
+
+    let err = loop {
+        let f = slow.recv().await;
+        if f.kind() != Kind::Event {
+            break f;
+        }
+    };
+    assert_eq!(
+        (err.kind(), err.id(), err.error_code()),
+        (Kind::Error, 0, ErrorCode::Overloaded)
+    );
+    let msg = err.string(0);
+    assert!(
+        msg.contains("slow consumer")
+            && msg.contains("outbox_limit = 16384")
+            && msg.contains("slow_consumer = \"disconnect\""),
+        "{msg}"
+    );
+    slow.expect_closed().await;
+    let s = stats(&mut p, 1000).await;
+    assert_eq!(s["slow_consumers_disconnected"], 1, "{s}");
+}
+
+#[tokio::test]
+async fn a_slow_ndjson_consumer_is_disconnected_too() {
+    let broker = disconnecting_broker().await;
+    let stream = UnixStream::connect(&broker.path).await.expect("connect");
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(b"{\"op\":\"subscribe\",\"id\":1,\"pattern\":\"flood\"}\n")
+        .await
+        .expect("write");
+    let mut lines = BufReader::new(read).lines();
+    let confirmed = tokio::time::timeout(plexus_test_support::WAIT, lines.next_line())
+        .await
+        .expect("in time")
+        .expect("read");
+    assert!(confirmed.is_some_and(|l| l.contains("reply")));
+    let mut p = broker.raw_client("p").await;
+    flood_until_dropped(&mut p).await;
+    let last = tokio::time::timeout(plexus_test_support::WAIT, async {
+        let mut last = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            last = line;
+        }
+        last
+    })
+    .await
+    .expect("the broker closes the connection in time");
+    assert!(
+        last.contains("overloaded") && last.contains("slow consumer"),
+        "the last line says why: {last}"
     );
 }
