@@ -145,6 +145,13 @@ impl Config {
             ));
         }
         // Router limits.
+        if self.max_call_timeout.as_millis() > u128::from(u32::MAX) {
+            return Err(format!(
+                "max_call_timeout {} ms is more than a call frame can carry ({} ms)",
+                self.max_call_timeout.as_millis(),
+                u32::MAX
+            ));
+        }
         if self.max_call_timeout < self.default_call_timeout {
             return Err(format!(
                 "max_call_timeout {} ms is below the default call timeout {} ms",

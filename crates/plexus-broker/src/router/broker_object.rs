@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use plexus_proto::{ErrorCode, Frame, validate_name};
+use plexus_proto::{ErrorCode, Frame, HEADER_LEN, validate_name};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -60,7 +60,16 @@ pub fn answer(
             format!("the broker object 'plexus' has no method '{other}'; it has {METHODS}"),
         )),
     };
+    let max_frame = st.config.max_frame as usize;
     match result {
+        Ok(bytes) if bytes.len() + HEADER_LEN > max_frame => {
+            let message = format!(
+                "the answer to plexus.{} would be a frame of {} bytes, over the limit (max_frame = {max_frame})",
+                frame.string(1),
+                bytes.len() + HEADER_LEN
+            );
+            BrokerAnswer::Fail(ErrorCode::Overloaded, message)
+        }
         Ok(bytes) => BrokerAnswer::Reply(bytes),
         Err((code, message)) => BrokerAnswer::Fail(code, message),
     }

@@ -213,6 +213,18 @@ async fn a_max_call_timeout_below_the_default_timeout_is_refused() {
         Err(other) => panic!("refused for another reason: {other}"),
         Ok(_) => panic!("a default timeout over the maximum was accepted"),
     }
+    let config = Config {
+        max_call_timeout: Duration::from_secs(50 * 24 * 3600),
+        no_unix: true,
+        ..Config::default()
+    };
+    match Broker::bind(config).await {
+        Err(BrokerError::InvalidConfig(why)) => {
+            assert!(why.contains("4294967295 ms"), "{why}")
+        }
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("a timeout a frame cannot carry was accepted"),
+    }
 }
 
 #[tokio::test]
@@ -330,6 +342,25 @@ async fn descriptions_are_limited_and_kept_as_sent() {
         text.contains(r#""description":{ "methods": {"sub":{}, "add":{}} }"#),
         "the description is the text sent: {text}"
     );
+}
+
+#[tokio::test]
+async fn a_broker_answer_over_the_frame_limit_is_refused() {
+    let broker = TestBroker::with_config(Config {
+        max_frame: 4096,
+        outbox_limit: 4096,
+        ..Config::default()
+    })
+    .await;
+    let mut w = broker.raw_client("w").await;
+    for id in 1..=100 {
+        w.register(id, &format!("a.rather.long.name.number.{id}"))
+            .await;
+    }
+    w.send(Frame::call(101, "plexus", "list", 0, b"")).await;
+    expect_refused(&mut w, 101, ErrorCode::Overloaded, "max_frame = 4096").await;
+    let pong = w.request(Frame::ping(102, b"")).await;
+    assert_eq!(pong.kind(), Kind::Pong, "the connection goes on");
 }
 
 #[tokio::test]
