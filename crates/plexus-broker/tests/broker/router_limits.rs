@@ -484,9 +484,10 @@ async fn disconnecting_broker() -> TestBroker {
     .await
 }
 
-/// Publishes 8 KiB events on `flood` until one is dropped; returns how many were published.
+/// Publishes 4 KiB events on `flood` until one is dropped (a quarter of an outbox, so that a
+/// subscriber that reads always has room); returns how many were published.
 async fn flood_until_dropped(p: &mut RawClient<UnixStream>) -> u64 {
-    let body = vec![b'7'; 8 * 1024];
+    let body = vec![b'7'; 4 * 1024];
     for id in 1.. {
         let ack = p.request(Frame::publish(id, "flood", &body, true)).await;
         if json(&ack)["dropped"] != 0 {
