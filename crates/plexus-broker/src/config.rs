@@ -17,11 +17,14 @@ pub struct Config {
     pub tcp: Vec<SocketAddr>,
     /// Largest frame accepted, header included.
     pub max_frame: u32,
-    /// Bytes a connection's outbox may hold before calls to it fail and events to it drop.
+    /// Bytes a connection's outbox may hold before calls to it fail and events to it drop (or,
+    /// with [`SlowConsumer::Disconnect`], it is disconnected). At least `max_frame`, so that an
+    /// empty outbox always takes the largest frame.
     pub outbox_limit: usize,
     /// Timeout of a call that names none.
     pub default_call_timeout: Duration,
-    /// Calls one connection may have waiting for answers at once.
+    /// Requests (calls and `plexus.wait_for` waits) one connection may have waiting for answers
+    /// at once.
     pub max_pending_per_connection: usize,
     /// Connections open at once, over every listener; past it, a new connection is told
     /// `overloaded` and closed.
@@ -49,6 +52,62 @@ pub struct Config {
     /// [`IPC_SERVER_ADDR`] unless `ENV_SERVER_ADDRESS` says otherwise). Every connection on it
     /// speaks ipc-server: its bare JSON objects cannot be told from NDJSON by their first bytes.
     pub ipc_server_compat: Option<SocketAddr>,
+    // Router limits.
+    /// Longest timeout a call or a `plexus.wait_for` may have; longer ones are cut to it. At least
+    /// `default_call_timeout`.
+    pub max_call_timeout: Duration,
+    /// Requests (calls and waits) waiting for answers at once over all connections.
+    pub max_pending: usize,
+    /// Names one `plexus.wait_for` may wait for.
+    pub max_wait_names: usize,
+    /// Names one connection may hold (exclusively or as a queue group member).
+    pub max_names_per_connection: usize,
+    /// Names registered at once over all connections.
+    pub max_names: usize,
+    /// Subscriptions one connection may hold.
+    pub max_subscriptions_per_connection: usize,
+    /// Subscriptions held at once over all connections.
+    pub max_subscriptions: usize,
+    /// Largest description (the JSON payload of a `register`) kept for `plexus.introspect`.
+    pub max_description_bytes: usize,
+    /// What happens to a subscriber whose outbox has no room for an event.
+    pub slow_consumer: SlowConsumer,
+}
+
+/// What the broker does with a subscriber whose outbox has no room for an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlowConsumer {
+    /// The event is dropped and counted; the next event delivered on that subscription carries
+    /// the number dropped.
+    #[default]
+    Drop,
+    /// The subscriber is sent an `overloaded` error (id 0) naming the limit and disconnected, like
+    /// a NATS slow consumer.
+    Disconnect,
+}
+
+impl SlowConsumer {
+    /// The name in config files and `plexus.stats`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SlowConsumer::Drop => "drop",
+            SlowConsumer::Disconnect => "disconnect",
+        }
+    }
+}
+
+impl std::str::FromStr for SlowConsumer {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "drop" => Ok(SlowConsumer::Drop),
+            "disconnect" => Ok(SlowConsumer::Disconnect),
+            other => Err(format!(
+                "slow_consumer is \"drop\" or \"disconnect\", not {other:?}"
+            )),
+        }
+    }
 }
 
 /// The socket path the `ipc-broker` crate's clients and workers connect to.
@@ -65,7 +124,7 @@ impl Default for Config {
             no_unix: false,
             tcp: Vec::new(),
             max_frame: DEFAULT_MAX_FRAME,
-            outbox_limit: 8 * 1024 * 1024,
+            outbox_limit: 2 * DEFAULT_MAX_FRAME as usize,
             default_call_timeout: Duration::from_secs(30),
             max_pending_per_connection: 65_536,
             max_connections: 4096,
@@ -78,6 +137,44 @@ impl Default for Config {
             partial_frame_timeout: Duration::from_secs(30),
             // ipc-server and ipcprims.
             ipc_server_compat: None,
+            // Router limits.
+            max_call_timeout: Duration::from_secs(3600),
+            max_pending: 1_000_000,
+            max_wait_names: 64,
+            max_names_per_connection: 1_000,
+            max_names: 100_000,
+            max_subscriptions_per_connection: 10_000,
+            max_subscriptions: 1_000_000,
+            max_description_bytes: 64 * 1024,
+            slow_consumer: SlowConsumer::Drop,
         }
+    }
+}
+
+impl Config {
+    /// Checks that the settings make sense together; the error names the settings.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.outbox_limit < self.max_frame as usize {
+            return Err(format!(
+                "outbox_limit {} is below max_frame {}: a frame the broker accepts could never be queued to a peer; raise outbox_limit to at least max_frame",
+                self.outbox_limit, self.max_frame
+            ));
+        }
+        // Router limits.
+        if self.max_call_timeout.as_millis() > u128::from(u32::MAX) {
+            return Err(format!(
+                "max_call_timeout {} ms is more than a call frame can carry ({} ms)",
+                self.max_call_timeout.as_millis(),
+                u32::MAX
+            ));
+        }
+        if self.max_call_timeout < self.default_call_timeout {
+            return Err(format!(
+                "max_call_timeout {} ms is below the default call timeout {} ms",
+                self.max_call_timeout.as_millis(),
+                self.default_call_timeout.as_millis()
+            ));
+        }
+        Ok(())
     }
 }

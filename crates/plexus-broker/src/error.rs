@@ -20,6 +20,9 @@ pub enum BrokerError {
         /// Its owner and mode, why that is unsafe, and what to do.
         why: String,
     },
+    /// The settings do not make sense together.
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
     /// Metrics were asked for, but this build has none.
     #[error("this broker was built without the metrics feature")]
     NoMetrics,

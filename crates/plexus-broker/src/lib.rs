@@ -31,7 +31,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tracing::{info, warn};
 
 use accept::Acceptor;
-pub use config::{Config, IPC_BROKER_PORT, IPC_BROKER_SOCKET, IPC_SERVER_ADDR};
+pub use config::{Config, IPC_BROKER_PORT, IPC_BROKER_SOCKET, IPC_SERVER_ADDR, SlowConsumer};
 pub use error::BrokerError;
 use listener::SocketDir;
 pub use listener::default_path;
@@ -58,8 +58,9 @@ struct UnixSocket {
 }
 
 impl Broker {
-    /// Binds the Unix socket (unless `config.no_unix`), the TCP addresses, and ipc-broker's socket
-    /// and TCP address and ipc-server's TCP address when the config asks for them.
+    /// Checks the config ([`Config::validate`]), then binds the Unix socket (unless
+    /// `config.no_unix`), the TCP addresses, and ipc-broker's socket and TCP address and
+    /// ipc-server's TCP address when the config asks for them.
     pub async fn bind(config: Config) -> Result<Broker, BrokerError> {
         Self::bind_with(config, None).await
     }
@@ -70,6 +71,7 @@ impl Broker {
         config: Config,
         activated: Option<std::os::unix::net::UnixListener>,
     ) -> Result<Broker, BrokerError> {
+        config.validate().map_err(BrokerError::InvalidConfig)?;
         let unix = match activated {
             Some(std_listener) => Some(listener::adopt_unix(std_listener)?),
             None if config.no_unix => None,

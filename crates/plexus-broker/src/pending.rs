@@ -1,7 +1,8 @@
-//! Calls and `wait_for` requests waiting for an answer, keyed by routed id, with their deadlines.
+//! Calls and `wait_for` requests waiting for an answer, keyed by routed id, with their deadlines,
+//! and indexed by caller, by worker and (waiters) by name.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::Instant;
 
 use crate::conn_id::ConnId;
@@ -65,13 +66,18 @@ pub struct Orphans {
 #[derive(Debug)]
 pub struct DuplicateId;
 
-/// The table of everything waiting for an answer.
+/// The table of everything waiting for an answer, indexed so that every lookup, a closing
+/// connection and a registered name cost only the entries involved.
 #[derive(Debug, Default)]
 pub struct Pending {
     calls: HashMap<u64, PendingCall>,
     waiters: HashMap<u64, Waiter>,
-    by_caller: HashMap<(ConnId, u64), Ticket>,
-    per_caller: HashMap<ConnId, usize>,
+    /// Open requests per caller: the caller's id → where the request is.
+    by_caller: HashMap<ConnId, HashMap<u64, Ticket>>,
+    /// Routed ids of the calls routed to each worker.
+    by_worker: HashMap<ConnId, HashSet<u64>>,
+    /// Waiters by each name they wait for.
+    by_name: HashMap<String, HashSet<u64>>,
     deadlines: BinaryHeap<Reverse<(Instant, Ticket)>>,
     next_id: u64,
 }
@@ -79,12 +85,14 @@ pub struct Pending {
 impl Pending {
     /// Requests `caller` has open.
     pub fn open_for(&self, caller: ConnId) -> usize {
-        self.per_caller.get(&caller).copied().unwrap_or(0)
+        self.by_caller.get(&caller).map_or(0, HashMap::len)
     }
 
     /// Whether `caller` has an open request with id `caller_id`.
     pub fn is_open(&self, caller: ConnId, caller_id: u64) -> bool {
-        self.by_caller.contains_key(&(caller, caller_id))
+        self.by_caller
+            .get(&caller)
+            .is_some_and(|open| open.contains_key(&caller_id))
     }
 
     /// The id the next routed call will get.
@@ -99,6 +107,10 @@ impl Pending {
         let ticket = Ticket::Call(routed_id);
         let deadline = call.deadline;
         self.open(call.caller, call.caller_id, ticket)?;
+        self.by_worker
+            .entry(call.worker)
+            .or_default()
+            .insert(routed_id);
         self.calls.insert(routed_id, call);
         Ok(self.push_deadline(deadline, ticket))
     }
@@ -109,25 +121,27 @@ impl Pending {
         let ticket = Ticket::Wait(key);
         let deadline = waiter.deadline;
         self.open(waiter.caller, waiter.caller_id, ticket)?;
+        for name in &waiter.names {
+            self.by_name.entry(name.clone()).or_default().insert(key);
+        }
         self.waiters.insert(key, waiter);
         Ok(self.push_deadline(deadline, ticket))
     }
 
     fn open(&mut self, caller: ConnId, caller_id: u64, ticket: Ticket) -> Result<(), DuplicateId> {
-        if self.by_caller.contains_key(&(caller, caller_id)) {
+        let open = self.by_caller.entry(caller).or_default();
+        if open.contains_key(&caller_id) {
             return Err(DuplicateId);
         }
-        self.by_caller.insert((caller, caller_id), ticket);
-        *self.per_caller.entry(caller).or_default() += 1;
+        open.insert(caller_id, ticket);
         Ok(())
     }
 
     fn close(&mut self, caller: ConnId, caller_id: u64) {
-        self.by_caller.remove(&(caller, caller_id));
-        if let Some(n) = self.per_caller.get_mut(&caller) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_caller.remove(&caller);
+        if let Some(open) = self.by_caller.get_mut(&caller) {
+            open.remove(&caller_id);
+            if open.is_empty() {
+                self.by_caller.remove(&caller);
             }
         }
     }
@@ -163,21 +177,42 @@ impl Pending {
         if self.calls.get(&routed_id)?.worker != worker {
             return None;
         }
-        let call = self.calls.remove(&routed_id)?;
-        self.close(call.caller, call.caller_id);
-        Some(call)
+        match self.take(Ticket::Call(routed_id))? {
+            Taken::Call(_, call) => Some(call),
+            Taken::Wait(_) => None,
+        }
     }
 
     /// Takes whatever `caller` has open under `caller_id`.
     pub fn take_by_caller(&mut self, caller: ConnId, caller_id: u64) -> Option<Taken> {
-        let ticket = *self.by_caller.get(&(caller, caller_id))?;
+        let ticket = *self.by_caller.get(&caller)?.get(&caller_id)?;
         self.take(ticket)
     }
 
     fn take(&mut self, ticket: Ticket) -> Option<Taken> {
         let taken = match ticket {
-            Ticket::Call(id) => Taken::Call(id, self.calls.remove(&id)?),
-            Ticket::Wait(id) => Taken::Wait(self.waiters.remove(&id)?),
+            Ticket::Call(id) => {
+                let call = self.calls.remove(&id)?;
+                if let Some(routed) = self.by_worker.get_mut(&call.worker) {
+                    routed.remove(&id);
+                    if routed.is_empty() {
+                        self.by_worker.remove(&call.worker);
+                    }
+                }
+                Taken::Call(id, call)
+            }
+            Ticket::Wait(id) => {
+                let waiter = self.waiters.remove(&id)?;
+                for name in &waiter.names {
+                    if let Some(keys) = self.by_name.get_mut(name) {
+                        keys.remove(&id);
+                        if keys.is_empty() {
+                            self.by_name.remove(name);
+                        }
+                    }
+                }
+                Taken::Wait(waiter)
+            }
         };
         let (caller, caller_id) = match &taken {
             Taken::Call(_, c) => (c.caller, c.caller_id),
@@ -187,13 +222,20 @@ impl Pending {
         Some(taken)
     }
 
-    /// Takes the waiters whose names all satisfy `present`.
-    pub fn take_satisfied(&mut self, present: impl Fn(&str) -> bool) -> Vec<Waiter> {
-        let ready: Vec<u64> = self
-            .waiters
+    /// Takes the waiters for `name` whose names all satisfy `present` (`name` was just
+    /// registered). Only waiters that wait for `name` are looked at.
+    pub fn take_satisfied(&mut self, name: &str, present: impl Fn(&str) -> bool) -> Vec<Waiter> {
+        let Some(keys) = self.by_name.get(name) else {
+            return Vec::new();
+        };
+        let ready: Vec<u64> = keys
             .iter()
-            .filter(|(_, w)| w.names.iter().all(|n| present(n)))
-            .map(|(id, _)| *id)
+            .filter(|key| {
+                self.waiters
+                    .get(key)
+                    .is_some_and(|w| w.names.iter().all(|n| present(n)))
+            })
+            .copied()
             .collect();
         ready
             .into_iter()
@@ -228,21 +270,18 @@ impl Pending {
         out
     }
 
-    /// Takes everything that involves `conn`.
+    /// Takes everything that involves `conn`: its own requests and the calls routed to it. Costs
+    /// the number of those entries, not the size of the table.
     pub fn take_connection(&mut self, conn: ConnId) -> Orphans {
         let mut orphans = Orphans::default();
-        let involved: Vec<Ticket> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.worker == conn || c.caller == conn)
-            .map(|(id, _)| Ticket::Call(*id))
-            .chain(
-                self.waiters
-                    .iter()
-                    .filter(|(_, w)| w.caller == conn)
-                    .map(|(id, _)| Ticket::Wait(*id)),
-            )
-            .collect();
+        let mut involved: Vec<Ticket> = self
+            .by_caller
+            .get(&conn)
+            .map(|open| open.values().copied().collect())
+            .unwrap_or_default();
+        if let Some(routed) = self.by_worker.get(&conn) {
+            involved.extend(routed.iter().map(|id| Ticket::Call(*id)));
+        }
         for ticket in involved {
             if let Some(Taken::Call(id, call)) = self.take(ticket) {
                 if call.worker == conn {
@@ -257,7 +296,12 @@ impl Pending {
 
     /// Takes everything.
     pub fn take_all(&mut self) -> Vec<Taken> {
-        let tickets: Vec<Ticket> = self.by_caller.values().copied().collect();
+        let tickets: Vec<Ticket> = self
+            .calls
+            .keys()
+            .map(|id| Ticket::Call(*id))
+            .chain(self.waiters.keys().map(|id| Ticket::Wait(*id)))
+            .collect();
         self.deadlines.clear();
         tickets.into_iter().filter_map(|t| self.take(t)).collect()
     }
@@ -265,6 +309,16 @@ impl Pending {
     /// Calls waiting for answers.
     pub fn calls_len(&self) -> usize {
         self.calls.len()
+    }
+
+    /// `wait_for` requests waiting for names.
+    pub fn waiters_len(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Every request waiting for an answer: calls and waiters.
+    pub fn requests_len(&self) -> usize {
+        self.calls.len() + self.waiters.len()
     }
 }
 

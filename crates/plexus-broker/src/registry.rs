@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use serde_json::value::RawValue;
+
 use crate::conn_id::ConnId;
 
 /// Who owns a name.
@@ -25,8 +27,9 @@ pub struct NameEntry {
     pub owners: Owners,
     /// Calls routed to it so far.
     pub calls_served: u64,
-    /// What its owner declared at registration (`{"methods": {...}}`), if anything.
-    pub description: Option<serde_json::Value>,
+    /// What its owner declared at registration (`{"methods": {...}}`), if anything, kept as the
+    /// JSON text it was sent as, so `plexus.introspect` copies it instead of serializing it.
+    pub description: Option<Box<RawValue>>,
 }
 
 /// Why a registration or unregistration was refused.
@@ -117,23 +120,44 @@ impl Registry {
         Ok(())
     }
 
-    /// Picks the connection that gets the next call to `name`, counting the call.
-    pub fn route(&mut self, name: &str) -> Option<ConnId> {
+    /// Offers the next call to `name` to its owner, or for a queue group to its members in
+    /// round-robin order starting with the next one, until `offer` takes it. Returns `None` when
+    /// the name is not registered, `Some(Err(n))` when all `n` owners refused, else the owner
+    /// that took it (the call is counted).
+    pub fn route(
+        &mut self,
+        name: &str,
+        mut offer: impl FnMut(ConnId) -> bool,
+    ) -> Option<Result<ConnId, usize>> {
         let entry = self.names.get_mut(name)?;
-        let target = match &mut entry.owners {
-            Owners::Exclusive(owner) => *owner,
+        let taken = match &mut entry.owners {
+            Owners::Exclusive(owner) => offer(*owner).then_some(*owner).ok_or(1),
             Owners::Shared { members, next } => {
-                let i = *next % members.len().max(1);
-                *next = i + 1;
-                *members.get(i)?
+                let n = members.len();
+                let start = *next % n.max(1);
+                let pick = (0..n)
+                    .map(|k| (start + k) % n)
+                    .find(|i| members.get(*i).is_some_and(|m| offer(*m)));
+                match pick.and_then(|i| Some((i, *members.get(i)?))) {
+                    Some((i, member)) => {
+                        *next = i + 1;
+                        Ok(member)
+                    }
+                    None => {
+                        *next = start + 1;
+                        Err(n)
+                    }
+                }
             }
         };
-        entry.calls_served += 1;
-        Some(target)
+        if taken.is_ok() {
+            entry.calls_served += 1;
+        }
+        Some(taken)
     }
 
     /// Records what the owner of `name` declared about it.
-    pub fn describe(&mut self, name: &str, description: serde_json::Value) {
+    pub fn describe(&mut self, name: &str, description: Box<RawValue>) {
         if let Some(entry) = self.names.get_mut(name) {
             entry.description = Some(description);
         }
@@ -179,10 +203,35 @@ mod tests {
             assert_eq!(r.register("g", c, true), Ok(()));
         }
         assert_eq!(r.register("g", 4, false), Err(RegistryRefusal::Taken(1)));
-        let picks: Vec<_> = (0..6).filter_map(|_| r.route("g")).collect();
+        let picks: Vec<_> = (0..6).filter_map(|_| route(&mut r, "g")).collect();
         assert_eq!(picks, [1, 2, 3, 1, 2, 3]);
         assert_eq!(r.unregister("g", 2), Ok(()));
-        let picks: Vec<_> = (0..4).filter_map(|_| r.route("g")).collect();
+        let picks: Vec<_> = (0..4).filter_map(|_| route(&mut r, "g")).collect();
         assert_eq!(picks, [1, 3, 1, 3]);
+    }
+
+    fn route(r: &mut Registry, name: &str) -> Option<ConnId> {
+        r.route(name, |_| true)?.ok()
+    }
+
+    #[test]
+    fn a_group_member_that_refuses_passes_the_call_to_the_next() {
+        let mut r = Registry::default();
+        for c in [1, 2, 3] {
+            assert_eq!(r.register("g", c, true), Ok(()));
+        }
+        let picks: Vec<_> = (0..4)
+            .filter_map(|_| r.route("g", |c| c != 2)?.ok())
+            .collect();
+        assert_eq!(
+            picks,
+            [1, 3, 1, 3],
+            "member 2 is skipped, the others keep turns"
+        );
+        assert_eq!(r.route("g", |_| false), Some(Err(3)), "all refuse");
+        assert_eq!(r.get("g").map(|e| e.calls_served), Some(4));
+        assert_eq!(r.register("x", 7, false), Ok(()));
+        assert_eq!(r.route("x", |_| false), Some(Err(1)));
+        assert_eq!(r.route("y", |_| true), None);
     }
 }

@@ -32,6 +32,12 @@ pub struct Stats {
     pub events_delivered: u64,
     /// Events dropped because a subscriber's outbox was full.
     pub events_dropped: u64,
+    /// Monitor feed records queued to monitor subscribers (not counted as events).
+    pub monitor_delivered: u64,
+    /// Monitor feed records dropped because a monitor subscriber's outbox was full.
+    pub monitor_dropped: u64,
+    /// Subscribers disconnected as slow consumers (`slow_consumer = "disconnect"`).
+    pub slow_consumers_disconnected: u64,
     errors: [u64; ErrorCode::ALL.len()],
     /// Calls by outcome: index 0 answered ok, then one per error code.
     outcomes: [u64; ErrorCode::ALL.len() + 1],
@@ -108,6 +114,9 @@ impl Stats {
             "events_published": self.events_published,
             "events_delivered": self.events_delivered,
             "events_dropped": self.events_dropped,
+            "monitor_delivered": self.monitor_delivered,
+            "monitor_dropped": self.monitor_dropped,
+            "slow_consumers_disconnected": self.slow_consumers_disconnected,
             "errors": errors,
             "calls_by_outcome": self.outcomes().map(|(k, n)| (k.to_owned(), json!(n))).collect::<Map<String, Value>>(),
         });

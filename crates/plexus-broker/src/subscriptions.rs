@@ -1,7 +1,9 @@
 //! Subscriptions: a trie over dot-separated pattern segments with `*` and `>` nodes, so that
-//! matching a topic costs its depth, not the number of subscriptions.
+//! matching a topic costs its depth, not the number of subscriptions. The subscriptions ending
+//! at a node are a set, so adding or removing one costs the same however many connections share
+//! the pattern.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::conn_id::ConnId;
 
@@ -13,9 +15,9 @@ struct Node {
     children: HashMap<String, Node>,
     star: Option<Box<Node>>,
     /// Subscriptions whose pattern ends here.
-    here: Vec<SubKey>,
+    here: HashSet<SubKey>,
     /// Subscriptions whose pattern ends with `>` after this node.
-    rest: Vec<SubKey>,
+    rest: HashSet<SubKey>,
 }
 
 impl Node {
@@ -28,10 +30,10 @@ impl Node {
 
     fn collect(&self, segments: &[&str], out: &mut Vec<SubKey>) {
         let Some((first, tail)) = segments.split_first() else {
-            out.extend_from_slice(&self.here);
+            out.extend(&self.here);
             return;
         };
-        out.extend_from_slice(&self.rest);
+        out.extend(&self.rest);
         if let Some(child) = self.children.get(*first) {
             child.collect(tail, out);
         }
@@ -40,27 +42,34 @@ impl Node {
         }
     }
 
-    /// Removes `key` from the node the segments lead to; returns whether this node is now empty.
-    fn remove(&mut self, segments: &[&str], key: SubKey) -> bool {
-        match segments.split_first() {
-            None => self.here.retain(|k| *k != key),
-            Some((&">", [])) => self.rest.retain(|k| *k != key),
-            Some((&"*", tail)) => {
-                if let Some(star) = &mut self.star
-                    && star.remove(tail, key)
-                {
-                    self.star = None;
+    /// Removes `key` from the node the segments lead to. Returns whether it was there, and whether
+    /// this node is now empty.
+    fn remove(&mut self, segments: &[&str], key: SubKey) -> (bool, bool) {
+        let removed = match segments.split_first() {
+            None => self.here.remove(&key),
+            Some((&">", [])) => self.rest.remove(&key),
+            Some((&"*", tail)) => match &mut self.star {
+                Some(star) => {
+                    let (removed, empty) = star.remove(tail, key);
+                    if empty {
+                        self.star = None;
+                    }
+                    removed
                 }
-            }
-            Some((seg, tail)) => {
-                if let Some(child) = self.children.get_mut(*seg)
-                    && child.remove(tail, key)
-                {
-                    self.children.remove(*seg);
+                None => false,
+            },
+            Some((seg, tail)) => match self.children.get_mut(*seg) {
+                Some(child) => {
+                    let (removed, empty) = child.remove(tail, key);
+                    if empty {
+                        self.children.remove(*seg);
+                    }
+                    removed
                 }
-            }
-        }
-        self.is_empty()
+                None => false,
+            },
+        };
+        (removed, self.is_empty())
     }
 }
 
@@ -78,8 +87,7 @@ impl Subscriptions {
         let segments: Vec<&str> = pattern.split('.').collect();
         for (i, seg) in segments.iter().enumerate() {
             if *seg == ">" && i == segments.len() - 1 {
-                node.rest.push(key);
-                self.count += 1;
+                self.count += usize::from(node.rest.insert(key));
                 return;
             }
             node = if *seg == "*" {
@@ -88,15 +96,14 @@ impl Subscriptions {
                 node.children.entry((*seg).to_owned()).or_default()
             };
         }
-        node.here.push(key);
-        self.count += 1;
+        self.count += usize::from(node.here.insert(key));
     }
 
     /// Removes a subscription added with `pattern`.
     pub fn remove(&mut self, pattern: &str, key: SubKey) {
         let segments: Vec<&str> = pattern.split('.').collect();
-        self.root.remove(&segments, key);
-        self.count = self.count.saturating_sub(1);
+        let (removed, _) = self.root.remove(&segments, key);
+        self.count -= usize::from(removed);
     }
 
     /// Appends every subscription matching `topic` to `out`.
@@ -143,5 +150,26 @@ mod tests {
         }
         assert_eq!(subs.count(), 0);
         assert!(subs.root.is_empty(), "empty nodes are pruned");
+        subs.remove("a.b", (1, 1));
+        assert_eq!(subs.count(), 0, "removing what is not there counts nothing");
+    }
+
+    #[test]
+    fn many_connections_on_one_pattern_are_added_and_removed_one_by_one() {
+        let mut subs = Subscriptions::default();
+        for conn in 0..10_000 {
+            subs.insert(">", (conn, 1));
+            subs.insert("a.*", (conn, 2));
+        }
+        assert_eq!(subs.count(), 20_000);
+        let mut got = Vec::new();
+        subs.matches("a.b", &mut got);
+        assert_eq!(got.len(), 20_000);
+        for conn in (0..10_000).rev() {
+            subs.remove(">", (conn, 1));
+            subs.remove("a.*", (conn, 2));
+        }
+        assert_eq!(subs.count(), 0);
+        assert!(subs.root.is_empty());
     }
 }

@@ -18,7 +18,10 @@ use crate::exit;
 pub struct BrokerArgs {
     /// TOML file with any of the keys below (socket, tcp, no_unix, max_frame, outbox_limit,
     /// max_connections, call_timeout_ms, threads, metrics, ipc_broker_compat, ipc_broker_tcp,
-    /// handshake_timeout_ms, partial_frame_timeout_ms, ipc_server_compat); flags override it.
+    /// handshake_timeout_ms, partial_frame_timeout_ms, ipc_server_compat), and the router limits
+    /// (max_pending_per_connection, max_pending, max_call_timeout_ms, max_wait_names,
+    /// max_names_per_connection, max_names, max_subscriptions_per_connection, max_subscriptions,
+    /// max_description_bytes, slow_consumer = "drop" or "disconnect"); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Unix socket path [default: $XDG_RUNTIME_DIR/plexus/bus.sock, else /tmp/plexus-$UID/bus.sock].
@@ -33,8 +36,8 @@ pub struct BrokerArgs {
     /// Largest frame accepted, in bytes [default: 16777216].
     #[arg(long, value_name = "BYTES")]
     max_frame: Option<u32>,
-    /// Bytes a connection's outbox may hold before calls to it fail and its events drop
-    /// [default: 8388608].
+    /// Bytes a connection's outbox may hold before calls to it fail and its events drop; at
+    /// least max_frame [default: 33554432].
     #[arg(long, value_name = "BYTES")]
     outbox_limit: Option<usize>,
     /// Connections open at once; past it, new ones are told `overloaded` and closed
@@ -95,6 +98,17 @@ struct FileConfig {
     partial_frame_timeout_ms: Option<u64>,
     // ipc-server and ipcprims.
     ipc_server_compat: Option<SocketAddr>,
+    // Router limits.
+    max_pending_per_connection: Option<usize>,
+    max_pending: Option<usize>,
+    max_call_timeout_ms: Option<u64>,
+    max_wait_names: Option<usize>,
+    max_names_per_connection: Option<usize>,
+    max_names: Option<usize>,
+    max_subscriptions_per_connection: Option<usize>,
+    max_subscriptions: Option<usize>,
+    max_description_bytes: Option<usize>,
+    slow_consumer: Option<String>,
 }
 
 /// Reads and checks a config file; the error names the file, the line and the key.
@@ -154,6 +168,30 @@ impl BrokerArgs {
                 .map_or(defaults.partial_frame_timeout, Duration::from_millis),
             // ipc-server and ipcprims.
             ipc_server_compat: self.ipc_server_compat.or(file.ipc_server_compat),
+            // Router limits.
+            max_pending_per_connection: file
+                .max_pending_per_connection
+                .unwrap_or(defaults.max_pending_per_connection),
+            max_pending: file.max_pending.unwrap_or(defaults.max_pending),
+            max_call_timeout: file
+                .max_call_timeout_ms
+                .map_or(defaults.max_call_timeout, Duration::from_millis),
+            max_wait_names: file.max_wait_names.unwrap_or(defaults.max_wait_names),
+            max_names_per_connection: file
+                .max_names_per_connection
+                .unwrap_or(defaults.max_names_per_connection),
+            max_names: file.max_names.unwrap_or(defaults.max_names),
+            max_subscriptions_per_connection: file
+                .max_subscriptions_per_connection
+                .unwrap_or(defaults.max_subscriptions_per_connection),
+            max_subscriptions: file.max_subscriptions.unwrap_or(defaults.max_subscriptions),
+            max_description_bytes: file
+                .max_description_bytes
+                .unwrap_or(defaults.max_description_bytes),
+            slow_consumer: match &file.slow_consumer {
+                Some(policy) => policy.parse()?,
+                None => defaults.slow_consumer,
+            },
             ..defaults
         };
         if config.no_unix && config.tcp.is_empty() {
@@ -170,6 +208,7 @@ impl BrokerArgs {
                 config.max_frame
             ));
         }
+        config.validate()?;
         Ok((config, self.threads.or(file.threads).unwrap_or(1).max(1)))
     }
 }

@@ -139,7 +139,7 @@ fn small_events_queued_for_a_subscriber_that_does_not_read_hold_their_own_bytes_
 
 #[test]
 fn a_full_outbox_of_one_byte_events_holds_about_its_limit() {
-    let broker = Broker::start(&["--outbox-limit", "8388608"]);
+    let broker = Broker::start(&["--outbox-limit", "8388608", "--max-frame", "8388608"]);
     let mut subscriber = broker.client("subscriber");
     assert_eq!(
         subscriber.request(&Frame::subscribe(1, "t")).kind(),

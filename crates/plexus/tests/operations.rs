@@ -39,6 +39,19 @@ fn config_file_errors_name_the_key_and_line() {
         ("max_frame = \"big\"\n", &["max_frame", "line 1"][..]),
         ("tcp = [\"not an address\"]\n", &["tcp", "line 1"][..]),
         ("no_unix = true\n", &["no_unix", "tcp"][..]),
+        (
+            "outbox_limit = 1048576\n",
+            &["outbox_limit 1048576", "max_frame 16777216"][..],
+        ),
+        (
+            "slow_consumer = \"sometimes\"\n",
+            &["slow_consumer", "\"drop\" or \"disconnect\"", "sometimes"][..],
+        ),
+        (
+            "max_call_timeout_ms = 1000\n",
+            &["max_call_timeout 1000 ms", "30000 ms"][..],
+        ),
+        ("max_names = -1\n", &["max_names", "line 1"][..]),
     ];
     for (i, (text, wanted)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("bad{i}.toml"));
@@ -117,6 +130,67 @@ fn config_file_settings_apply_and_flags_win() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!from_file.exists());
+    assert_eq!(stop(&mut broker), Some(0));
+}
+
+#[test]
+fn router_limits_from_the_config_file_apply_and_show_in_stats() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("bus.sock");
+    let path = dir.path().join("plexus.toml");
+    let text = format!(
+        "socket = {socket:?}\n\
+         # Router limits.\n\
+         max_pending_per_connection = 11\n\
+         max_pending = 12\n\
+         max_call_timeout_ms = 60000\n\
+         max_wait_names = 13\n\
+         max_names_per_connection = 14\n\
+         max_names = 15\n\
+         max_subscriptions_per_connection = 16\n\
+         max_subscriptions = 17\n\
+         max_description_bytes = 18\n\
+         slow_consumer = \"disconnect\"\n"
+    );
+    std::fs::write(&path, text).expect("write");
+    let mut broker = plexus()
+        .args(["broker", "--config"])
+        .arg(&path)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("broker");
+    let deadline = Instant::now() + WAIT;
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "broker listens");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = plexus()
+        .args(["call", "plexus", "stats", "--bus"])
+        .arg(&socket)
+        .output()
+        .expect("call");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats JSON");
+    let limits = &stats["limits"];
+    for (key, value) in [
+        ("max_pending_per_connection", serde_json::json!(11)),
+        ("max_pending", serde_json::json!(12)),
+        ("max_call_timeout_ms", serde_json::json!(60_000)),
+        ("max_wait_names", serde_json::json!(13)),
+        ("max_names_per_connection", serde_json::json!(14)),
+        ("max_names", serde_json::json!(15)),
+        ("max_subscriptions_per_connection", serde_json::json!(16)),
+        ("max_subscriptions", serde_json::json!(17)),
+        ("max_description_bytes", serde_json::json!(18)),
+        ("slow_consumer", serde_json::json!("disconnect")),
+    ] {
+        assert_eq!(limits[key], value, "{key} in {limits}");
+    }
     assert_eq!(stop(&mut broker), Some(0));
 }
 

@@ -16,7 +16,7 @@ use super::stop::Stop;
 use crate::conn_id::ConnId;
 use crate::outbox::{Outbox, OutboxReceiver, held, outbox};
 use crate::peer::PeerInfo;
-use crate::router::Router;
+use crate::router::{Attached, Router};
 use crate::shutdown::Shutdown;
 
 /// Encoded bytes waiting for the socket past which no more frames are taken from the outbox, so
@@ -63,7 +63,7 @@ pub async fn serve<R, W>(
 {
     let (outbox, receiver) = outbox(router.config().outbox_limit);
     info!(conn, dialect = %peer.client, pid = ?peer.pid, uid = ?peer.uid, transport = peer.transport, addr = ?peer.addr, "connection opened");
-    router.attach(conn, peer, outbox.clone());
+    let mut attached = router.attach(conn, peer, outbox.clone());
     let mut link = Link {
         conn,
         codec,
@@ -76,9 +76,16 @@ pub async fn serve<R, W>(
         pace: Pace::Free,
     };
     let stop = link
-        .run(&mut input, &mut writer, &outbox, router, shutdown)
+        .run(
+            &mut input,
+            &mut writer,
+            &outbox,
+            router,
+            &mut attached,
+            shutdown,
+        )
         .await;
-    router.detach(conn);
+    drop(attached);
     stop.tell_peer(conn, &outbox);
     drop(outbox);
     let grace = router.config().shutdown_grace;
@@ -117,6 +124,7 @@ impl Link {
         writer: &mut W,
         outbox: &Outbox,
         router: &Router,
+        attached: &mut Attached<'_>,
         shutdown: &Shutdown,
     ) -> Stop
     where
@@ -163,6 +171,7 @@ impl Link {
             let wake = tokio::select! {
                 _ = &mut stopping => return Stop::Closed,
                 _ = answers_due => return Stop::Closed,
+                kick = attached.kicked() => return Stop::Refused(kick.code, kick.message),
                 read = input.read_some(), if reading => Wake::Read(read),
                 n = self.receiver.recv_batch(&mut self.taken), if self.out.len() < PENDING_OUTPUT => {
                     Wake::Queued(n)
@@ -187,7 +196,7 @@ impl Link {
                 Wake::Queued(_) => {
                     self.encode_taken(router);
                     if !self.bounced.is_empty() {
-                        router.handle(self.conn, self.bounced.drain(..));
+                        router.bounce(self.conn, self.bounced.drain(..));
                     }
                 }
                 Wake::Wrote(Ok(_)) | Wake::Paced => {}

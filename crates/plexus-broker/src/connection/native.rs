@@ -12,7 +12,7 @@ use super::stop::Stop;
 use crate::conn_id::ConnId;
 use crate::outbox::{Outbox, outbox};
 use crate::peer::PeerInfo;
-use crate::router::Router;
+use crate::router::{Attached, Router};
 use crate::shutdown::Shutdown;
 
 /// Serves a native connection until it ends, or tells it in a native error frame why it already
@@ -71,20 +71,21 @@ async fn session<R: AsyncRead + Unpin>(
     };
     peer.client = hello.string(0).to_owned();
     info!(conn, client = %peer.client, pid = ?peer.pid, uid = ?peer.uid, transport = peer.transport, addr = ?peer.addr, "connection opened");
-    router.attach(conn, peer, outbox.clone());
-    let stop = route_frames(conn, input, router, outbox, shutdown).await;
-    router.detach(conn);
+    let mut attached = router.attach(conn, peer, outbox.clone());
+    let stop = route_frames(conn, input, router, outbox, &mut attached, shutdown).await;
+    drop(attached);
     stop
 }
 
-/// Hands every frame to the router, a read's worth at a time, until the connection ends. While
-/// answers hold the outbox over its limit, no more frames are routed and nothing more is read
-/// until the writer has drained it.
+/// Hands every frame to the router, a read's worth at a time, until the connection ends or the
+/// router disconnects it. While answers hold the outbox over its limit, no more frames are routed
+/// and nothing more is read until the writer has drained it.
 async fn route_frames<R: AsyncRead + Unpin>(
     conn: ConnId,
     input: &mut Input<R>,
     router: &Router,
     outbox: &Outbox,
+    attached: &mut Attached<'_>,
     shutdown: &Shutdown,
 ) -> Stop {
     let stopping = shutdown.requested();
@@ -103,6 +104,7 @@ async fn route_frames<R: AsyncRead + Unpin>(
             }
             tokio::select! {
                 _ = &mut stopping => return Stop::Closed,
+                kick = attached.kicked() => return Stop::Refused(kick.code, kick.message),
                 _ = outbox.room() => input.resume(),
             }
         }
@@ -111,6 +113,7 @@ async fn route_frames<R: AsyncRead + Unpin>(
         }
         let result = tokio::select! {
             _ = &mut stopping => return Stop::Closed,
+            kick = attached.kicked() => return Stop::Refused(kick.code, kick.message),
             r = async {
                 if outbox.over_limit() {
                     outbox.room().await;

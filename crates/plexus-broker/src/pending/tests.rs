@@ -221,14 +221,57 @@ fn waiters_are_taken_when_their_names_are_present() {
         .expect("waiter");
     p.insert_waiter(waiter(2, 1, &["c"], t)).expect("waiter");
 
-    let ready = p.take_satisfied(|n| n == "a");
+    let ready = p.take_satisfied("a", |n| n == "a");
     let ids: Vec<(ConnId, u64)> = ready.iter().map(|w| (w.caller, w.caller_id)).collect();
     assert_eq!(ids, [(1, 1)]);
-    assert!(p.take_satisfied(|n| n == "a").is_empty(), "taken once");
-    let ready = p.take_satisfied(|n| n == "a" || n == "b" || n == "c");
-    assert_eq!(ready.len(), 2);
+    assert!(p.take_satisfied("a", |n| n == "a").is_empty(), "taken once");
+    let all = |n: &str| n == "a" || n == "b" || n == "c";
+    assert_eq!(p.take_satisfied("b", all).len(), 1);
+    assert_eq!(p.take_satisfied("c", all).len(), 1);
     assert_eq!((p.open_for(1), p.open_for(2)), (0, 0));
     assert!(p.take_expired(t).is_empty(), "taken waiters do not expire");
+    assert!(
+        p.by_name.is_empty(),
+        "the name index empties with the waiters"
+    );
+}
+
+#[test]
+fn a_registered_name_looks_only_at_the_waiters_for_it() {
+    let t = Instant::now() + Duration::from_secs(60);
+    let mut p = Pending::default();
+    for id in 0..1000 {
+        p.insert_waiter(waiter(1, id, &["other"], t))
+            .expect("waiter");
+    }
+    p.insert_waiter(waiter(2, 1, &["x"], t)).expect("waiter");
+    let looked = std::cell::Cell::new(0);
+    let ready = p.take_satisfied("x", |_| {
+        looked.set(looked.get() + 1);
+        true
+    });
+    assert_eq!(ready.len(), 1);
+    assert_eq!(looked.get(), 1, "only the waiter for 'x' was checked");
+    assert_eq!(p.waiters_len(), 1000);
+}
+
+#[test]
+fn a_closing_connection_looks_only_at_its_own_entries() {
+    let t = Instant::now() + Duration::from_secs(60);
+    let mut p = Pending::default();
+    for id in 0..1000 {
+        insert(&mut p, call(1, id, 2, t));
+    }
+    let own = insert(&mut p, call(3, 1, 4, t));
+    let orphans = p.take_connection(3);
+    assert_eq!(orphans.as_caller.len(), 1);
+    assert_eq!(orphans.as_caller[0].0, own);
+    assert!(orphans.as_worker.is_empty());
+    assert!(!p.by_worker.contains_key(&4) && !p.by_caller.contains_key(&3));
+    let orphans = p.take_connection(2);
+    assert_eq!(orphans.as_worker.len(), 1000);
+    assert_eq!((p.calls_len(), p.open_for(1)), (0, 0));
+    assert!(p.by_caller.is_empty() && p.by_worker.is_empty());
 }
 
 #[test]

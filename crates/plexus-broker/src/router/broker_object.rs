@@ -3,11 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use plexus_proto::{ErrorCode, Frame, validate_name};
-use serde::Deserialize;
+use plexus_proto::{ErrorCode, Frame, HEADER_LEN, validate_name};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::State;
+use crate::config::Config;
 use crate::conn_id::ConnId;
 use crate::pending::Waiter;
 use crate::registry::Owners;
@@ -46,25 +48,42 @@ pub fn answer(
     deadline: Instant,
 ) -> BrokerAnswer {
     let result = match frame.string(1) {
-        "ping" => Ok(json!({ "pong": true, "conn_id": conn })),
-        "list" => Ok(list(st)),
-        "stats" => Ok(stats(st)),
-        "wait_for" => return wait_for(conn, frame, now, deadline),
+        "ping" => Ok(json!({ "pong": true, "conn_id": conn })
+            .to_string()
+            .into_bytes()),
+        "list" => Ok(list(st).to_string().into_bytes()),
+        "stats" => Ok(stats(st).to_string().into_bytes()),
+        "wait_for" => return wait_for(st, conn, frame, now, deadline),
         "introspect" => introspect(st, &frame.payload()),
         other => Err((
             ErrorCode::NoSuchMethod,
             format!("the broker object 'plexus' has no method '{other}'; it has {METHODS}"),
         )),
     };
+    let max_frame = st.config.max_frame as usize;
     match result {
-        Ok(value) => BrokerAnswer::Reply(value.to_string().into_bytes()),
+        Ok(bytes) if bytes.len() + HEADER_LEN > max_frame => {
+            let message = format!(
+                "the answer to plexus.{} would be a frame of {} bytes, over the limit (max_frame = {max_frame})",
+                frame.string(1),
+                bytes.len() + HEADER_LEN
+            );
+            BrokerAnswer::Fail(ErrorCode::Overloaded, message)
+        }
+        Ok(bytes) => BrokerAnswer::Reply(bytes),
         Err((code, message)) => BrokerAnswer::Fail(code, message),
     }
 }
 
-/// A waiter for the names in the call's params, whose deadline is the earlier of the call's and
-/// the params' `timeout_ms`.
-fn wait_for(conn: ConnId, frame: &Frame, now: Instant, deadline: Instant) -> BrokerAnswer {
+/// A waiter for the names in the call's params (at most `max_wait_names`), whose deadline is the
+/// earlier of the call's (itself at most `max_call_timeout` away) and the params' `timeout_ms`.
+fn wait_for(
+    st: &State,
+    conn: ConnId,
+    frame: &Frame,
+    now: Instant,
+    deadline: Instant,
+) -> BrokerAnswer {
     let (names, timeout_ms) = match serde_json::from_slice::<WaitParams>(&frame.payload()) {
         Ok(WaitParams::Full { names, timeout_ms }) => (names, timeout_ms),
         Ok(WaitParams::Names(names)) => (names, None),
@@ -75,11 +94,19 @@ fn wait_for(conn: ConnId, frame: &Frame, now: Instant, deadline: Instant) -> Bro
             return BrokerAnswer::Fail(ErrorCode::InvalidParams, msg);
         }
     };
+    let most = st.config.max_wait_names;
+    if names.len() > most {
+        let msg = format!(
+            "wait_for lists {} names, over the limit (max_wait_names = {most})",
+            names.len()
+        );
+        return BrokerAnswer::Fail(ErrorCode::InvalidParams, msg);
+    }
     if let Some(e) = names.iter().find_map(|n| validate_name(n).err()) {
         return BrokerAnswer::Fail(ErrorCode::InvalidParams, e.to_string());
     }
     let deadline = match timeout_ms {
-        Some(ms) => deadline.min(now + Duration::from_millis(ms)),
+        Some(ms) => now + Duration::from_millis(ms).min(deadline.saturating_duration_since(now)),
         None => deadline,
     };
     BrokerAnswer::Wait(Waiter {
@@ -108,7 +135,16 @@ enum IntrospectParams {
     Name(String),
 }
 
-fn introspect(st: &State, params: &[u8]) -> Result<Value, (ErrorCode, String)> {
+/// An `introspect` answer: the description is copied as the text it was registered with.
+#[derive(Serialize)]
+struct Introspection<'a> {
+    name: &'a str,
+    kind: &'static str,
+    owners: usize,
+    description: Option<&'a RawValue>,
+}
+
+fn introspect(st: &State, params: &[u8]) -> Result<Vec<u8>, (ErrorCode, String)> {
     let name = match serde_json::from_slice::<IntrospectParams>(params) {
         Ok(IntrospectParams::Full { name } | IntrospectParams::Name(name)) => name,
         Err(e) => {
@@ -119,9 +155,8 @@ fn introspect(st: &State, params: &[u8]) -> Result<Value, (ErrorCode, String)> {
         }
     };
     if name == plexus_proto::BROKER_OBJECT {
-        return Ok(
-            json!({ "name": name, "kind": "broker", "owners": 0, "description": own_description() }),
-        );
+        let answer = json!({ "name": name, "kind": "broker", "owners": 0, "description": own_description() });
+        return Ok(answer.to_string().into_bytes());
     }
     let entry = st.registry.get(&name).ok_or_else(|| {
         (
@@ -133,7 +168,18 @@ fn introspect(st: &State, params: &[u8]) -> Result<Value, (ErrorCode, String)> {
         Owners::Exclusive(_) => ("exclusive", 1),
         Owners::Shared { members, .. } => ("shared", members.len()),
     };
-    Ok(json!({ "name": name, "kind": kind, "owners": owners, "description": entry.description }))
+    let answer = Introspection {
+        name: &name,
+        kind,
+        owners,
+        description: entry.description.as_deref(),
+    };
+    serde_json::to_vec(&answer).map_err(|e| {
+        (
+            ErrorCode::Internal,
+            format!("the introspect answer could not be written: {e}"),
+        )
+    })
 }
 
 fn list(st: &State) -> Value {
@@ -166,10 +212,35 @@ fn list(st: &State) -> Value {
 }
 
 fn stats(st: &State) -> Value {
-    st.stats.to_json(&[
+    let mut out = st.stats.to_json(&[
         ("connections", st.conns.len()),
         ("names", st.registry.count()),
         ("subscriptions", st.subs.count()),
         ("pending_calls", st.pending.calls_len()),
-    ])
+        ("pending_waits", st.pending.waiters_len()),
+    ]);
+    if let Some(map) = out.as_object_mut() {
+        map.insert("limits".into(), limits(&st.config));
+    }
+    out
+}
+
+/// Every limit by its config-file key.
+fn limits(config: &Config) -> Value {
+    json!({
+        "max_frame": config.max_frame,
+        "outbox_limit": config.outbox_limit,
+        "max_connections": config.max_connections,
+        "call_timeout_ms": config.default_call_timeout.as_millis(),
+        "max_pending_per_connection": config.max_pending_per_connection,
+        "max_call_timeout_ms": config.max_call_timeout.as_millis(),
+        "max_pending": config.max_pending,
+        "max_wait_names": config.max_wait_names,
+        "max_names_per_connection": config.max_names_per_connection,
+        "max_names": config.max_names,
+        "max_subscriptions_per_connection": config.max_subscriptions_per_connection,
+        "max_subscriptions": config.max_subscriptions,
+        "max_description_bytes": config.max_description_bytes,
+        "slow_consumer": config.slow_consumer.name(),
+    })
 }

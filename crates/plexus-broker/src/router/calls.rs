@@ -9,13 +9,33 @@ use serde_json::json;
 use super::State;
 use super::broker_object::{self, BrokerAnswer};
 use super::monitor;
-use crate::config::Config;
 use crate::conn_id::ConnId;
 use crate::pending::{PendingCall, Taken, Waiter};
 
+/// Who made an answer the router forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The worker the call was routed to: an error code only the broker may send is rewritten.
+    Worker,
+    /// The broker, on the worker's connection (a call its dialect could not carry).
+    Broker,
+}
+
+/// Error codes that only the broker sends, so that a caller can believe them: a worker that
+/// answers with one has its error forwarded as `internal`.
+const BROKER_ONLY: [ErrorCode; 7] = [
+    ErrorCode::Timeout,
+    ErrorCode::WorkerGone,
+    ErrorCode::NameTaken,
+    ErrorCode::FrameTooLarge,
+    ErrorCode::BadFrame,
+    ErrorCode::UnsupportedVersion,
+    ErrorCode::ShuttingDown,
+];
+
 impl State {
     /// Routes a call from `conn` to the owner of its object, or answers it when it cannot be.
-    pub(super) fn call(&mut self, conn: ConnId, frame: Frame, now: Instant, config: &Config) {
+    pub(super) fn call(&mut self, conn: ConnId, frame: Frame, now: Instant) {
         let id = frame.id();
         if self.shutting_down {
             return self.fail(
@@ -27,49 +47,53 @@ impl State {
             );
         }
         if self.pending.is_open(conn, id) {
-            let msg =
-                format!("request id {id} is already in use by an open request on this connection");
+            let msg = format!(
+                "request id {id} is already in use by an open request on this connection; this call was not routed, and the open request goes on"
+            );
             return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b"");
         }
-        let timeout = match frame.aux() {
-            0 => config.default_call_timeout,
-            ms => Duration::from_millis(u64::from(ms)),
-        };
+        let timeout = self.call_timeout(frame.aux());
         if frame.string(0) == BROKER_OBJECT {
             self.stats.broker_calls += 1;
             return self.call_broker_object(conn, &frame, now, now + timeout);
         }
-        if self.pending.open_for(conn) >= config.max_pending_per_connection {
-            let msg = format!(
-                "{} requests are already waiting for answers on this connection (the limit); wait for some to finish",
-                config.max_pending_per_connection
-            );
+        if let Err(msg) = self.room_for_request(conn) {
             self.stats.record_call(Some(ErrorCode::Overloaded), None);
             return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
         }
         let object = frame.string(0);
-        let Some(worker) = self.registry.route(object) else {
-            let msg = format!("no object named '{object}' is registered on the bus");
-            let data = json!({ "object": object }).to_string();
-            self.stats.record_call(Some(ErrorCode::NoSuchObject), None);
-            return self.fail(conn, id, ErrorCode::NoSuchObject, &msg, data.as_bytes());
-        };
         let routed = self.pending.next_routed_id();
         let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
-        let pushed = match self.conns.get(&worker) {
-            Some(w) => w
-                .outbox
-                .push(frame.readdress(Kind::Call, routed, timeout_ms))
-                .is_ok(),
-            None => false,
+        let conns = &self.conns;
+        let offer = |worker| {
+            conns.get(&worker).is_some_and(|w| {
+                w.outbox
+                    .push(frame.readdress(Kind::Call, routed, timeout_ms))
+                    .is_ok()
+            })
         };
-        if !pushed {
-            let msg = format!(
-                "the worker for '{object}' is not keeping up (its outbox is full); try again later"
-            );
-            self.stats.record_call(Some(ErrorCode::Overloaded), None);
-            return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
-        }
+        let worker = match self.registry.route(object, offer) {
+            Some(Ok(worker)) => worker,
+            None => {
+                let msg = format!("no object named '{object}' is registered on the bus");
+                let data = json!({ "object": object }).to_string();
+                self.stats.record_call(Some(ErrorCode::NoSuchObject), None);
+                return self.fail(conn, id, ErrorCode::NoSuchObject, &msg, data.as_bytes());
+            }
+            Some(Err(owners)) => {
+                let whose = if owners == 1 {
+                    "its outbox is full".to_owned()
+                } else {
+                    format!("the outboxes of all {owners} members of its group are full")
+                };
+                let msg = format!(
+                    "the worker for '{object}' is not keeping up: {whose} (outbox_limit = {} bytes); try again later",
+                    self.config.outbox_limit
+                );
+                self.stats.record_call(Some(ErrorCode::Overloaded), None);
+                return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
+            }
+        };
         let call = PendingCall {
             caller: conn,
             caller_id: id,
@@ -78,11 +102,39 @@ impl State {
             timeout_ms: timeout_ms.into(),
             started: now,
         };
-        self.feed_monitor(|| monitor::call_record(conn, worker, routed, &frame));
         if let Ok(earliest) = self.pending.insert_call(routed, call) {
             self.timer_dirty |= earliest;
         }
         self.stats.calls_routed += 1;
+        self.feed_monitor(|| monitor::call_record(conn, worker, routed, &frame));
+    }
+
+    /// A call's timeout: the broker's default for 0, and at most `max_call_timeout`.
+    fn call_timeout(&self, aux: u32) -> Duration {
+        match aux {
+            0 => self.config.default_call_timeout,
+            ms => Duration::from_millis(u64::from(ms)).min(self.config.max_call_timeout),
+        }
+    }
+
+    /// Whether `conn` may open one more request (a call or a wait): `Err` with the message
+    /// naming the limit it hits.
+    fn room_for_request(&self, conn: ConnId) -> Result<(), String> {
+        let open = self.pending.open_for(conn);
+        let per_conn = self.config.max_pending_per_connection;
+        if open >= per_conn {
+            return Err(format!(
+                "{open} requests are already waiting for answers on this connection, the limit (max_pending_per_connection = {per_conn}); wait for some to finish"
+            ));
+        }
+        let all = self.pending.requests_len();
+        let total = self.config.max_pending;
+        if all >= total {
+            return Err(format!(
+                "{all} requests are already waiting for answers on the broker, the limit (max_pending = {total}); try again later"
+            ));
+        }
+        Ok(())
     }
 
     /// Answers a call to the `plexus` object; `deadline` is the call's own.
@@ -95,28 +147,41 @@ impl State {
         }
     }
 
-    /// Forwards a worker's reply or error to the caller, if the call is still open.
-    pub(super) fn forward_answer(&mut self, worker: ConnId, frame: Frame) {
+    /// Forwards a worker's reply or error to the caller, if the call is still open. An error
+    /// from the worker itself with a code only the broker sends reaches the caller as
+    /// `internal`, saying which code the worker sent.
+    pub(super) fn forward_answer(&mut self, worker: ConnId, frame: Frame, from: Source) {
         let Some(call) = self.pending.take_answer(worker, frame.id()) else {
             self.stats.late_replies += 1;
             return;
         };
         let elapsed = call.started.elapsed();
-        if frame.kind() == Kind::Error {
-            self.stats.count_error(frame.error_code());
+        let answer = match ErrorCode::from_code(frame.aux()) {
+            Some(code)
+                if frame.kind() == Kind::Error
+                    && from == Source::Worker
+                    && BROKER_ONLY.contains(&code) =>
+            {
+                let msg = format!(
+                    "the worker answered with error code {code}, which only the broker sends: {}",
+                    frame.string(0)
+                );
+                Frame::error(call.caller_id, ErrorCode::Internal, &msg, &frame.payload())
+            }
+            _ => frame.readdress(frame.kind(), call.caller_id, frame.aux()),
+        };
+        if answer.kind() == Kind::Error {
+            self.stats.count_error(answer.error_code());
             self.stats
-                .record_call(Some(frame.error_code()), Some(elapsed));
+                .record_call(Some(answer.error_code()), Some(elapsed));
         } else {
             self.stats.record_call(None, Some(elapsed));
         }
         self.stats.replies_routed += 1;
         self.feed_monitor(|| {
-            monitor::answer_record(worker, call.caller, frame.id(), elapsed, &frame)
+            monitor::answer_record(worker, call.caller, frame.id(), elapsed, &answer)
         });
-        self.send_always(
-            call.caller,
-            frame.readdress(frame.kind(), call.caller_id, frame.aux()),
-        );
+        self.send_always(call.caller, answer);
     }
 
     /// The caller gave up on its request `id`: the worker is told to stop.
@@ -157,12 +222,16 @@ impl State {
         }
     }
 
-    /// Records a waiter for names, or answers it at once if they are all registered.
+    /// Records a waiter for names, or answers it at once if they are all registered. A waiter
+    /// counts as an open request of its connection, within the request limits.
     fn wait_for(&mut self, waiter: Waiter) {
         if waiter.names.iter().all(|n| self.registry.contains(n)) {
             return self.answer_waiter(waiter);
         }
         let (caller, id) = (waiter.caller, waiter.caller_id);
+        if let Err(msg) = self.room_for_request(caller) {
+            return self.fail(caller, id, ErrorCode::Overloaded, &msg, b"");
+        }
         match self.pending.insert_waiter(waiter) {
             Ok(earliest) => self.timer_dirty |= earliest,
             Err(_) => {
@@ -174,10 +243,10 @@ impl State {
         }
     }
 
-    /// Answers the waiters whose names are now all registered.
-    pub(super) fn answer_satisfied_waiters(&mut self) {
+    /// Answers the waiters whose names are all registered now that `name` is.
+    pub(super) fn answer_waiters_for(&mut self, name: &str) {
         let registry = &self.registry;
-        for waiter in self.pending.take_satisfied(|n| registry.contains(n)) {
+        for waiter in self.pending.take_satisfied(name, |n| registry.contains(n)) {
             self.answer_waiter(waiter);
         }
     }

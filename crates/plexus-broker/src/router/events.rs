@@ -1,26 +1,54 @@
-//! Events: subscribing, unsubscribing, publishing, and delivering an event (or a monitor record)
-//! to every matching subscription.
+//! Events: subscribing (within limits), unsubscribing, publishing, and delivering an event (or a
+//! monitor record) to every matching subscription, with what happens to a subscriber that cannot
+//! keep up.
 
 use plexus_proto::{ErrorCode, Frame, Kind, flags, validate_pattern, validate_topic};
 use serde_json::json;
 
 use super::monitor;
-use super::{State, Subscription};
+use super::{Kick, State, Subscription};
+use crate::config::SlowConsumer;
 use crate::conn_id::ConnId;
 
+/// What a delivery reached.
+#[derive(Debug, Clone, Copy)]
+struct Reach {
+    delivered: u64,
+    dropped: u64,
+}
+
 impl State {
-    /// Adds subscription `id` of `conn` to the frame's pattern.
+    /// Adds subscription `id` of `conn` to the frame's pattern, within the per-connection and
+    /// broker-wide subscription limits.
     pub(super) fn subscribe(&mut self, conn: ConnId, frame: &Frame) {
         let (id, pattern) = (frame.id(), frame.string(0));
         if let Err(e) = validate_pattern(pattern) {
             return self.fail(conn, id, ErrorCode::InvalidParams, &e.to_string(), b"");
         }
+        let (per_conn, total) = (
+            self.config.max_subscriptions_per_connection,
+            self.config.max_subscriptions,
+        );
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         if c.subs.contains_key(&id) {
             let msg = format!("subscription id {id} is already in use on this connection");
             return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b"");
+        }
+        if c.subs.len() >= per_conn {
+            let msg = format!(
+                "this connection already holds {} subscriptions, the limit (max_subscriptions_per_connection = {per_conn}); unsubscribe some first",
+                c.subs.len()
+            );
+            return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
+        }
+        if self.subs.count() >= total {
+            let msg = format!(
+                "the broker already holds {} subscriptions, the limit (max_subscriptions = {total}); try again later",
+                self.subs.count()
+            );
+            return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
         }
         let feed = monitor::is_monitor_pattern(pattern);
         c.subs.insert(
@@ -63,31 +91,41 @@ impl State {
             );
             return self.fail(conn, frame.id(), ErrorCode::PermissionDenied, &msg, b"");
         }
-        let (delivered, dropped) = self.deliver(frame);
+        let reach = self.deliver(frame);
         self.stats.events_published += 1;
-        self.feed_monitor(|| monitor::event_record(conn, frame, delivered, dropped));
+        self.stats.events_delivered += reach.delivered;
+        self.stats.events_dropped += reach.dropped;
+        self.feed_monitor(|| monitor::event_record(conn, frame, reach.delivered, reach.dropped));
         if frame.flags() & flags::ACK != 0 {
-            let data = json!({ "delivered": delivered, "dropped": dropped }).to_string();
+            let data =
+                json!({ "delivered": reach.delivered, "dropped": reach.dropped }).to_string();
             self.send_always(conn, Frame::reply(frame.id(), data.as_bytes()));
         }
     }
 
     /// Delivers the record `build` makes to the monitor feed; builds nothing while nobody
-    /// subscribes to it.
+    /// subscribes to it. Records are counted apart from events.
     pub(super) fn feed_monitor(&mut self, build: impl FnOnce() -> Frame) {
         if self.monitor_subs > 0 {
-            self.deliver(&build());
+            let reach = self.deliver(&build());
+            self.stats.monitor_delivered += reach.delivered;
+            self.stats.monitor_dropped += reach.dropped;
         }
     }
 
-    /// Queues `frame` (a publish) as an event to every matching subscription; returns how many
-    /// got it and how many had full outboxes.
-    fn deliver(&mut self, frame: &Frame) -> (u64, u64) {
+    /// Queues `frame` (a publish) as an event to every matching subscription. An event that does
+    /// not fit in a subscriber's outbox is dropped and counted on its subscription; with
+    /// `slow_consumer = "disconnect"` the subscriber is also marked to be disconnected.
+    fn deliver(&mut self, frame: &Frame) -> Reach {
         let feed = monitor::is_monitor_topic(frame.string(0));
+        let disconnect = self.config.slow_consumer == SlowConsumer::Disconnect;
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
         self.subs.matches(frame.string(0), &mut matches);
-        let (mut delivered, mut dropped) = (0u64, 0u64);
+        let mut reach = Reach {
+            delivered: 0,
+            dropped: 0,
+        };
         for (target, sub_id) in matches.iter().copied() {
             let Some(c) = self.conns.get_mut(&target) else {
                 continue;
@@ -104,17 +142,27 @@ impl State {
             {
                 Ok(()) => {
                     sub.dropped = 0;
-                    delivered += 1;
+                    reach.delivered += 1;
                 }
                 Err(_) => {
                     sub.dropped = sub.dropped.saturating_add(1);
-                    dropped += 1;
+                    reach.dropped += 1;
+                    if disconnect && let Some(kick) = c.kick.take() {
+                        let message = format!(
+                            "slow consumer: an event on '{}' for subscription {sub_id} did not fit in this connection's outbox (outbox_limit = {} bytes), and the broker disconnects slow consumers (slow_consumer = \"disconnect\")",
+                            frame.string(0),
+                            self.config.outbox_limit
+                        );
+                        let why = Kick {
+                            code: ErrorCode::Overloaded,
+                            message,
+                        };
+                        self.to_kick.push((target, kick, why));
+                    }
                 }
             }
         }
         self.matches = matches;
-        self.stats.events_delivered += delivered;
-        self.stats.events_dropped += dropped;
-        (delivered, dropped)
+        reach
     }
 }

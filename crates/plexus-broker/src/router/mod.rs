@@ -8,14 +8,17 @@ mod calls;
 mod events;
 mod monitor;
 mod names;
+mod raw_json;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use plexus_proto::{ErrorCode, Frame, Kind};
-use tokio::sync::Notify;
+use plexus_proto::{ErrorCode, Frame, Kind, flags};
+use tokio::sync::{Notify, oneshot};
+use tracing::error;
 
 use crate::config::Config;
 use crate::conn_id::ConnId;
@@ -45,14 +48,27 @@ pub struct Conn {
     /// Who it is.
     pub peer: PeerInfo,
     /// Names it holds.
-    pub names: Vec<String>,
+    pub names: HashSet<String>,
     /// Its subscriptions by id.
     pub subs: HashMap<u64, Subscription>,
+    /// Tells the connection's task that the router disconnected it; taken when it is.
+    kick: Option<oneshot::Sender<Kick>>,
+}
+
+/// Why the router disconnected a connection: the error its peer is told before it is closed.
+#[derive(Debug)]
+pub struct Kick {
+    /// The error code.
+    pub code: ErrorCode,
+    /// What happened, naming the limit.
+    pub message: String,
 }
 
 /// Everything the router owns.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct State {
+    /// The broker's settings (the limits).
+    config: Arc<Config>,
     /// Connections by id.
     pub conns: HashMap<ConnId, Conn>,
     /// Names.
@@ -71,6 +87,8 @@ pub struct State {
     pub monitor_subs: usize,
     /// Scratch space for the subscriptions an event matches, kept to reuse its allocation.
     matches: Vec<SubKey>,
+    /// Connections to disconnect once the current frame is routed, with the error to tell them.
+    to_kick: Vec<(ConnId, oneshot::Sender<Kick>, Kick)>,
 }
 
 /// The router, shared by every connection task.
@@ -79,14 +97,48 @@ pub struct Router {
     state: Mutex<State>,
     next_conn: AtomicU64,
     timer: Notify,
-    config: Config,
+    config: Arc<Config>,
+}
+
+/// A connection attached to the router. Dropping it detaches the connection, also when the
+/// connection's task unwinds from a panic, so that no connection outlives its task in the
+/// router (holding names, with calls routed to it that nobody answers).
+#[derive(Debug)]
+#[must_use = "dropping it detaches the connection"]
+pub struct Attached<'a> {
+    router: &'a Router,
+    conn: ConnId,
+    kicked: Option<oneshot::Receiver<Kick>>,
+}
+
+impl Attached<'_> {
+    /// Resolves when the router disconnected the connection (a slow consumer, with
+    /// `slow_consumer = "disconnect"`), with the error to tell its peer; never otherwise.
+    /// Cancel safe.
+    pub async fn kicked(&mut self) -> Kick {
+        if let Some(rx) = &mut self.kicked {
+            let kick = rx.await;
+            self.kicked = None;
+            if let Ok(kick) = kick {
+                return kick;
+            }
+        }
+        std::future::pending().await
+    }
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        self.router.detach(self.conn);
+    }
 }
 
 impl Router {
     /// A router with no connections.
     pub fn new(config: Config) -> Router {
+        let config = Arc::new(config);
         Router {
-            state: Mutex::default(),
+            state: Mutex::new(State::new(config.clone())),
             next_conn: AtomicU64::new(1),
             timer: Notify::new(),
             config,
@@ -115,13 +167,15 @@ impl Router {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a connection that sent `hello` and answers it with `welcome`.
-    pub fn attach(&self, conn: ConnId, peer: PeerInfo, outbox: Outbox) {
+    /// Adds a connection that sent `hello` and answers it with `welcome`. The connection stays
+    /// attached until the returned guard is dropped.
+    pub fn attach(&self, conn: ConnId, peer: PeerInfo, outbox: Outbox) -> Attached<'_> {
         outbox.push_always(Frame::welcome(
             conn,
             self.config.max_frame,
             env!("CARGO_PKG_VERSION"),
         ));
+        let (kick, kicked) = oneshot::channel();
         let mut st = self.lock();
         st.stats.connections_total += 1;
         st.conns.insert(
@@ -129,10 +183,16 @@ impl Router {
             Conn {
                 outbox,
                 peer,
-                names: Vec::new(),
+                names: HashSet::new(),
                 subs: HashMap::new(),
+                kick: Some(kick),
             },
         );
+        Attached {
+            router: self,
+            conn,
+            kicked: Some(kicked),
+        }
     }
 
     /// Counts a connection refused at the connection limit.
@@ -150,10 +210,37 @@ impl Router {
 
     /// Routes a batch of frames from `conn`, under one lock.
     pub fn handle(&self, conn: ConnId, frames: impl IntoIterator<Item = Frame>) {
+        self.handle_with(conn, frames, State::handle);
+    }
+
+    /// Routes the error frames a dialect's codec made for calls to `conn` it could not carry
+    /// (`frame_too_large`), as answers to those calls from the broker: unlike a worker's own
+    /// errors, their code is passed on as it is.
+    pub fn bounce(&self, conn: ConnId, frames: impl IntoIterator<Item = Frame>) {
+        self.handle_with(conn, frames, |st, conn, frame, _| {
+            st.forward_answer(conn, frame, calls::Source::Broker);
+        });
+    }
+
+    /// Runs `route` on each frame under one lock. A panic while routing a frame (a bug) is caught
+    /// there: it is logged, the frame's request is answered `internal`, and the connection and
+    /// the frames after it go on. The state stays consistent because routing checks and builds
+    /// everything before it changes anything, and each change keeps its indexes in step.
+    fn handle_with(
+        &self,
+        conn: ConnId,
+        frames: impl IntoIterator<Item = Frame>,
+        mut route: impl FnMut(&mut State, ConnId, Frame, Instant),
+    ) {
         let now = Instant::now();
         let mut st = self.lock();
+        let st = &mut *st;
         for frame in frames {
-            st.handle(conn, frame, now, &self.config);
+            let (kind, id, flag_bits) = (frame.kind(), frame.id(), frame.flags());
+            if catch_unwind(AssertUnwindSafe(|| route(st, conn, frame, now))).is_err() {
+                st.after_panic(conn, kind, id, flag_bits);
+            }
+            st.settle();
         }
         if std::mem::take(&mut st.timer_dirty) {
             self.timer.notify_one();
@@ -161,35 +248,11 @@ impl Router {
     }
 
     /// Removes a connection: its names and subscriptions go, calls pending on it are answered
-    /// `worker_gone`, and calls it made are cancelled towards their workers.
-    pub fn detach(&self, conn: ConnId) {
+    /// `worker_gone`, and calls it made are cancelled towards their workers. Run by [`Attached`].
+    fn detach(&self, conn: ConnId) {
         let mut st = self.lock();
-        let Some(gone) = st.conns.remove(&conn) else {
-            return;
-        };
-        for name in &gone.names {
-            let _ = st.registry.unregister(name, conn);
-        }
-        for (id, sub) in &gone.subs {
-            st.subs.remove(&sub.pattern, (conn, *id));
-            st.monitor_subs -= usize::from(sub.monitor);
-        }
-        let orphans = st.pending.take_connection(conn);
-        let who = gone.peer.describe(conn);
-        for call in orphans.as_worker {
-            st.stats.record_call(Some(ErrorCode::WorkerGone), None);
-            let msg = format!("the worker, {who}, disconnected before answering");
-            st.fail(
-                call.caller,
-                call.caller_id,
-                ErrorCode::WorkerGone,
-                &msg,
-                b"",
-            );
-        }
-        for (routed, call) in orphans.as_caller {
-            st.send_always(call.worker, Frame::cancel(routed));
-        }
+        st.detach(conn);
+        st.settle();
     }
 
     /// Answers everything whose deadline passed; returns the next deadline.
@@ -198,6 +261,7 @@ impl Router {
         for taken in st.pending.take_expired(now) {
             st.answer_expired(taken);
         }
+        st.settle();
         st.timer_dirty = false;
         st.pending.next_deadline()
     }
@@ -227,14 +291,100 @@ impl Router {
                 b"",
             );
         }
+        st.settle();
     }
 }
 
 impl State {
-    fn handle(&mut self, conn: ConnId, frame: Frame, now: Instant, config: &Config) {
+    fn new(config: Arc<Config>) -> State {
+        State {
+            config,
+            conns: HashMap::new(),
+            registry: Registry::default(),
+            subs: Subscriptions::default(),
+            pending: Pending::default(),
+            stats: Stats::default(),
+            shutting_down: false,
+            timer_dirty: false,
+            monitor_subs: 0,
+            matches: Vec::new(),
+            to_kick: Vec::new(),
+        }
+    }
+
+    /// Removes a connection and everything it holds or is owed, in time proportional to that.
+    fn detach(&mut self, conn: ConnId) {
+        let Some(gone) = self.conns.remove(&conn) else {
+            return;
+        };
+        for name in &gone.names {
+            let _ = self.registry.unregister(name, conn);
+        }
+        for (id, sub) in &gone.subs {
+            self.subs.remove(&sub.pattern, (conn, *id));
+            self.monitor_subs -= usize::from(sub.monitor);
+        }
+        let orphans = self.pending.take_connection(conn);
+        let who = gone.peer.describe(conn);
+        for call in orphans.as_worker {
+            self.stats.record_call(Some(ErrorCode::WorkerGone), None);
+            let msg = format!("the worker, {who}, disconnected before answering");
+            self.fail(
+                call.caller,
+                call.caller_id,
+                ErrorCode::WorkerGone,
+                &msg,
+                b"",
+            );
+        }
+        for (routed, call) in orphans.as_caller {
+            self.send_always(call.worker, Frame::cancel(routed));
+        }
+    }
+
+    /// Disconnects the connections marked while routing (slow consumers): each is detached now
+    /// and its task told to close it with the error. One at a time, not recursively: detaching
+    /// one can mark another (a full monitor subscriber).
+    fn settle(&mut self) {
+        while let Some((conn, kick, why)) = self.to_kick.pop() {
+            self.stats.slow_consumers_disconnected += 1;
+            self.stats.count_error(why.code);
+            let _ = kick.send(why);
+            self.detach(conn);
+        }
+    }
+
+    /// After routing a frame panicked: logs it and answers the frame's request, if it is one.
+    fn after_panic(&mut self, conn: ConnId, kind: Kind, id: u64, flag_bits: u8) {
+        error!(
+            conn,
+            kind = kind.name(),
+            id,
+            "routing a frame panicked (a bug); the frame was dropped"
+        );
+        let is_request = match kind {
+            Kind::Register | Kind::Unregister | Kind::Call | Kind::Subscribe | Kind::Ping => true,
+            Kind::Publish => flag_bits & flags::ACK != 0,
+            _ => false,
+        };
+        if is_request {
+            let msg = format!(
+                "the broker failed on this {} frame (a bug, logged); it may not have taken effect",
+                kind.name()
+            );
+            self.fail(conn, id, ErrorCode::Internal, &msg, b"");
+        }
+    }
+
+    /// Routes one frame from `conn`; frames of a connection already detached (disconnected as a
+    /// slow consumer while its task still reads) are dropped.
+    fn handle(&mut self, conn: ConnId, frame: Frame, now: Instant) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
         match frame.kind() {
-            Kind::Call => self.call(conn, frame, now, config),
-            Kind::Reply | Kind::Error => self.forward_answer(conn, frame),
+            Kind::Call => self.call(conn, frame, now),
+            Kind::Reply | Kind::Error => self.forward_answer(conn, frame, calls::Source::Worker),
             Kind::Cancel => self.cancel(conn, frame.id()),
             Kind::Register => self.register(conn, &frame),
             Kind::Unregister => self.unregister(conn, &frame),
@@ -271,3 +421,6 @@ impl State {
         self.send_always(conn, Frame::error(id, code, message, data));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,12 +2,14 @@
 //! routes (like dbus-monitor), published on `plexus.monitor.*`. The router builds them only while
 //! someone subscribes to the feed.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use plexus_proto::{ErrorCode, Frame, topic_matches};
+use plexus_proto::{ErrorCode, Frame, Kind, topic_matches};
+use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
+use super::raw_json;
 use crate::conn_id::ConnId;
 
 /// The topics of the feed.
@@ -39,28 +41,85 @@ fn now_us() -> u128 {
         .unwrap_or(0)
 }
 
-/// The payload as JSON when it is small JSON, else `null`.
-fn shown(payload: &[u8]) -> Value {
-    if payload.len() > SHOWN_PAYLOAD {
-        return Value::Null;
+/// A payload as a record shows it.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Shown<'a> {
+    /// JSON, embedded as it is.
+    Json(&'a RawValue),
+    /// Anything else (not JSON, or nested too deep to embed) as a string of its bytes.
+    Text(Cow<'a, str>),
+}
+
+/// How a record shows a payload: `null` when empty or over [`SHOWN_PAYLOAD`] bytes, else the
+/// JSON itself, or a string when it is not JSON that can be embedded. Nothing is parsed into a
+/// tree, so no payload can make building a record fail.
+fn shown(payload: &[u8]) -> Option<Shown<'_>> {
+    if payload.is_empty() || payload.len() > SHOWN_PAYLOAD {
+        return None;
     }
-    serde_json::from_slice::<Box<RawValue>>(payload)
-        .ok()
-        .map_or(Value::Null, |raw| json!(raw))
+    Some(match raw_json::embeddable(payload) {
+        Some(raw) => Shown::Json(raw),
+        None => Shown::Text(String::from_utf8_lossy(payload)),
+    })
+}
+
+/// A record as the feed publishes it.
+fn publish(topic: &str, record: &impl Serialize) -> Frame {
+    // Serializing these records cannot fail: they hold strings, numbers and valid raw JSON.
+    let body = serde_json::to_vec(record).unwrap_or_default();
+    Frame::publish(0, topic, &body, false)
+}
+
+#[derive(Serialize)]
+struct CallRecord<'a> {
+    kind: &'static str,
+    ts_us: u128,
+    from: ConnId,
+    to: ConnId,
+    call_id: u64,
+    object: &'a str,
+    method: &'a str,
+    timeout_ms: u32,
+    bytes: usize,
+    params: Option<Shown<'a>>,
 }
 
 /// The record of a call routed from `from` to `to` as `call_id`.
 pub fn call_record(from: ConnId, to: ConnId, call_id: u64, frame: &Frame) -> Frame {
     let payload = frame.payload();
-    let body = json!({
-        "kind": "call", "ts_us": now_us(), "from": from, "to": to, "call_id": call_id,
-        "object": frame.string(0), "method": frame.string(1), "timeout_ms": frame.aux(),
-        "bytes": payload.len(), "params": shown(&payload),
-    });
-    Frame::publish(0, TOPICS[0], body.to_string().as_bytes(), false)
+    let record = CallRecord {
+        kind: "call",
+        ts_us: now_us(),
+        from,
+        to,
+        call_id,
+        object: frame.string(0),
+        method: frame.string(1),
+        timeout_ms: frame.aux(),
+        bytes: payload.len(),
+        params: shown(&payload),
+    };
+    publish(TOPICS[0], &record)
 }
 
-/// The record of a worker's answer to `call_id`, `elapsed` after the call.
+#[derive(Serialize)]
+struct AnswerRecord<'a> {
+    kind: &'static str,
+    ts_us: u128,
+    from: ConnId,
+    to: ConnId,
+    call_id: u64,
+    elapsed_us: u128,
+    bytes: usize,
+    result: Option<Shown<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+}
+
+/// The record of a worker's answer to `call_id`, `elapsed` after the call, as forwarded.
 pub fn answer_record(
     from: ConnId,
     to: ConnId,
@@ -69,37 +128,73 @@ pub fn answer_record(
     frame: &Frame,
 ) -> Frame {
     let payload = frame.payload();
-    let mut body = json!({
-        "kind": "reply", "ts_us": now_us(), "from": from, "to": to, "call_id": call_id,
-        "elapsed_us": elapsed.as_micros(), "bytes": payload.len(), "result": shown(&payload),
-    });
-    let mut topic = TOPICS[1];
-    if let (Some(map), plexus_proto::Kind::Error) = (body.as_object_mut(), frame.kind()) {
-        map.insert("kind".into(), json!("error"));
-        map.insert("code".into(), json!(frame.error_code().name()));
-        map.insert("message".into(), json!(frame.string(0)));
-        topic = TOPICS[2];
-    }
-    Frame::publish(0, topic, body.to_string().as_bytes(), false)
+    let error = frame.kind() == Kind::Error;
+    let record = AnswerRecord {
+        kind: if error { "error" } else { "reply" },
+        ts_us: now_us(),
+        from,
+        to,
+        call_id,
+        elapsed_us: elapsed.as_micros(),
+        bytes: payload.len(),
+        result: shown(&payload),
+        code: error.then(|| frame.error_code().name()),
+        message: error.then(|| frame.string(0)),
+    };
+    publish(if error { TOPICS[2] } else { TOPICS[1] }, &record)
+}
+
+#[derive(Serialize)]
+struct BrokerErrorRecord<'a> {
+    kind: &'static str,
+    ts_us: u128,
+    from: &'static str,
+    to: ConnId,
+    id: u64,
+    code: &'static str,
+    message: &'a str,
 }
 
 /// The record of an error the broker itself answered `to`'s request `id` with.
 pub fn error_record(to: ConnId, id: u64, code: ErrorCode, message: &str) -> Frame {
-    let body = json!({
-        "kind": "error", "ts_us": now_us(), "from": "broker", "to": to, "id": id,
-        "code": code.name(), "message": message,
-    });
-    Frame::publish(0, TOPICS[2], body.to_string().as_bytes(), false)
+    let record = BrokerErrorRecord {
+        kind: "error",
+        ts_us: now_us(),
+        from: "broker",
+        to,
+        id,
+        code: code.name(),
+        message,
+    };
+    publish(TOPICS[2], &record)
+}
+
+#[derive(Serialize)]
+struct EventRecord<'a> {
+    kind: &'static str,
+    ts_us: u128,
+    from: ConnId,
+    topic: &'a str,
+    bytes: usize,
+    data: Option<Shown<'a>>,
+    delivered: u64,
+    dropped: u64,
 }
 
 /// The record of an event published by `from` and what it reached.
 pub fn event_record(from: ConnId, frame: &Frame, delivered: u64, dropped: u64) -> Frame {
     let payload = frame.payload();
-    let body = json!({
-        "kind": "event", "ts_us": now_us(), "from": from, "topic": frame.string(0),
-        "bytes": payload.len(), "data": shown(&payload), "delivered": delivered, "dropped": dropped,
-    });
-    Frame::publish(0, TOPICS[3], body.to_string().as_bytes(), false)
+    let record = EventRecord {
+        kind: "event",
+        ts_us: now_us(),
+        from,
+        topic: frame.string(0),
+        bytes: payload.len(),
+        data: shown(&payload),
+        delivered,
+        dropped,
+    };
+    publish(TOPICS[3], &record)
 }
 
 #[cfg(test)]
@@ -116,5 +211,27 @@ mod tests {
         assert!(!is_monitor_pattern("*.monitor.call"));
         assert!(!is_monitor_pattern("plexus.other"));
         assert!(!is_monitor_pattern("sensor.>"));
+    }
+
+    fn shown_json(payload: &[u8]) -> serde_json::Value {
+        let text = serde_json::to_string(&shown(payload)).unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or_default()
+    }
+
+    #[test]
+    fn payloads_are_shown_as_json_as_text_or_not_at_all() {
+        assert_eq!(
+            shown_json(br#"{"a":[1,2]}"#),
+            serde_json::json!({"a":[1,2]})
+        );
+        assert_eq!(shown_json(b"not json"), "not json");
+        assert_eq!(shown_json(b"\xff1"), "\u{fffd}1");
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert_eq!(shown_json(deep.as_bytes()), deep.as_str());
+        assert_eq!(shown_json(b""), serde_json::Value::Null);
+        assert_eq!(
+            shown_json(&[b'1'; SHOWN_PAYLOAD + 1]),
+            serde_json::Value::Null
+        );
     }
 }

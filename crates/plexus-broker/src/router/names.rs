@@ -1,10 +1,11 @@
-//! Names: registering and unregistering objects, exclusively or as queue groups, with what their
-//! owners declare about them.
+//! Names: registering and unregistering objects, exclusively or as queue groups, within the name
+//! limits, with what their owners declare about them (within the description limit).
 
 use plexus_proto::{BROKER_OBJECT, ErrorCode, Frame, flags, validate_name};
 use serde_json::json;
+use serde_json::value::RawValue;
 
-use super::State;
+use super::{State, raw_json};
 use crate::conn_id::ConnId;
 use crate::registry::RegistryRefusal;
 
@@ -21,31 +22,23 @@ impl State {
             return self.fail(conn, id, ErrorCode::PermissionDenied, &msg, b"");
         }
         let shared = frame.flags() & flags::SHARED != 0;
-        let payload = frame.payload();
-        let description = if payload.is_empty() {
-            None
-        } else {
-            match serde_json::from_slice::<serde_json::Value>(&payload) {
-                Ok(v @ serde_json::Value::Object(_)) => Some(v),
-                _ => {
-                    let msg =
-                        "a register payload must be a JSON object like {\"methods\":{\"add\":{}}}";
-                    return self.fail(conn, id, ErrorCode::InvalidParams, msg, b"");
-                }
-            }
+        let description = match self.description(&frame.payload()) {
+            Ok(description) => description,
+            Err(msg) => return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b""),
         };
+        if let Err(msg) = self.room_for_name(conn, name) {
+            return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
+        }
         match self.registry.register(name, conn, shared) {
             Ok(()) => {
                 if let Some(description) = description {
                     self.registry.describe(name, description);
                 }
-                if let Some(c) = self.conns.get_mut(&conn)
-                    && !c.names.iter().any(|n| n == name)
-                {
-                    c.names.push(name.to_owned());
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.names.insert(name.to_owned());
                 }
                 self.ok(conn, id);
-                self.answer_satisfied_waiters();
+                self.answer_waiters_for(name);
             }
             Err(refusal) => {
                 let owner = match refusal {
@@ -75,7 +68,7 @@ impl State {
         match self.registry.unregister(name, conn) {
             Ok(()) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    c.names.retain(|n| n != name);
+                    c.names.remove(name);
                 }
                 self.ok(conn, id);
             }
@@ -89,5 +82,52 @@ impl State {
                 self.fail(conn, id, ErrorCode::PermissionDenied, &msg, b"");
             }
         }
+    }
+
+    /// A register payload as the description to keep: `None` when empty, else a JSON object
+    /// within `max_description_bytes` and nested at most [`raw_json::MAX_NESTING`] deep, kept as
+    /// its text.
+    fn description(&self, payload: &[u8]) -> Result<Option<Box<RawValue>>, String> {
+        if payload.is_empty() {
+            return Ok(None);
+        }
+        let limit = self.config.max_description_bytes;
+        if payload.len() > limit {
+            return Err(format!(
+                "the register payload (the description) is {} bytes, over the limit (max_description_bytes = {limit})",
+                payload.len()
+            ));
+        }
+        match raw_json::embeddable(payload) {
+            Some(raw) if raw.get().starts_with('{') => Ok(Some(raw.to_owned())),
+            _ => Err(format!(
+                "a register payload must be a JSON object like {{\"methods\":{{\"add\":{{}}}}}}, nested at most {} deep",
+                raw_json::MAX_NESTING
+            )),
+        }
+    }
+
+    /// Whether `conn` may take one more name: `Err` with the message naming the limit it hits.
+    /// A name it already holds, or a group that already exists, does not count again.
+    fn room_for_name(&self, conn: ConnId, name: &str) -> Result<(), String> {
+        let held = self.conns.get(&conn).map_or(0, |c| c.names.len());
+        let holds = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.names.contains(name));
+        let per_conn = self.config.max_names_per_connection;
+        if !holds && held >= per_conn {
+            return Err(format!(
+                "this connection already holds {held} names, the limit (max_names_per_connection = {per_conn}); unregister some first"
+            ));
+        }
+        let total = self.config.max_names;
+        if self.registry.get(name).is_none() && self.registry.count() >= total {
+            return Err(format!(
+                "the broker already holds {} names, the limit (max_names = {total}); try again later",
+                self.registry.count()
+            ));
+        }
+        Ok(())
     }
 }

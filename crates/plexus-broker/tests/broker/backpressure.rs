@@ -14,10 +14,12 @@ const MIB: usize = 1024 * 1024;
 /// What the outbox counts for a frame besides its wire bytes, at most.
 const BOOKKEEPING: usize = 1024;
 
-/// A broker serving metrics, with `outbox_limit`.
+/// A broker serving metrics, with `outbox_limit` (and frames up to that size: an outbox holds at
+/// least the largest frame).
 async fn broker_with_metrics(outbox_limit: usize) -> TestBroker {
     TestBroker::with_config(Config {
         outbox_limit,
+        max_frame: u32::try_from(outbox_limit).expect("a small limit"),
         metrics: Some("127.0.0.1:0".parse().expect("addr")),
         ..Config::default()
     })

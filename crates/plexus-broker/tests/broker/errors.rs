@@ -295,6 +295,7 @@ async fn unsupported_version_and_missing_hello() {
 async fn overloaded_when_a_worker_does_not_read_or_too_many_calls_are_open() {
     let config = Config {
         outbox_limit: 64 * 1024,
+        max_frame: 64 * 1024,
         max_pending_per_connection: 200,
         ..Config::default()
     };
@@ -302,7 +303,7 @@ async fn overloaded_when_a_worker_does_not_read_or_too_many_calls_are_open() {
     let mut stuck = broker.raw_client("stuck").await;
     stuck.register(1, "stuck").await;
     let mut c = broker.raw_client("c").await;
-    let params = vec![b' '; 100 * 1024];
+    let params = vec![b' '; 60 * 1024];
     for id in 0..150u64 {
         c.send(Frame::call(id, "stuck", "m", 60_000, &params)).await;
     }

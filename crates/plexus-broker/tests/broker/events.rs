@@ -102,6 +102,7 @@ async fn two_matching_subscriptions_get_one_event_each_and_unsubscribe_stops_one
 async fn a_slow_subscriber_loses_events_counted_and_told_and_others_get_all() {
     let config = Config {
         outbox_limit: 16 * 1024,
+        max_frame: 16 * 1024,
         ..Config::default()
     };
     let broker = TestBroker::with_config(config).await;

@@ -12,5 +12,7 @@ mod limits;
 mod metrics_http;
 mod ndjson;
 mod procbridge;
+mod router_limits;
 mod slowloris;
 mod socket_dir;
+mod trust;

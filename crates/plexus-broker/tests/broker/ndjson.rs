@@ -319,6 +319,7 @@ async fn a_peer_that_closes_its_sending_side_still_gets_its_answers() {
 async fn a_peer_that_does_not_read_still_has_its_requests_routed() {
     let broker = TestBroker::with_config(Config {
         outbox_limit: 64 * 1024,
+        max_frame: 64 * 1024,
         ..Config::default()
     })
     .await;
