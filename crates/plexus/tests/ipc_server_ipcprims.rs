@@ -127,21 +127,33 @@ impl Conn {
         ))
     }
 
-    /// Whether more bytes have arrived than the frames taken so far.
-    fn more_waiting(&mut self) -> bool {
+    /// Whether a request has arrived beyond the frames taken so far: any bytes past the whole
+    /// CONTROL frames waiting (a `pong` may come at any time, also while a request is being
+    /// answered, and is no request; anything else, even a frame only begun, counts as one).
+    fn request_waiting(&mut self) -> bool {
         self.stream.set_nonblocking(true).expect("nonblocking");
         let mut chunk = [0u8; 4096];
-        if let Ok(n) = self.stream.read(&mut chunk) {
+        while let Ok(n @ 1..) = self.stream.read(&mut chunk) {
             self.buf.extend_from_slice(&chunk[..n]);
         }
         self.stream.set_nonblocking(false).expect("blocking");
-        !self.buf.is_empty()
+        let mut rest = &self.buf[..];
+        while rest.len() >= 8 {
+            let len = u32::from_le_bytes([rest[2], rest[3], rest[4], rest[5]]) as usize;
+            let channel = u16::from_le_bytes([rest[6], rest[7]]);
+            if channel != 0 || rest.len() < 8 + len {
+                return true;
+            }
+            rest = &rest[8 + len..];
+        }
+        !rest.is_empty()
     }
 }
 
 /// An ipcprims listener: shakes hands, pings its peer once, and answers JSON-RPC requests on
 /// COMMAND (`echo` returns the params, `fail` a JSON-RPC error, `slow` sleeps 300 ms first).
-/// `overlap` is set if a request ever arrives while another is being answered.
+/// `overlap` is set if a request ever arrives while another is being answered (CONTROL frames,
+/// such as the `pong` to its ping, may come at any time).
 fn echo_listener(path: &Path, overlap: Arc<AtomicBool>) {
     let listener = UnixListener::bind(path).expect("bind the ipcprims listener");
     std::thread::spawn(move || {
@@ -190,7 +202,7 @@ fn serve_peer(conn: &mut Conn, overlap: &AtomicBool) {
             Some("pinged") => json!({"jsonrpc":"2.0","id":id,"result":pinged}),
             _ => json!({"jsonrpc":"2.0","id":id,"error":{"code":-32601,"message":"unknown"}}),
         };
-        if conn.more_waiting() {
+        if conn.request_waiting() {
             overlap.store(true, Ordering::SeqCst);
         }
         write_frame(&mut conn.stream, 1, &answer);
