@@ -106,11 +106,21 @@ fn as_json(arg: &str, what: &str) -> Result<Option<Box<RawValue>>, ParamsError> 
 /// `text` as JSON, or an error naming `what`, the parse error, and where it is.
 pub fn json(text: &str, what: &str) -> Result<Box<RawValue>, ParamsError> {
     serde_json::from_str::<Box<RawValue>>(text).map_err(|e| {
-        let mut msg = format!("{what} is not JSON: {e}");
-        if !text.trim_end().contains('\n') && e.line() == 1 && e.column() > 0 {
-            let upto = text.get(..e.column().min(text.len())).unwrap_or(text);
+        let full = e.to_string();
+        let reason = full
+            .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
+            .unwrap_or(&full);
+        let lines: Vec<&str> = text.lines().collect();
+        // serde_json puts an error found at a line's end at column 0 of the next line.
+        let (line, column) = match (e.line(), e.column()) {
+            (line, 0) if line > 1 => (line - 1, lines.get(line - 2).map_or(1, |l| l.len())),
+            (line, column) => (line, column.max(1)),
+        };
+        let mut msg = format!("{what} is not JSON: {reason} at line {line} column {column}");
+        if let Some(shown) = line.checked_sub(1).and_then(|i| lines.get(i)) {
+            let upto = shown.get(..column.min(shown.len())).unwrap_or(shown);
             let caret = " ".repeat(upto.chars().count().saturating_sub(1));
-            msg.push_str(&format!("\n    {}\n    {caret}^", text.trim_end()));
+            msg.push_str(&format!("\n    {shown}\n    {caret}^"));
         }
         ParamsError(msg)
     })
