@@ -187,19 +187,17 @@ fn completion_offers_the_names_on_the_bus() {
     );
 
     let path = bin_dir(&bus);
-    let bash = format!(
-        r#"source <(plexus completions bash)
+    let bash = r#"source <(plexus completions bash)
 COMP_WORDS=(plexus call "")
 COMP_CWORD=2
 _plexus_bus plexus "" call
-printf '%s\n' "${{COMPREPLY[@]}}"
+printf '%s\n' "${COMPREPLY[@]}"
 COMP_WORDS=(plexus intro)
 COMP_CWORD=1
 _plexus_bus plexus intro plexus
-printf '%s\n' "${{COMPREPLY[@]}}""#
-    );
+printf '%s\n' "${COMPREPLY[@]}""#;
     let out = Command::new("bash")
-        .args(["-c", &bash])
+        .args(["-c", bash])
         .env("PATH", &path)
         .env("PLEXUS_BUS", bus.addr())
         .output()
