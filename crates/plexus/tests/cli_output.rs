@@ -4,7 +4,7 @@
 
 mod cli_support;
 
-use cli_support::{Bus, stderr, stdout, stdout_json};
+use cli_support::{Bus, stderr, stdout};
 use serde_json::Value;
 
 /// Every stdout line of `plexus ARGS --json`, each of which must be JSON.
