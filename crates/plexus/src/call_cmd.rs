@@ -37,7 +37,7 @@ Params (HTTPie style; values are never guessed):
   key=value          a string: version=1.10 zip=02134 are \"1.10\" and \"02134\"
   key:=json          JSON: n:=10 ok:=true tags:='[\"a\",\"b\"]'
   key=@file          the file's text as a string; key:=@file its JSON
-  '{\"a\":1}'  42     one JSON value, as written (big integers stay exact)
+  '{\"a\":1}'  42      one JSON value, as written (big integers stay exact)
   @params.json       one JSON value from a file
   -                  one JSON value from stdin
   s text  i 42  {ii} a 1 b 2  (ss) x y  n      an ipc-broker `rob` signature
