@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
     match dialect {
         Dialect::ProcBridge => assert!(stream.starts_with(b"pb")),
         Dialect::IpcBroker => assert_eq!(stream.get(4), Some(&b'{')),
+        Dialect::IpcPrims => assert!(stream.starts_with(b"IP")),
         Dialect::Ndjson => assert!(stream[0] == b'{' || stream[0].is_ascii_whitespace()),
         _ => {}
     }

@@ -5,12 +5,20 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import struct
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
-from .errors import NoBroker
+from .errors import NoBroker, TransportError
 
 ENV_BUS = "PLEXUS_BUS"
+ENV_BROKER_UID = "PLEXUS_BROKER_UID"
+
+
+class UntrustedBroker(TransportError):
+    """The broker runs as a user this client does not trust; nothing was sent to it."""
+
+    name = "untrusted_broker"
 
 
 @dataclass(frozen=True)
@@ -69,14 +77,65 @@ def _no_broker(address: Address, exc: OSError) -> NoBroker:
     return NoBroker(f"no broker at {address} — start one with `plexus broker` ({exc.strerror or exc})")
 
 
+def expected_broker_uid() -> Optional[int]:
+    """The user the broker must run as, from `PLEXUS_BROKER_UID` (unset or empty: none)."""
+    text = os.environ.get(ENV_BROKER_UID, "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{ENV_BROKER_UID} is {text!r}, not a numeric user id") from None
+
+
+def broker_trusted(broker_uid: int, own_uid: int, expected: Optional[int]) -> bool:
+    """Whether a client running as `own_uid` talks to a broker running as `broker_uid`: the one
+    user it was told to expect, else its own user or root (whom it cannot keep out anyway)."""
+    if expected is not None:
+        return broker_uid == expected
+    return broker_uid in (own_uid, 0)
+
+
+def untrusted_message(address: Address, broker_uid: int, own_uid: int, expected: Optional[int]) -> str:
+    """Why the broker is not trusted, naming both users and what to do."""
+    if expected is not None:
+        return (
+            f"the broker at {address} runs as uid {broker_uid}, not uid {expected} as "
+            f"{ENV_BROKER_UID} requires; nothing was sent to it"
+        )
+    return (
+        f"the broker at {address} runs as uid {broker_uid}, neither this client's user (uid {own_uid}) "
+        f"nor root; nothing was sent to it. If it is the broker to use, set {ENV_BROKER_UID}={broker_uid}"
+    )
+
+
+def check_broker_user(sock: Any, address: Address) -> None:
+    """Raises `UntrustedBroker` unless the peer of the Unix socket `sock` runs as a trusted user.
+
+    Reads the peer's credentials (SO_PEERCRED: pid, uid, gid as three ints); where the platform
+    has no SO_PEERCRED, the check is skipped.
+    """
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return
+    expected = expected_broker_uid()
+    creds = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    _pid, broker_uid, _gid = struct.unpack("3i", creds)
+    own_uid = os.geteuid()
+    if not broker_trusted(broker_uid, own_uid, expected):
+        raise UntrustedBroker(untrusted_message(address, broker_uid, own_uid, expected))
+
+
 def open_socket(address: Address, timeout: float) -> socket.socket:
-    """A connected blocking socket to the broker; raises `NoBroker` if nobody listens."""
+    """A connected blocking socket to the broker; raises `NoBroker` if nobody listens and
+    `UntrustedBroker` if a user it does not trust does."""
     try:
         if address.path is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.settimeout(timeout)
                 sock.connect(address.path)
+                check_broker_user(sock, address)
             except BaseException:
                 sock.close()
                 raise
@@ -84,19 +143,28 @@ def open_socket(address: Address, timeout: float) -> socket.socket:
         sock = socket.create_connection((address.host, address.port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
+    except UntrustedBroker:
+        raise
     except OSError as exc:
         raise _no_broker(address, exc) from exc
 
 
 async def open_stream(address: Address, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """An asyncio stream pair to the broker; raises `NoBroker` if nobody listens."""
+    """An asyncio stream pair to the broker; raises `NoBroker` if nobody listens and
+    `UntrustedBroker` if a user it does not trust does."""
     try:
-        if address.path is not None:
-            opening = asyncio.open_unix_connection(address.path)
-        else:
-            opening = asyncio.open_connection(address.host, address.port)
-        return await asyncio.wait_for(opening, timeout)
+        if address.path is None:
+            return await asyncio.wait_for(asyncio.open_connection(address.host, address.port), timeout)
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(address.path), timeout)
+        try:
+            check_broker_user(writer.get_extra_info("socket"), address)
+        except BaseException:
+            writer.close()
+            raise
+        return reader, writer
     except asyncio.TimeoutError as exc:
         raise NoBroker(f"no broker at {address} — connecting timed out after {timeout} s") from exc
+    except UntrustedBroker:
+        raise
     except OSError as exc:
         raise _no_broker(address, exc) from exc

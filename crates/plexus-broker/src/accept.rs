@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use plexus_proto::dialect::Dialect;
 use plexus_proto::{ErrorCode, Frame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
@@ -74,6 +75,8 @@ pub struct Acceptor {
     router: Arc<Router>,
     shutdown: Shutdown,
     slots: Arc<Semaphore>,
+    /// The one dialect its connections speak, instead of the one their first bytes tell.
+    forced: Option<Dialect>,
 }
 
 impl Acceptor {
@@ -84,37 +87,26 @@ impl Acceptor {
             router,
             shutdown,
             slots: Arc::new(Semaphore::new(limit)),
+            forced: None,
         }
+    }
+
+    /// The same acceptor (sharing its slots), for a listener whose connections all speak
+    /// `dialect` (ipc-server's, which cannot be told from NDJSON by its first bytes).
+    pub fn speaking(mut self, dialect: Dialect) -> Acceptor {
+        self.forced = Some(dialect);
+        self
     }
 
     /// Accepts connections from `listener` until shutdown; each runs in its own tracked task.
     pub async fn run<L: Listen>(self, listener: L) {
         let stop = self.shutdown.requested();
         tokio::pin!(stop);
-        let mut backoff = Backoff::default();
         let mut at_limit = false;
         loop {
-            let accepted = tokio::select! {
+            let (reader, writer, peer) = tokio::select! {
                 _ = &mut stop => return,
-                a = listener.accept_peer() => a,
-            };
-            let (reader, writer, peer) = match accepted {
-                Ok(connection) => {
-                    if backoff.succeeded() {
-                        info!(transport = L::TRANSPORT, "accepting connections again");
-                    }
-                    connection
-                }
-                Err(e) => {
-                    let (pause, first) = backoff.failed();
-                    if first {
-                        warn!(error = %e, transport = L::TRANSPORT, "accept failed; retrying with backoff up to {MAX_BACKOFF:?}");
-                    }
-                    tokio::select! {
-                        _ = &mut stop => return,
-                        _ = tokio::time::sleep(pause) => continue,
-                    }
-                }
+                a = accept_retrying(L::TRANSPORT, || listener.accept_peer()) => a,
             };
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                 if !std::mem::replace(&mut at_limit, true) {
@@ -128,8 +120,9 @@ impl Acceptor {
             };
             at_limit = false;
             let (router, shutdown) = (self.router.clone(), self.shutdown.clone());
+            let forced = self.forced;
             self.shutdown.spawn(async move {
-                connection::serve(reader, writer, peer, router, shutdown).await;
+                connection::serve(reader, writer, peer, router, shutdown, forced).await;
                 drop(slot);
             });
         }
@@ -159,6 +152,33 @@ impl Acceptor {
             })
             .await;
         });
+    }
+}
+
+/// Accepts with `accept` until it succeeds, pausing with [`Backoff`] while it fails (as it does
+/// while the process is out of file descriptors: without a pause the loop would spin). Logs the
+/// first failure of a run and the recovery; `transport` names the listener. Cancel safe.
+pub async fn accept_retrying<T, F>(transport: &str, mut accept: impl FnMut() -> F) -> T
+where
+    F: Future<Output = std::io::Result<T>>,
+{
+    let mut backoff = Backoff::default();
+    loop {
+        match accept().await {
+            Ok(accepted) => {
+                if backoff.succeeded() {
+                    info!(transport, "accepting connections again");
+                }
+                return accepted;
+            }
+            Err(e) => {
+                let (pause, first) = backoff.failed();
+                if first {
+                    warn!(error = %e, transport, "accept failed; retrying with backoff up to {MAX_BACKOFF:?}");
+                }
+                tokio::time::sleep(pause).await;
+            }
+        }
     }
 }
 

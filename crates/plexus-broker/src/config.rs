@@ -26,7 +26,8 @@ pub struct Config {
     /// Connections open at once, over every listener; past it, a new connection is told
     /// `overloaded` and closed.
     pub max_connections: usize,
-    /// How long a new connection has to send its `hello`.
+    /// How long a new connection has to send its `hello` (a dialect connection: its first
+    /// complete message).
     pub handshake_timeout: Duration,
     /// How long shutdown waits for outboxes to drain.
     pub shutdown_grace: Duration,
@@ -39,12 +40,23 @@ pub struct Config {
     /// Also listen on this TCP address for `ipc-broker` programs (they use TCP when
     /// `BROKER_ADDR` is set; its own broker uses port [`IPC_BROKER_PORT`]).
     pub ipc_broker_tcp: Option<SocketAddr>,
+    // Connection limits.
+    /// How long a frame (or dialect message) that has begun to arrive may take to complete;
+    /// past it the connection is closed with `bad_frame`. Idle connections are never timed out.
+    pub partial_frame_timeout: Duration,
+    // ipc-server and ipcprims.
+    /// Also listen on this TCP address for ipc-server programs (they connect to
+    /// [`IPC_SERVER_ADDR`] unless `ENV_SERVER_ADDRESS` says otherwise). Every connection on it
+    /// speaks ipc-server: its bare JSON objects cannot be told from NDJSON by their first bytes.
+    pub ipc_server_compat: Option<SocketAddr>,
 }
 
 /// The socket path the `ipc-broker` crate's clients and workers connect to.
 pub const IPC_BROKER_SOCKET: &str = "/tmp/ipc_broker.sock";
 /// The TCP port of the `ipc-broker` crate's own broker.
 pub const IPC_BROKER_PORT: u16 = 5123;
+/// The address ipc-server's programs connect to by default.
+pub const IPC_SERVER_ADDR: &str = plexus_proto::dialect::ipc_server::DEFAULT_ADDR;
 
 impl Default for Config {
     fn default() -> Self {
@@ -62,6 +74,10 @@ impl Default for Config {
             metrics: None,
             ipc_broker_socket: None,
             ipc_broker_tcp: None,
+            // Connection limits.
+            partial_frame_timeout: Duration::from_secs(30),
+            // ipc-server and ipcprims.
+            ipc_server_compat: None,
         }
     }
 }

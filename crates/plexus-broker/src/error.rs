@@ -12,6 +12,14 @@ pub enum BrokerError {
     /// Something that is not a socket sits at the socket path.
     #[error("{0} exists and is not a socket — remove it or choose another path with --socket")]
     NotASocket(PathBuf),
+    /// Another user could replace the socket in its directory.
+    #[error("socket directory {} is not safe: {why}", dir.display())]
+    UnsafeSocketDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Its owner and mode, why that is unsafe, and what to do.
+        why: String,
+    },
     /// Metrics were asked for, but this build has none.
     #[error("this broker was built without the metrics feature")]
     NoMetrics,

@@ -31,8 +31,9 @@ use tokio::net::{TcpListener, UnixListener};
 use tracing::{info, warn};
 
 use accept::Acceptor;
-pub use config::{Config, IPC_BROKER_PORT, IPC_BROKER_SOCKET};
+pub use config::{Config, IPC_BROKER_PORT, IPC_BROKER_SOCKET, IPC_SERVER_ADDR};
 pub use error::BrokerError;
+use listener::SocketDir;
 pub use listener::default_path;
 use router::Router;
 use shutdown::Shutdown;
@@ -45,6 +46,8 @@ pub struct Broker {
     ipc_unix: Option<UnixSocket>,
     tcp: Vec<TcpListener>,
     metrics: Option<TcpListener>,
+    /// ipc-server's TCP address, when asked for.
+    ipc_server: Option<TcpListener>,
 }
 
 /// The Unix listener and whether the broker made its file (and so removes it at shutdown).
@@ -56,7 +59,7 @@ struct UnixSocket {
 
 impl Broker {
     /// Binds the Unix socket (unless `config.no_unix`), the TCP addresses, and ipc-broker's socket
-    /// and TCP address when the config asks for them.
+    /// and TCP address and ipc-server's TCP address when the config asks for them.
     pub async fn bind(config: Config) -> Result<Broker, BrokerError> {
         Self::bind_with(config, None).await
     }
@@ -71,8 +74,11 @@ impl Broker {
             Some(std_listener) => Some(listener::adopt_unix(std_listener)?),
             None if config.no_unix => None,
             None => {
-                let path = config.socket.clone().unwrap_or_else(default_path);
-                let listener = listener::bind_unix(&path)?;
+                let (path, kind) = match &config.socket {
+                    Some(path) => (path.clone(), SocketDir::Given),
+                    None => (default_path(), SocketDir::Default),
+                };
+                let listener = listener::bind_unix(&path, kind)?;
                 Some(UnixSocket {
                     listener,
                     path,
@@ -82,7 +88,7 @@ impl Broker {
         };
         let ipc_unix = match &config.ipc_broker_socket {
             Some(path) => Some(UnixSocket {
-                listener: listener::bind_unix(path)?,
+                listener: listener::bind_unix(path, SocketDir::Given)?,
                 path: path.clone(),
                 owned: true,
             }),
@@ -92,6 +98,10 @@ impl Broker {
         for addr in config.tcp.iter().chain(&config.ipc_broker_tcp) {
             tcp.push(bind_tcp(*addr).await?);
         }
+        let ipc_server = match config.ipc_server_compat {
+            Some(addr) => Some(bind_tcp(addr).await?),
+            None => None,
+        };
         let metrics = match config.metrics {
             Some(_) if !cfg!(feature = "metrics") => return Err(BrokerError::NoMetrics),
             Some(addr) => Some(bind_tcp(addr).await?),
@@ -103,6 +113,7 @@ impl Broker {
             ipc_unix,
             tcp,
             metrics,
+            ipc_server,
         })
     }
 
@@ -114,6 +125,11 @@ impl Broker {
     /// The ipc-broker socket path, if listening on one.
     pub fn ipc_broker_path(&self) -> Option<&Path> {
         self.ipc_unix.as_ref().map(|u| u.path.as_path())
+    }
+
+    /// The address ipc-server programs connect to, if listening for them.
+    pub fn ipc_server_addr(&self) -> Option<SocketAddr> {
+        self.ipc_server.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The address metrics are served on.
@@ -152,6 +168,15 @@ impl Broker {
                 info!(%addr, "listening on TCP");
             }
             shutdown.spawn(acceptor.clone().run(l));
+        }
+        if let Some(l) = self.ipc_server {
+            if let Ok(addr) = l.local_addr() {
+                info!(%addr, "listening on TCP for ipc-server programs");
+            }
+            let ipc_server = acceptor
+                .clone()
+                .speaking(plexus_proto::dialect::Dialect::IpcServer);
+            shutdown.spawn(ipc_server.run(l));
         }
         shutdown.spawn(timer::run(router.clone(), shutdown.clone()));
         signal.await;

@@ -6,44 +6,55 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tracing::debug;
 
+use crate::accept::accept_retrying;
 use crate::router::{Router, State};
 use crate::shutdown::Shutdown;
 
-/// Longest request head read before answering.
+/// Longest request head taken; a longer one is answered 431 and the connection closed.
 const MAX_REQUEST: usize = 8192;
+/// How long a client has to send its request head.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client has to take the response.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes read (and thrown away) after the response, until the client closes.
+const DRAIN: usize = 64 * 1024;
+/// Metrics connections served at once; more are closed at once.
+const MAX_CLIENTS: usize = 16;
 
 /// Serves `/metrics` until shutdown.
 pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: Shutdown) {
     let stop = shutdown.requested();
     tokio::pin!(stop);
+    let clients = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
-        let accepted = tokio::select! {
+        let (stream, _) = tokio::select! {
             _ = &mut stop => return,
-            a = listener.accept() => a,
+            a = accept_retrying("metrics", || listener.accept()) => a,
         };
-        let Ok((mut stream, _)) = accepted else {
+        let Ok(slot) = clients.clone().try_acquire_owned() else {
+            debug!("too many metrics clients at once; closing one");
             continue;
         };
         let router = router.clone();
         tokio::spawn(async move {
-            let mut head = Vec::with_capacity(512);
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-            });
-            if read.await.is_err() {
-                return;
-            }
+            answer(stream, &router).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Reads one request head and answers it.
+async fn answer(mut stream: TcpStream, router: &Router) {
+    let response = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
+        Err(_) | Ok(Head::Closed) => return,
+        Ok(Head::TooLarge) => "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
+        Ok(Head::Complete(head)) => {
             let request_line = head.split(|b| *b == b'\r').next().unwrap_or_default();
-            let response = if request_line.starts_with(b"GET /metrics ") {
+            if request_line.starts_with(b"GET /metrics ") {
                 let body = router.with_state(render);
                 format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -51,11 +62,55 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: Shutdow
                 )
             } else {
                 "HTTP/1.1 404 Not Found\r\nContent-Length: 22\r\nConnection: close\r\n\r\ntry GET /metrics only\n".to_owned()
-            };
-            if let Err(e) = stream.write_all(response.as_bytes()).await {
-                debug!(error = %e, "metrics response not sent");
             }
-        });
+        }
+    };
+    let send = async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await?;
+        // Reading what the client still sends keeps its unread bytes from turning the close into
+        // a reset that could discard the response before the client reads it.
+        let mut rest = (&mut stream).take(DRAIN as u64);
+        tokio::io::copy(&mut rest, &mut tokio::io::sink()).await
+    };
+    match tokio::time::timeout(RESPONSE_TIMEOUT, send).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => debug!(error = %e, "metrics response not sent"),
+        Err(_) => debug!("metrics client did not take the response in time"),
+    }
+}
+
+/// What came of reading a request head.
+enum Head {
+    /// The head, up to its blank line.
+    Complete(Vec<u8>),
+    /// No blank line within [`MAX_REQUEST`] bytes.
+    TooLarge,
+    /// The client closed (or the read failed) before the blank line.
+    Closed,
+}
+
+/// Reads until the blank line that ends the head, scanning each byte once.
+async fn read_head(stream: &mut TcpStream) -> Head {
+    let mut head = Vec::with_capacity(1024);
+    let mut scanned = 0usize;
+    loop {
+        if head.len() >= MAX_REQUEST {
+            return Head::TooLarge;
+        }
+        let mut buf = [0u8; 1024];
+        let room = buf.len().min(MAX_REQUEST - head.len());
+        match stream.read(&mut buf[..room]).await {
+            Ok(0) | Err(_) => return Head::Closed,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        // The blank line may straddle reads: look again at the last 3 bytes scanned.
+        let from = scanned.saturating_sub(3);
+        if let Some(at) = head[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+            head.truncate(from + at);
+            return Head::Complete(head);
+        }
+        scanned = head.len();
     }
 }
 
@@ -75,6 +130,22 @@ pub fn render(st: &State) -> String {
         "gauge",
         "Connections open now.",
         st.conns.len(),
+    );
+    let queued = st.conns.values().map(|c| c.outbox.queued());
+    let (total, largest) = queued.fold((0, 0), |(sum, max), q| (sum + q, max.max(q)));
+    metric(
+        &mut out,
+        "plexus_outbox_bytes",
+        "gauge",
+        "Bytes queued in the outboxes of all connections now.",
+        total,
+    );
+    metric(
+        &mut out,
+        "plexus_outbox_bytes_max",
+        "gauge",
+        "Bytes queued in the fullest outbox now.",
+        largest,
     );
     metric(
         &mut out,

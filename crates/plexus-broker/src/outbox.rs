@@ -1,5 +1,10 @@
 //! A connection's bounded outbox: the queue of frames on their way to its socket, with the byte
 //! count that bounds it, and the native writer that drains it with coalesced writes.
+//!
+//! Calls and events ([`Outbox::push`]) are refused past the limit. Answers
+//! ([`Outbox::push_always`]) are never refused, so they can take the count past it; the
+//! connection's reader then stops reading ([`Outbox::room`]) until the writer has drained the
+//! count back under the limit, so a peer that asks and does not read is no longer read from.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,7 +12,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::BytesMut;
 use plexus_proto::{Frame, encode};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+
+/// Memory a queued frame holds besides its wire bytes: the frame itself in the queue, and the
+/// allocation of its body. Counting it makes the limit bound memory for small frames too (a
+/// one-byte event holds several times its wire size).
+const FRAME_OVERHEAD: usize = size_of::<Frame>() + 64;
+
+/// What a queued frame counts against the limit.
+pub fn held(frame: &Frame) -> usize {
+    frame.wire_len() + FRAME_OVERHEAD
+}
 
 /// Most frames the writer takes off the queue for one write.
 const BATCH_FRAMES: usize = 512;
@@ -18,8 +33,17 @@ const BATCH_BYTES: usize = 256 * 1024;
 #[derive(Clone, Debug)]
 pub struct Outbox {
     tx: mpsc::UnboundedSender<Frame>,
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     limit: usize,
+}
+
+/// What both sides of an outbox share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// What the frames queued and not yet written hold, as [`held`] counts it.
+    queued: AtomicUsize,
+    /// Signalled when the writer brings `queued` from over the limit to under it.
+    drained: Notify,
 }
 
 /// The outbox was over its byte limit; the frame was not queued.
@@ -29,27 +53,28 @@ pub struct Full;
 /// The receiving side, owned by the task that writes the connection's socket.
 pub struct OutboxReceiver {
     rx: mpsc::UnboundedReceiver<Frame>,
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+    limit: usize,
 }
 
 /// A new outbox holding at most `limit` bytes of calls and events.
 pub fn outbox(limit: usize) -> (Outbox, OutboxReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicUsize::new(0));
+    let shared = Arc::new(Shared::default());
     (
         Outbox {
             tx,
-            queued: queued.clone(),
+            shared: shared.clone(),
             limit,
         },
-        OutboxReceiver { rx, queued },
+        OutboxReceiver { rx, shared, limit },
     )
 }
 
 impl Outbox {
     /// Queues an unsolicited frame (a call or an event) unless the outbox is over its limit.
     pub fn push(&self, frame: Frame) -> Result<(), Full> {
-        if self.queued.load(Ordering::Relaxed) + frame.wire_len() > self.limit {
+        if self.queued() + held(&frame) > self.limit {
             return Err(Full);
         }
         self.push_always(frame);
@@ -57,14 +82,42 @@ impl Outbox {
     }
 
     /// Queues a frame the peer asked for (an answer to its own request) regardless of the limit.
-    /// The number of such frames is bounded by the peer's own pending requests.
+    /// It still counts: past the limit, the connection's reader waits in [`Outbox::room`].
     pub fn push_always(&self, frame: Frame) {
-        let len = frame.wire_len();
+        let len = held(&frame);
         // Count before the writer can see the frame: it subtracts once the frame is written, and
         // on another thread it could otherwise subtract first and wrap the count.
-        self.queued.fetch_add(len, Ordering::Relaxed);
+        self.shared.queued.fetch_add(len, Ordering::Relaxed);
         if self.tx.send(frame).is_err() {
-            self.queued.fetch_sub(len, Ordering::Relaxed);
+            self.shared.queued.fetch_sub(len, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes queued and not yet written, as [`held`] counts them.
+    pub fn queued(&self) -> usize {
+        self.shared.queued.load(Ordering::Relaxed)
+    }
+
+    /// Whether answers took the queue past its limit: the peer asks faster than it reads, and
+    /// its reader should read no more requests until [`Outbox::room`].
+    pub fn over_limit(&self) -> bool {
+        self.queued() > self.limit
+    }
+
+    /// Waits until the queue is back within its limit, or its writer is gone. Returns at once
+    /// when it is within. Cancel safe.
+    pub async fn room(&self) {
+        while self.over_limit() {
+            let drained = self.shared.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if !self.over_limit() {
+                return;
+            }
+            tokio::select! {
+                _ = drained => {}
+                _ = self.tx.closed() => return,
+            }
         }
     }
 }
@@ -77,9 +130,13 @@ impl OutboxReceiver {
         self.rx.recv_many(batch, BATCH_FRAMES).await
     }
 
-    /// Stops counting `bytes` (the wire lengths of frames taken) against the limit.
+    /// Stops counting `bytes` (what the frames taken held) against the limit, and wakes a
+    /// reader waiting in [`Outbox::room`] if that brings the queue back within the limit.
     pub fn release(&self, bytes: usize) {
-        self.queued.fetch_sub(bytes, Ordering::Relaxed);
+        let before = self.shared.queued.fetch_sub(bytes, Ordering::Relaxed);
+        if before > self.limit && before - bytes <= self.limit {
+            self.shared.drained.notify_waiters();
+        }
     }
 
     /// Writes native frames until every `Outbox` is dropped and the queue is empty, or the socket
@@ -93,7 +150,7 @@ impl OutboxReceiver {
         while self.recv_batch(&mut batch).await > 0 {
             let mut taken = 0;
             for frame in batch.drain(..) {
-                taken += frame.wire_len();
+                taken += held(&frame);
                 encode(&frame, &mut buf);
                 if buf.len() >= BATCH_BYTES {
                     socket.write_all(&buf).await?;

@@ -1,4 +1,5 @@
-//! Finding the bus: `PLEXUS_BUS`, else the default socket path.
+//! Finding the bus: `PLEXUS_BUS`, else the default socket path; and whom to trust there:
+//! `PLEXUS_BROKER_UID`.
 
 use plexus_proto::{BusAddr, default_socket_path};
 
@@ -15,5 +16,17 @@ pub fn default_bus() -> Result<BusAddr, Error> {
                 uid,
             )))
         }
+    }
+}
+
+/// The user the broker must run as, from `PLEXUS_BROKER_UID` (unset or empty: none).
+pub fn broker_uid_from_env() -> Result<Option<u32>, Error> {
+    match std::env::var("PLEXUS_BROKER_UID") {
+        Ok(text) if !text.trim().is_empty() => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::BadBrokerUid(text)),
+        _ => Ok(None),
     }
 }

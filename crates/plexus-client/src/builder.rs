@@ -7,7 +7,7 @@ use std::time::Duration;
 use plexus_proto::BusAddr;
 use tokio::sync::mpsc;
 
-use crate::address::default_bus;
+use crate::address::{broker_uid_from_env, default_bus};
 use crate::client::Client;
 use crate::connect;
 use crate::event_loop::EventLoop;
@@ -77,13 +77,23 @@ impl ClientBuilder {
         self
     }
 
+    /// Talk only to a broker running as user `uid` (checked on Unix sockets before anything is
+    /// sent). Default: `PLEXUS_BROKER_UID` if set, else the client's own user or root.
+    pub fn trust_broker_uid(mut self, uid: u32) -> Self {
+        self.options.trust_broker_uid = Some(uid);
+        self
+    }
+
     /// Connects and completes the handshake.
-    pub async fn connect(self) -> Result<Client, Error> {
+    pub async fn connect(mut self) -> Result<Client, Error> {
         let addr = match &self.addr {
             Some(text) => BusAddr::parse(text)?,
             None => default_bus()?,
         };
-        let connection = connect::open(&addr, &self.options.name).await?;
+        if self.options.trust_broker_uid.is_none() {
+            self.options.trust_broker_uid = broker_uid_from_env()?;
+        }
+        let connection = connect::open(&addr, &self.options).await?;
         let welcome = connection.welcome.clone();
         let (commands, received) = mpsc::unbounded_channel();
         let ids = Arc::new(AtomicU64::new(1));

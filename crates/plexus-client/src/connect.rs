@@ -8,7 +8,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tracing::debug;
 
 use crate::socket::{FrameReader, ReadHalf, Writer};
-use crate::{BrokerInfo, Error};
+use crate::{BrokerInfo, Error, Options};
 
 /// How long the broker has to answer `hello`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,18 +34,29 @@ pub(crate) struct Connection {
     pub(crate) welcome: BrokerInfo,
 }
 
-/// Connects to `addr` and completes the handshake.
-pub(crate) async fn open(addr: &BusAddr, client_name: &str) -> Result<Connection, Error> {
+/// Connects to `addr` and completes the handshake, as `options.name`. On a Unix socket the
+/// broker's user is checked against `options.trust_broker_uid` before anything is sent.
+pub(crate) async fn open(addr: &BusAddr, options: &Options) -> Result<Connection, Error> {
+    let client_name = options.name.as_str();
     let no_broker = |source| Error::NoBroker {
         addr: addr.to_string(),
         source,
     };
     let (read_half, mut writer) = match addr {
         BusAddr::Unix(path) => {
-            let (r, w) = UnixStream::connect(path)
-                .await
-                .map_err(no_broker)?
-                .into_split();
+            let stream = UnixStream::connect(path).await.map_err(no_broker)?;
+            let broker_uid = stream.peer_cred()?.uid();
+            let own_uid = rustix::process::geteuid().as_raw();
+            let expected = options.trust_broker_uid;
+            if !broker_trusted(broker_uid, own_uid, expected) {
+                return Err(Error::UntrustedBroker {
+                    addr: addr.to_string(),
+                    broker_uid,
+                    own_uid,
+                    expected,
+                });
+            }
+            let (r, w) = stream.into_split();
             (ReadHalf::Unix(r), Writer::Unix(w))
         }
         BusAddr::Tcp(hostport) => {
@@ -88,17 +99,26 @@ pub(crate) async fn open(addr: &BusAddr, client_name: &str) -> Result<Connection
     }
 }
 
+/// Whether a client running as `own_uid` talks to a broker running as `broker_uid`: the one user
+/// it was told to expect, else its own user or root (whom it cannot keep out anyway).
+fn broker_trusted(broker_uid: u32, own_uid: u32, expected: Option<u32>) -> bool {
+    match expected {
+        Some(uid) => broker_uid == uid,
+        None => broker_uid == own_uid || broker_uid == 0,
+    }
+}
+
 /// The largest frame to take from a broker whose welcome announced `max_frame`.
 fn read_limit(max_frame: u32) -> u32 {
     max_frame.clamp(SMALLEST_READ_LIMIT, LARGEST_READ_LIMIT)
 }
 
 /// Connects again, waiting longer after each failure, until it works.
-pub(crate) async fn reconnect(addr: &BusAddr, client_name: &str) -> Connection {
+pub(crate) async fn reconnect(addr: &BusAddr, options: &Options) -> Connection {
     let mut delay = FIRST_RETRY;
     loop {
         tokio::time::sleep(delay).await;
-        match open(addr, client_name).await {
+        match open(addr, options).await {
             Ok(connection) => return connection,
             Err(e) => {
                 debug!(error = %e, "reconnect failed");
@@ -111,6 +131,35 @@ pub(crate) async fn reconnect(addr: &BusAddr, client_name: &str) -> Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broker_is_trusted_as_the_clients_user_or_root_or_exactly_the_expected_user() {
+        assert!(broker_trusted(1000, 1000, None), "our own user");
+        assert!(broker_trusted(0, 1000, None), "root");
+        assert!(!broker_trusted(1001, 1000, None), "another user");
+        assert!(broker_trusted(1001, 1000, Some(1001)), "the expected user");
+        assert!(
+            !broker_trusted(1000, 1000, Some(1001)),
+            "only the expected user"
+        );
+        assert!(!broker_trusted(0, 1000, Some(1001)), "not even root");
+    }
+
+    #[test]
+    fn an_untrusted_broker_error_names_both_users() {
+        let e = Error::UntrustedBroker {
+            addr: "unix:/run/bus.sock".into(),
+            broker_uid: 1001,
+            own_uid: 1000,
+            expected: None,
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("uid 1001") && text.contains("uid 1000"),
+            "{text}"
+        );
+        assert!(text.contains("PLEXUS_BROKER_UID=1001"), "{text}");
+    }
 
     #[test]
     fn frames_from_the_broker_are_limited_by_its_welcome_within_bounds() {

@@ -41,6 +41,21 @@ pub enum Error {
     /// The client is reconnecting; nothing was sent.
     #[error("not connected to the broker (reconnecting); nothing was sent")]
     NotConnected,
+    /// The broker runs as a user the client does not trust; nothing was sent to it.
+    #[error("{}", untrusted(addr, *broker_uid, *own_uid, *expected))]
+    UntrustedBroker {
+        /// The address.
+        addr: String,
+        /// The user the broker runs as (from the socket's peer credentials).
+        broker_uid: u32,
+        /// The client's own user.
+        own_uid: u32,
+        /// The user `PLEXUS_BROKER_UID` or `trust_broker_uid` asked for, if any.
+        expected: Option<u32>,
+    },
+    /// `PLEXUS_BROKER_UID` is not a user id.
+    #[error("PLEXUS_BROKER_UID is {0:?}, not a numeric user id")]
+    BadBrokerUid(String),
     /// The client was closed.
     #[error("the client is closed")]
     Closed,
@@ -53,6 +68,18 @@ pub enum Error {
     /// A socket error.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why a broker is not trusted, naming both users and what to do.
+fn untrusted(addr: &str, broker_uid: u32, own_uid: u32, expected: Option<u32>) -> String {
+    match expected {
+        Some(uid) => format!(
+            "the broker at {addr} runs as uid {broker_uid}, not uid {uid} as PLEXUS_BROKER_UID (or trust_broker_uid) requires; nothing was sent to it"
+        ),
+        None => format!(
+            "the broker at {addr} runs as uid {broker_uid}, neither this client's user (uid {own_uid}) nor root; nothing was sent to it. If it is the broker to use, set PLEXUS_BROKER_UID={broker_uid}"
+        ),
+    }
 }
 
 impl Error {
@@ -80,7 +107,8 @@ impl Error {
         match self {
             Error::Remote { code, .. } => *code,
             Error::Json(_) => ErrorCode::InvalidParams,
-            Error::Address(_) => ErrorCode::InvalidParams,
+            Error::Address(_) | Error::BadBrokerUid(_) => ErrorCode::InvalidParams,
+            Error::UntrustedBroker { .. } => ErrorCode::PermissionDenied,
             Error::NoBroker { .. }
             | Error::Handshake { .. }
             | Error::NotConnected

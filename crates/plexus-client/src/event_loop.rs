@@ -33,7 +33,8 @@ enum End {
 /// The socket task's state.
 pub(crate) struct EventLoop {
     addr: BusAddr,
-    client_name: String,
+    /// The client's name and whom it trusts, for reconnecting.
+    options: Options,
     reconnect: bool,
     session: Session,
     commands: CommandReceiver,
@@ -55,7 +56,7 @@ impl EventLoop {
         let (answer_sender, answers) = mpsc::unbounded_channel();
         EventLoop {
             addr,
-            client_name: options.name.clone(),
+            options: options.clone(),
             reconnect: options.reconnect,
             session: Session::new(ids, options.max_concurrent_calls),
             commands,
@@ -173,7 +174,7 @@ impl EventLoop {
 
     /// Connects again with backoff; meanwhile the session refuses commands.
     async fn reconnect(&mut self) -> Option<Connection> {
-        let reconnecting = connect::reconnect(&self.addr, &self.client_name);
+        let reconnecting = connect::reconnect(&self.addr, &self.options);
         let mut reconnecting = std::pin::pin!(reconnecting);
         loop {
             tokio::select! {

@@ -70,6 +70,7 @@ pub(crate) struct Options {
     pub call_timeout: Duration,
     pub max_concurrent_calls: usize,
     pub subscription_capacity: usize,
+    pub trust_broker_uid: Option<u32>,
 }
 
 impl Default for Options {
@@ -85,6 +86,7 @@ impl Default for Options {
             call_timeout: Duration::from_secs(30),
             max_concurrent_calls: 1024,
             subscription_capacity: 65_536,
+            trust_broker_uid: None,
         }
     }
 }

@@ -33,6 +33,20 @@ fn strings_needed(kind: Kind) -> usize {
 /// Returns `Ok(None)` when more bytes are needed. The size check happens as soon as the header
 /// is in, so an oversized frame is refused before its body is buffered.
 pub fn decode(buf: &mut BytesMut, max_frame: u32) -> Result<Option<Frame>, DecodeError> {
+    decode_compact(buf, max_frame, 0)
+}
+
+/// Like [`decode`], but a frame of fewer than `copy_below` bytes (header included) gets a copy
+/// of its body in an allocation of its own instead of a slice of `buf`.
+///
+/// A slice keeps the whole allocation it points into alive, so small frames kept for long (queued
+/// for a slow reader) could each hold a read buffer many times their size. Larger frames, which
+/// fill most of their buffer, stay zero-copy slices.
+pub fn decode_compact(
+    buf: &mut BytesMut,
+    max_frame: u32,
+    copy_below: usize,
+) -> Result<Option<Frame>, DecodeError> {
     if buf.len() < HEADER_LEN {
         return Ok(None);
     }
@@ -51,8 +65,14 @@ pub fn decode(buf: &mut BytesMut, max_frame: u32) -> Result<Option<Frame>, Decod
         buf.reserve(total - buf.len());
         return Ok(None);
     }
-    buf.advance(HEADER_LEN);
-    let body = buf.split_to(header.body_len as usize).freeze();
+    let body = if total < copy_below {
+        let body = Bytes::copy_from_slice(&buf[HEADER_LEN..total]);
+        buf.advance(total);
+        body
+    } else {
+        buf.advance(HEADER_LEN);
+        buf.split_to(header.body_len as usize).freeze()
+    };
     Frame::from_parts(header, body).map(Some)
 }
 

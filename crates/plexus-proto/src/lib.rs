@@ -17,7 +17,7 @@ mod names;
 pub use address::{AddrError, BusAddr, default_socket_path};
 pub use decode_error::DecodeError;
 pub use error_code::ErrorCode;
-pub use frame::{Frame, decode, encode};
+pub use frame::{Frame, decode, decode_compact, encode};
 pub use header::{HEADER_LEN, Header, MAGIC, MAX_STRINGS, VERSION};
 pub use kind::{Kind, flags};
 pub use names::{NameError, topic_matches, validate_name, validate_pattern, validate_topic};

@@ -1,7 +1,7 @@
 //! Property tests: encode/decode round trips, incremental decoding, and no panics on any bytes.
 
 use bytes::BytesMut;
-use plexus_proto::{DecodeError, Frame, HEADER_LEN, Kind, decode};
+use plexus_proto::{DecodeError, Frame, HEADER_LEN, Kind, decode, decode_compact};
 use proptest::prelude::*;
 
 fn kind() -> impl Strategy<Value = Kind> {
@@ -100,4 +100,29 @@ fn missing_strings_and_bad_utf8_are_errors() {
     wire[HEADER_LEN + 2] = 0xff;
     let err = decode(&mut BytesMut::from(&wire[..]), 1024).expect_err("utf8");
     assert_eq!(err, DecodeError::StringNotUtf8(0));
+}
+
+#[test]
+fn compact_decoding_copies_small_frames_out_of_the_buffer_and_slices_large_ones() {
+    let small = Frame::event(1, 0, "t", b"x");
+    let large = Frame::event(2, 0, "t", &[7u8; 4096]);
+    let mut wire = BytesMut::new();
+    wire.extend_from_slice(&small.to_bytes());
+    wire.extend_from_slice(&large.to_bytes());
+    wire.extend_from_slice(&small.to_bytes());
+    let mut buf = wire.clone();
+    let start = buf.as_ptr() as usize;
+    let allocation = start..start + buf.capacity();
+    let inside = |f: &Frame| allocation.contains(&(f.body().as_ptr() as usize));
+    let mut got = Vec::new();
+    while let Some(f) = decode_compact(&mut buf, u32::MAX, 1024).expect("valid") {
+        got.push(f);
+    }
+    assert_eq!(got, [small.clone(), large, small], "the same frames");
+    let held: Vec<bool> = got.iter().map(inside).collect();
+    assert_eq!(
+        held,
+        [false, true, false],
+        "only the large frame points into the buffer"
+    );
 }

@@ -31,6 +31,9 @@ enum BridgeKind {
     /// Register NAME and forward each call on it to a ProcBridge server (the ProcBridge method is
     /// the called method, the payload is the params).
     Procbridge(ProcBridgeArgs),
+    /// Register NAME and forward each call on it to an ipcprims listener as a JSON-RPC request on
+    /// COMMAND (one at a time).
+    Ipcprims(crate::bridge_ipcprims_cmd::IpcPrimsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -191,5 +194,6 @@ async fn procbridge(args: ProcBridgeArgs, g: Global) -> Result<u8, Failure> {
 pub async fn bridge(args: BridgeArgs, g: Global) -> Result<u8, Failure> {
     match args.kind {
         BridgeKind::Procbridge(args) => procbridge(args, g).await,
+        BridgeKind::Ipcprims(args) => crate::bridge_ipcprims_cmd::ipcprims(args, g).await,
     }
 }

@@ -17,8 +17,8 @@ use crate::exit;
 #[derive(Args, Debug, Default)]
 pub struct BrokerArgs {
     /// TOML file with any of the keys below (socket, tcp, no_unix, max_frame, outbox_limit,
-    /// max_connections, call_timeout_ms, threads, metrics, ipc_broker_compat, ipc_broker_tcp);
-    /// flags override it.
+    /// max_connections, call_timeout_ms, threads, metrics, ipc_broker_compat, ipc_broker_tcp,
+    /// handshake_timeout_ms, partial_frame_timeout_ms, ipc_server_compat); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Unix socket path [default: $XDG_RUNTIME_DIR/plexus/bus.sock, else /tmp/plexus-$UID/bus.sock].
@@ -59,6 +59,20 @@ pub struct BrokerArgs {
     /// [ADDR default: 127.0.0.1:5123].
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:5123")]
     ipc_broker_tcp: Option<SocketAddr>,
+    // Connection limits.
+    /// How long a new connection has to send its hello (a dialect connection: its first complete
+    /// message), in milliseconds [default: 10000].
+    #[arg(long, value_name = "MS")]
+    handshake_timeout_ms: Option<u64>,
+    /// How long a frame or dialect message that has begun to arrive may take to complete, in
+    /// milliseconds; idle connections are never timed out [default: 30000].
+    #[arg(long, value_name = "MS")]
+    partial_frame_timeout_ms: Option<u64>,
+    // ipc-server and ipcprims.
+    /// Also listen on TCP for `ipc-server` programs; every connection there speaks ipc-server
+    /// [ADDR default: 127.0.0.1:1986, where they connect unless ENV_SERVER_ADDRESS is set].
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = plexus_broker::IPC_SERVER_ADDR)]
+    ipc_server_compat: Option<SocketAddr>,
 }
 
 /// The config file: every key optional, unknown keys refused.
@@ -76,6 +90,11 @@ struct FileConfig {
     metrics: Option<SocketAddr>,
     ipc_broker_compat: Option<PathBuf>,
     ipc_broker_tcp: Option<SocketAddr>,
+    // Connection limits.
+    handshake_timeout_ms: Option<u64>,
+    partial_frame_timeout_ms: Option<u64>,
+    // ipc-server and ipcprims.
+    ipc_server_compat: Option<SocketAddr>,
 }
 
 /// Reads and checks a config file; the error names the file, the line and the key.
@@ -124,6 +143,17 @@ impl BrokerArgs {
             metrics,
             ipc_broker_socket: self.ipc_broker_compat.clone().or(file.ipc_broker_compat),
             ipc_broker_tcp: self.ipc_broker_tcp.or(file.ipc_broker_tcp),
+            // Connection limits.
+            handshake_timeout: self
+                .handshake_timeout_ms
+                .or(file.handshake_timeout_ms)
+                .map_or(defaults.handshake_timeout, Duration::from_millis),
+            partial_frame_timeout: self
+                .partial_frame_timeout_ms
+                .or(file.partial_frame_timeout_ms)
+                .map_or(defaults.partial_frame_timeout, Duration::from_millis),
+            // ipc-server and ipcprims.
+            ipc_server_compat: self.ipc_server_compat.or(file.ipc_server_compat),
             ..defaults
         };
         if config.no_unix && config.tcp.is_empty() {
@@ -200,6 +230,9 @@ pub fn run(args: BrokerArgs) -> ExitCode {
         }
         for addr in broker.tcp_addrs() {
             eprintln!("plexus broker listening on tcp://{addr}");
+        }
+        if let Some(addr) = broker.ipc_server_addr() {
+            eprintln!("plexus broker listening for ipc-server programs on tcp://{addr}");
         }
         if let Some(addr) = broker.metrics_addr() {
             eprintln!("plexus broker serving metrics on http://{addr}/metrics");

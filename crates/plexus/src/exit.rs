@@ -139,7 +139,10 @@ impl From<Error> for Failure {
             | Error::NotConnected
             | Error::Closed
             | Error::Io(_) => Failure::new(TRANSPORT, e.to_string()),
-            Error::Json(_) | Error::Address(_) => Failure::new(INVALID_ARGS, e.to_string()),
+            Error::UntrustedBroker { .. } => Failure::new(TRANSPORT, e.to_string()),
+            Error::Json(_) | Error::Address(_) | Error::BadBrokerUid(_) => {
+                Failure::new(INVALID_ARGS, e.to_string())
+            }
             _ => Failure::new(INTERNAL, e.to_string()),
         }
     }

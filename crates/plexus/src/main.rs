@@ -2,6 +2,7 @@
 
 mod bench_cmd;
 mod bridge_cmd;
+mod bridge_ipcprims_cmd;
 mod broker_cmd;
 mod bus;
 mod call_cmd;
@@ -47,7 +48,8 @@ enum Command {
     /// Run the broker daemon.
     Broker(broker_cmd::BrokerArgs),
     /// Make a server of another protocol a bus object:
-    /// `bridge procbridge --name NAME --connect HOST:PORT|unix:PATH`.
+    /// `bridge procbridge --name NAME --connect HOST:PORT|unix:PATH`,
+    /// `bridge ipcprims --name NAME --connect SOCKET`.
     Bridge(bridge_cmd::BridgeArgs),
     /// Call a method and print its result as JSON: `call OBJECT METHOD [PARAMS]` or
     /// `call OBJECT.METHOD [PARAMS]`.

@@ -261,8 +261,12 @@ fn bridge_makes_a_procbridge_server_a_bus_object() {
             &socket,
             json!({"jsonrpc":"2.0","id":3,"method":format!("{name}.mul"),"params":{}}),
         );
-        assert_eq!(failed["error"]["code"], 12, "internal: {failed}");
-        assert_eq!(failed["error"]["message"], "no method mul");
+        assert_eq!(
+            failed["error"],
+            json!({"code":-32603,"message":"no method mul",
+                "data":{"plexus_code":12,"plexus_error":"internal"}}),
+            "internal, as JSON-RPC's internal error"
+        );
     }
 
     for mut bridge in bridges {

@@ -1,6 +1,7 @@
-//! A dialect connection (ProcBridge, NDJSON, ipc-broker): one task that reads the peer's bytes,
-//! drains the outbox and owns the codec that translates both ways.
+//! A dialect connection (ProcBridge, NDJSON, ipc-broker, ipc-server, ipcprims): one task that
+//! reads the peer's bytes, drains the outbox and owns the codec that translates both ways.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -13,7 +14,7 @@ use tracing::{debug, info};
 use super::input::Input;
 use super::stop::Stop;
 use crate::conn_id::ConnId;
-use crate::outbox::{Outbox, OutboxReceiver, outbox};
+use crate::outbox::{Outbox, OutboxReceiver, held, outbox};
 use crate::peer::PeerInfo;
 use crate::router::Router;
 use crate::shutdown::Shutdown;
@@ -25,11 +26,24 @@ const PENDING_OUTPUT: usize = 256 * 1024;
 /// What woke the connection's task.
 enum Wake {
     /// A read from the socket: `Ok(false)` at the end of the stream.
-    Read(Result<bool, ()>),
+    Read(Result<bool, Stop>),
     /// Frames taken from the outbox (0 once it is closed).
     Queued(usize),
     /// A write to the socket.
     Wrote(std::io::Result<usize>),
+    /// The gap after a paced message has passed.
+    Paced,
+}
+
+/// Where a paced dialect (one message per write, see `DialectCodec::message_gap`) is.
+#[derive(Clone, Copy)]
+enum Pace {
+    /// The next message may be written.
+    Free,
+    /// A message is being written.
+    Writing,
+    /// A message was written; the next waits until then, or until the peer sends something.
+    Until(Instant),
 }
 
 /// Serves a dialect connection through `codec` until it ends, attached at once (`peer.client`
@@ -57,8 +71,9 @@ pub async fn serve<R, W>(
         out: BytesMut::with_capacity(64 * 1024),
         taken: Vec::new(),
         decoded: Vec::new(),
-        routed: Vec::new(),
+        routed: VecDeque::new(),
         bounced: Vec::new(),
+        pace: Pace::Free,
     };
     let stop = link
         .run(&mut input, &mut writer, &outbox, router, shutdown)
@@ -67,7 +82,7 @@ pub async fn serve<R, W>(
     stop.tell_peer(conn, &outbox);
     drop(outbox);
     let grace = router.config().shutdown_grace;
-    match tokio::time::timeout(grace, link.flush(&mut writer)).await {
+    match tokio::time::timeout(grace, link.flush(&mut writer, router)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => debug!(conn, error = %e, "writing stopped"),
         Err(_) => debug!(conn, "output did not drain in time; closed"),
@@ -85,10 +100,12 @@ struct Link {
     taken: Vec<Frame>,
     /// What the codec made of the peer's bytes.
     decoded: Vec<Decoded>,
-    /// Frames for the router.
-    routed: Vec<Frame>,
+    /// Requests for the router, in the order the peer sent them.
+    routed: VecDeque<Frame>,
     /// Calls the codec could not carry, answered back to the router as errors.
     bounced: Vec<Frame>,
+    /// For a paced dialect: whether its next message may be written.
+    pace: Pace,
 }
 
 impl Link {
@@ -106,16 +123,37 @@ impl Link {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        if let Err(stop) = self.decode(&mut input.buf, false, outbox, router) {
-            return stop;
-        }
+        let mut ended = self.decode(input, false, outbox).err();
         let stopping = shutdown.requested();
         tokio::pin!(stopping);
         let mut half_closed: Option<Instant> = None;
+        let mut held = false;
         loop {
-            if half_closed.is_some() && self.codec.outstanding() == 0 {
-                return Stop::Closed;
+            self.route(outbox, router);
+            if self.routed.is_empty() {
+                if let Some(stop) = ended.take() {
+                    return stop;
+                }
+                if half_closed.is_some() && self.codec.outstanding() == 0 {
+                    return Stop::Closed;
+                }
             }
+            let reading = half_closed.is_none() && self.routed.is_empty() && !outbox.over_limit();
+            if reading && std::mem::replace(&mut held, false) {
+                input.resume();
+            }
+            held |= !reading;
+            self.release_paced();
+            let pace_due = match self.pace {
+                Pace::Until(t) => Some(t),
+                Pace::Free | Pace::Writing => None,
+            };
+            let paced = async {
+                match pace_due {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             let answers_due = async {
                 match half_closed {
                     Some(until) => tokio::time::sleep_until(until).await,
@@ -125,52 +163,95 @@ impl Link {
             let wake = tokio::select! {
                 _ = &mut stopping => return Stop::Closed,
                 _ = answers_due => return Stop::Closed,
-                read = input.read_some(), if half_closed.is_none() => Wake::Read(read),
+                read = input.read_some(), if reading => Wake::Read(read),
                 n = self.receiver.recv_batch(&mut self.taken), if self.out.len() < PENDING_OUTPUT => {
                     Wake::Queued(n)
                 }
                 wrote = writer.write_buf(&mut self.out), if !self.out.is_empty() => Wake::Wrote(wrote),
+                () = paced => Wake::Paced,
             };
             match wake {
                 Wake::Read(Ok(more)) => {
+                    if let Pace::Until(_) = self.pace {
+                        // The peer spoke after reading what was written last.
+                        self.pace = Pace::Free;
+                    }
                     if !more {
                         let bound = router.config().default_call_timeout + Duration::from_secs(1);
                         half_closed = Some(Instant::now() + bound);
                     }
-                    if let Err(stop) = self.decode(&mut input.buf, !more, outbox, router) {
-                        return stop;
-                    }
+                    ended = self.decode(input, !more, outbox).err();
                 }
-                Wake::Queued(0) | Wake::Read(Err(())) | Wake::Wrote(Ok(0) | Err(_)) => {
-                    return Stop::Closed;
-                }
+                Wake::Read(Err(stop)) => return stop,
+                Wake::Queued(0) | Wake::Wrote(Ok(0) | Err(_)) => return Stop::Closed,
                 Wake::Queued(_) => {
-                    self.encode_taken();
+                    self.encode_taken(router);
                     if !self.bounced.is_empty() {
                         router.handle(self.conn, self.bounced.drain(..));
                     }
                 }
-                Wake::Wrote(Ok(_)) => {}
+                Wake::Wrote(Ok(_)) | Wake::Paced => {}
             }
         }
     }
 
-    /// Decodes the peer's bytes (all that is left of them when `eof`): requests go to the router,
-    /// answers the codec gives by itself to the outbox. `Err` when the stream cannot go on.
-    fn decode(
+    /// Hands the router the requests decoded so far, up to the first that finds answers holding
+    /// the outbox over its limit; the rest wait until the outbox drains, and the peer is not read
+    /// from meanwhile.
+    fn route(&mut self, outbox: &Outbox, router: &Router) {
+        if self.routed.is_empty() || outbox.over_limit() {
+            return;
+        }
+        let routed = &mut self.routed;
+        let within = || !outbox.over_limit();
+        router.handle(
+            self.conn,
+            std::iter::from_fn(|| within().then(|| routed.pop_front()).flatten()),
+        );
+    }
+
+    /// For a paced dialect, once the last message is written and its gap has passed (or the peer
+    /// has spoken since), takes the codec's next message as the whole of the output.
+    fn release_paced(&mut self) {
+        let Some(gap) = self.codec.message_gap() else {
+            return;
+        };
+        if !self.out.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        match self.pace {
+            Pace::Writing => {
+                self.pace = Pace::Until(now + gap);
+                return;
+            }
+            Pace::Until(t) if t > now => return,
+            Pace::Until(_) | Pace::Free => {}
+        }
+        self.pace = if self.codec.next_message(&mut self.out) {
+            Pace::Writing
+        } else {
+            Pace::Free
+        };
+    }
+
+    /// Decodes the peer's bytes (all that is left of them when `eof`): requests are kept for
+    /// [`Link::route`], answers the codec gives by itself go to the outbox. `Err` when the stream
+    /// cannot go on (after the requests before the fault are routed).
+    fn decode<R: AsyncRead + Unpin>(
         &mut self,
-        buf: &mut BytesMut,
+        input: &mut Input<R>,
         eof: bool,
         outbox: &Outbox,
-        router: &Router,
     ) -> Result<(), Stop> {
-        let result = self.codec.decode(buf, &mut self.decoded);
+        let result = self.codec.decode(&mut input.buf, &mut self.decoded);
         if eof && result.is_ok() {
-            self.codec.decode_eof(buf, &mut self.decoded);
+            self.codec.decode_eof(&mut input.buf, &mut self.decoded);
         }
+        input.decoded(!self.decoded.is_empty());
         for decoded in self.decoded.drain(..) {
             match decoded {
-                Decoded::Route(frame) => self.routed.push(frame),
+                Decoded::Route(frame) => self.routed.push_back(frame),
                 Decoded::Answer(frame) => {
                     debug!(
                         conn = self.conn,
@@ -183,32 +264,48 @@ impl Link {
                 Decoded::Dropped(why) => debug!(conn = self.conn, %why, "message dropped"),
             }
         }
-        if !self.routed.is_empty() {
-            router.handle(self.conn, self.routed.drain(..));
-        }
         result.map_err(|fatal| Stop::Refused(fatal.code, fatal.message))
     }
 
     /// Encodes the frames taken from the outbox into the output, which from now on bounds them
-    /// instead of the outbox.
-    fn encode_taken(&mut self) {
+    /// instead of the outbox. Events the codec could not carry are counted dropped.
+    fn encode_taken(&mut self, router: &Router) {
         let mut bytes = 0;
         for frame in self.taken.drain(..) {
-            bytes += frame.wire_len();
+            bytes += held(&frame);
             self.codec.encode(&frame, &mut self.out, &mut self.bounced);
         }
         self.receiver.release(bytes);
+        let dropped = self.codec.take_dropped_events();
+        if dropped > 0 {
+            debug!(
+                conn = self.conn,
+                dropped, "events the dialect could not carry"
+            );
+            router.count_undelivered_events(dropped);
+        }
     }
 
     /// After the connection is detached: writes the output and whatever is left in the outbox,
     /// then closes the socket. Calls the codec bounces now were already answered by the detach.
-    async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> std::io::Result<()> {
+    async fn flush<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+        router: &Router,
+    ) -> std::io::Result<()> {
+        let gap = self.codec.message_gap();
         loop {
             writer.write_all_buf(&mut self.out).await?;
+            if let Some(gap) = gap
+                && self.codec.next_message(&mut self.out)
+            {
+                tokio::time::sleep(gap).await;
+                continue;
+            }
             if self.receiver.recv_batch(&mut self.taken).await == 0 {
                 break;
             }
-            self.encode_taken();
+            self.encode_taken(router);
             self.bounced.clear();
         }
         writer.shutdown().await

@@ -1,59 +1,178 @@
-//! The read half of a connection: its buffer, telling the dialect from the first bytes, and
-//! decoding native frames.
+//! The read half of a connection: its buffer, telling the dialect from the first bytes, decoding
+//! native frames, and the deadlines on what the peer has begun to send.
+//!
+//! Until its first complete message (a native `hello`, or any dialect message) a connection must
+//! finish it by the handshake deadline, and native frames are limited to [`HELLO_MAX_FRAME`].
+//! After that, a message that has begun to arrive must be complete within the partial-frame
+//! timeout; a connection with nothing pending may stay idle for ever.
+
+use std::collections::VecDeque;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use plexus_proto::dialect::Dialect;
-use plexus_proto::{DecodeError, ErrorCode, Frame, decode};
+use plexus_proto::{DecodeError, ErrorCode, Frame, decode_compact};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
 use tracing::debug;
 
 use super::stop::Stop;
 
 /// Bytes the reader asks the socket for at least, per read.
 const READ_CHUNK: usize = 64 * 1024;
+/// Frames smaller than this are copied out of the read buffer when decoded, so that a frame
+/// queued for long (for a peer that reads slowly) holds only its own bytes, not the whole buffer
+/// it was read into. Larger frames fill most of their buffer and stay slices of it.
+const COPY_BELOW: usize = READ_CHUNK / 2;
+/// A buffer that grew past this for a large message is replaced by a fresh [`READ_CHUNK`] one
+/// once it is empty, so an idle connection does not keep its peak size.
+const SHRINK_ABOVE: usize = 2 * READ_CHUNK;
+/// The largest native frame taken before `hello`: nothing reserves more for a peer that has not
+/// introduced itself.
+pub const HELLO_MAX_FRAME: u32 = 64 * 1024;
 
 /// The read half of a socket with its buffer.
 pub struct Input<R> {
     reader: R,
     /// Bytes read and not yet decoded.
     pub buf: BytesMut,
+    /// The largest native frame taken now.
     max_frame: u32,
+    /// The largest native frame taken after the handshake.
+    full_max_frame: u32,
+    /// Whether the first complete message has yet to come.
+    handshake: bool,
+    /// When the handshake must be over.
+    handshake_due: Instant,
+    handshake_timeout: Duration,
+    partial_timeout: Duration,
+    /// When the message that has begun to arrive must be complete (after the handshake).
+    partial_due: Option<Instant>,
+    /// What the peer sends: "frame" or "message", for what it is told.
+    unit: &'static str,
+    /// Whether the buffer grew past [`SHRINK_ABOVE`] since it was last replaced.
+    grown: bool,
 }
 
 impl<R: AsyncRead + Unpin> Input<R> {
-    /// Wraps the read half of a connection whose frames may be up to `max_frame` bytes.
-    pub fn new(reader: R, max_frame: u32) -> Input<R> {
+    /// Wraps the read half of a connection accepted now, whose frames may be up to `max_frame`
+    /// bytes after the handshake.
+    pub fn new(
+        reader: R,
+        max_frame: u32,
+        handshake_timeout: Duration,
+        partial_timeout: Duration,
+    ) -> Input<R> {
         Input {
             reader,
             buf: BytesMut::with_capacity(READ_CHUNK),
-            max_frame,
+            max_frame: max_frame.min(HELLO_MAX_FRAME),
+            full_max_frame: max_frame,
+            handshake: true,
+            handshake_due: Instant::now() + handshake_timeout,
+            handshake_timeout,
+            partial_timeout,
+            partial_due: None,
+            unit: "frame",
+            grown: false,
         }
     }
 
-    /// Reads once from the socket into the buffer: `Ok(false)` at the end of the stream.
+    /// Marks the connection as speaking a dialect, whose messages are not frames.
+    pub fn speaks_dialect(&mut self) {
+        self.unit = "message";
+    }
+
+    /// Reads once from the socket into the buffer: `Ok(false)` at the end of the stream. Stops
+    /// the connection when the read fails, or when the handshake or a partial message is overdue.
     /// Cancel safe: bytes are only ever added to the buffer by a completed read.
-    pub async fn read_some(&mut self) -> Result<bool, ()> {
+    pub async fn read_some(&mut self) -> Result<bool, Stop> {
         self.buf.reserve(READ_CHUNK);
-        match self.reader.read_buf(&mut self.buf).await {
+        let due = if self.handshake {
+            Some(self.handshake_due)
+        } else {
+            self.partial_due
+        };
+        let read = self.reader.read_buf(&mut self.buf);
+        let result = match due {
+            None => read.await,
+            Some(due) => match tokio::time::timeout_at(due, read).await {
+                Ok(result) => result,
+                Err(_) => return Err(self.overdue()),
+            },
+        };
+        self.grown |= self.buf.capacity() > SHRINK_ABOVE;
+        match result {
             Ok(0) => Ok(false),
             Ok(_) => Ok(true),
             Err(e) => {
                 debug!(error = %e, "read failed");
-                Err(())
+                Err(Stop::Closed)
             }
+        }
+    }
+
+    /// Why the connection is closed when its deadline passes.
+    fn overdue(&self) -> Stop {
+        let message = if self.handshake {
+            let first = match self.unit {
+                "frame" => "hello frame",
+                _ => "complete message",
+            };
+            format!(
+                "no {first} within the handshake timeout ({} ms)",
+                self.handshake_timeout.as_millis()
+            )
+        } else {
+            format!(
+                "a {} was begun and not completed within partial_frame_timeout ({} ms)",
+                self.unit,
+                self.partial_timeout.as_millis()
+            )
+        };
+        Stop::Refused(ErrorCode::BadFrame, message)
+    }
+
+    /// Tells the input what the last decoding did: whether it `completed` a message. Ends the
+    /// handshake at the first one; afterwards starts the partial-message deadline when a new
+    /// message has begun, and clears it when nothing is pending (then a buffer grown for a large
+    /// message is replaced by a small one).
+    pub fn decoded(&mut self, completed: bool) {
+        if completed {
+            self.handshake = false;
+            self.max_frame = self.full_max_frame;
+        }
+        if self.handshake {
+            return;
+        }
+        if self.buf.is_empty() {
+            self.partial_due = None;
+            if std::mem::take(&mut self.grown) {
+                self.buf = BytesMut::with_capacity(READ_CHUNK);
+            }
+        } else if completed || self.partial_due.is_none() {
+            self.partial_due = Some(Instant::now() + self.partial_timeout);
+        }
+    }
+
+    /// The connection was not read from for a while (its outbox was over its limit): a message
+    /// that had begun gets its whole partial-frame timeout again, as the wait was not the peer's
+    /// sending.
+    pub fn resume(&mut self) {
+        if self.partial_due.is_some() {
+            self.partial_due = Some(Instant::now() + self.partial_timeout);
         }
     }
 
     /// Reads once; the end of the stream stops the connection.
     pub async fn fill(&mut self) -> Result<(), Stop> {
-        match self.read_some().await {
-            Ok(true) => Ok(()),
-            Ok(false) if self.buf.is_empty() => Err(Stop::Closed),
-            Ok(false) => Err(Stop::Refused(
+        match self.read_some().await? {
+            true => Ok(()),
+            false if self.buf.is_empty() => Err(Stop::Closed),
+            false => Err(Stop::Refused(
                 ErrorCode::BadFrame,
-                "connection closed in the middle of a frame".into(),
+                format!("connection closed in the middle of a {}", self.unit),
             )),
-            Err(()) => Err(Stop::Closed),
         }
     }
 
@@ -68,24 +187,98 @@ impl<R: AsyncRead + Unpin> Input<R> {
     }
 
     /// Moves every complete native frame in the buffer to `out`.
-    pub fn drain_into(&mut self, out: &mut Vec<Frame>) -> Result<(), Stop> {
-        while let Some(frame) = decode(&mut self.buf, self.max_frame).map_err(refusal)? {
-            out.push(frame);
-        }
-        Ok(())
+    pub fn drain_into(&mut self, out: &mut VecDeque<Frame>) -> Result<(), Stop> {
+        let before = out.len();
+        let result = loop {
+            match self.decode_one() {
+                Ok(Some(frame)) => out.push_back(frame),
+                Ok(None) => break Ok(()),
+                Err(stop) => break Err(stop),
+            }
+        };
+        self.decoded(out.len() > before);
+        result
     }
 
     /// The next native frame, reading as needed.
     pub async fn next(&mut self) -> Result<Frame, Stop> {
         loop {
-            if let Some(frame) = decode(&mut self.buf, self.max_frame).map_err(refusal)? {
+            if let Some(frame) = self.decode_one()? {
+                self.decoded(true);
                 return Ok(frame);
             }
+            self.decoded(false);
             self.fill().await?;
         }
     }
+
+    fn decode_one(&mut self) -> Result<Option<Frame>, Stop> {
+        decode_compact(&mut self.buf, self.max_frame, COPY_BELOW).map_err(|e| self.refusal(e))
+    }
+
+    fn refusal(&self, e: DecodeError) -> Stop {
+        let mut message = e.to_string();
+        if self.handshake && matches!(e, DecodeError::TooLarge { .. }) {
+            message.push_str(" (the limit before hello)");
+        }
+        Stop::Refused(e.code(), message)
+    }
 }
 
-fn refusal(e: DecodeError) -> Stop {
-    Stop::Refused(e.code(), e.to_string())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(bytes: &[u8]) -> Input<&[u8]> {
+        let second = Duration::from_secs(1);
+        Input::new(bytes, 16 * 1024 * 1024, second, second)
+    }
+
+    #[tokio::test]
+    async fn an_idle_buffer_shrinks_back_after_a_large_frame() {
+        let hello = Frame::hello("big").to_bytes();
+        let big = Frame::publish(1, "t", &vec![7u8; 1024 * 1024], false).to_bytes();
+        let wire = [&hello[..], &big[..]].concat();
+        let mut input = input(&wire);
+        assert_eq!(
+            input.next().await.ok().map(|f| f.kind()),
+            Some(plexus_proto::Kind::Hello)
+        );
+        let mut frames = VecDeque::new();
+        while frames.is_empty() {
+            assert!(input.fill().await.is_ok(), "bytes to read");
+            assert!(input.drain_into(&mut frames).is_ok(), "valid frames");
+        }
+        assert_eq!(frames.len(), 1);
+        drop(frames);
+        assert!(input.buf.is_empty());
+        // What the next read does: a buffer still on the large allocation would take it back.
+        input.buf.reserve(READ_CHUNK);
+        assert!(
+            input.buf.capacity() <= SHRINK_ABOVE,
+            "the buffer holds {} bytes",
+            input.buf.capacity()
+        );
+    }
+
+    #[tokio::test]
+    async fn before_hello_a_frame_over_64_kib_is_refused_from_its_header() {
+        let big = Frame::publish(1, "t", &vec![7u8; 100 * 1024], false).to_bytes();
+        let mut input = input(&big[..plexus_proto::HEADER_LEN]);
+        match input.next().await {
+            Err(Stop::Refused(code, message)) => {
+                assert_eq!(code, ErrorCode::FrameTooLarge);
+                assert!(
+                    message.contains("65536") && message.contains("before hello"),
+                    "{message}"
+                );
+            }
+            Err(Stop::Closed) => panic!("closed without refusing"),
+            Ok(frame) => panic!("took {frame:?}"),
+        }
+        assert!(
+            input.buf.capacity() <= 2 * READ_CHUNK,
+            "nothing reserved the body"
+        );
+    }
 }

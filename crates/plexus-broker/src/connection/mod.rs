@@ -8,45 +8,53 @@ mod stop;
 
 use std::sync::Arc;
 
+use plexus_proto::dialect::Dialect;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
 use tracing::info;
 
 use crate::peer::PeerInfo;
 use crate::router::Router;
 use crate::shutdown::Shutdown;
 use input::Input;
-use stop::Stop;
 
-/// Serves one accepted connection until it closes or the broker shuts down.
+/// Serves one accepted connection until it closes or the broker shuts down. A connection of a
+/// listener that speaks only `forced` (ipc-server's) is not detected.
 pub async fn serve<R, W>(
     reader: R,
     writer: W,
     mut peer: PeerInfo,
     router: Arc<Router>,
     shutdown: Shutdown,
+    forced: Option<Dialect>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let conn = router.next_conn_id();
-    let max_frame = router.config().max_frame;
-    let mut input = Input::new(reader, max_frame);
-    let hello_due = Instant::now() + router.config().handshake_timeout;
-    let detected = tokio::time::timeout_at(hello_due, input.detect())
-        .await
-        .unwrap_or_else(|_| Err(Stop::no_hello()));
+    let config = router.config();
+    let max_frame = config.max_frame;
+    let mut input = Input::new(
+        reader,
+        max_frame,
+        config.handshake_timeout,
+        config.partial_frame_timeout,
+    );
+    let detected = match forced {
+        Some(dialect) => Ok(dialect),
+        None => input.detect().await,
+    };
     match detected {
-        Ok(dialect) => match dialect.codec(max_frame, router.config().max_pending_per_connection) {
+        Ok(dialect) => match dialect.codec(max_frame, config.max_pending_per_connection) {
             Some(codec) => {
                 peer.client = dialect.client_name().to_owned();
+                input.speaks_dialect();
                 dialect::serve(conn, input, writer, peer, codec, &router, &shutdown).await;
             }
-            None => {
-                native::serve(conn, input, writer, peer, &router, &shutdown, Ok(hello_due)).await;
-            }
+            None => native::serve(conn, input, writer, peer, &router, &shutdown, None).await,
         },
-        Err(stop) => native::serve(conn, input, writer, peer, &router, &shutdown, Err(stop)).await,
+        Err(stop) => {
+            native::serve(conn, input, writer, peer, &router, &shutdown, Some(stop)).await;
+        }
     }
     info!(conn, "connection closed");
 }

@@ -1,9 +1,10 @@
 //! A native connection: the `hello` handshake, a reader that hands the router every frame a read
 //! brings in one batch, and a separate writer task that drains the outbox.
 
+use std::collections::VecDeque;
+
 use plexus_proto::{ErrorCode, Kind};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
 use tracing::{debug, info};
 
 use super::input::Input;
@@ -14,8 +15,8 @@ use crate::peer::PeerInfo;
 use crate::router::Router;
 use crate::shutdown::Shutdown;
 
-/// Serves a native connection until it ends. `hello` is when its `hello` is due, or why it
-/// already ended before that (it is told in a native error frame).
+/// Serves a native connection until it ends, or tells it in a native error frame why it already
+/// ended (`refused`) before its `hello`.
 pub async fn serve<R, W>(
     conn: ConnId,
     mut input: Input<R>,
@@ -23,16 +24,16 @@ pub async fn serve<R, W>(
     peer: PeerInfo,
     router: &Router,
     shutdown: &Shutdown,
-    hello: Result<Instant, Stop>,
+    refused: Option<Stop>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let (outbox, receiver) = outbox(router.config().outbox_limit);
     let mut writer_task = shutdown.spawn(receiver.write_all_to(writer));
-    let stop = match hello {
-        Ok(due) => session(conn, &mut input, peer, router, &outbox, shutdown, due).await,
-        Err(stop) => stop,
+    let stop = match refused {
+        None => session(conn, &mut input, peer, router, &outbox, shutdown).await,
+        Some(stop) => stop,
     };
     stop.tell_peer(conn, &outbox);
     drop(outbox);
@@ -48,7 +49,8 @@ pub async fn serve<R, W>(
     }
 }
 
-/// A session: `hello` before `due`, then frames until the connection ends.
+/// A session: `hello` (within the handshake timeout, which the input keeps), then frames until
+/// the connection ends.
 async fn session<R: AsyncRead + Unpin>(
     conn: ConnId,
     input: &mut Input<R>,
@@ -56,13 +58,11 @@ async fn session<R: AsyncRead + Unpin>(
     router: &Router,
     outbox: &Outbox,
     shutdown: &Shutdown,
-    due: Instant,
 ) -> Stop {
-    let hello = match tokio::time::timeout_at(due, input.next()).await {
-        Err(_) => return Stop::no_hello(),
-        Ok(Err(stop)) => return stop,
-        Ok(Ok(hello)) if hello.kind() == Kind::Hello => hello,
-        Ok(Ok(other)) => {
+    let hello = match input.next().await {
+        Err(stop) => return stop,
+        Ok(hello) if hello.kind() == Kind::Hello => hello,
+        Ok(other) => {
             return Stop::Refused(
                 ErrorCode::BadFrame,
                 format!("the first frame must be hello, not {}", other.kind().name()),
@@ -72,32 +72,52 @@ async fn session<R: AsyncRead + Unpin>(
     peer.client = hello.string(0).to_owned();
     info!(conn, client = %peer.client, pid = ?peer.pid, uid = ?peer.uid, transport = peer.transport, addr = ?peer.addr, "connection opened");
     router.attach(conn, peer, outbox.clone());
-    let stop = route_frames(conn, input, router, shutdown).await;
+    let stop = route_frames(conn, input, router, outbox, shutdown).await;
     router.detach(conn);
     stop
 }
 
-/// Hands every frame to the router, a read's worth at a time, until the connection ends.
+/// Hands every frame to the router, a read's worth at a time, until the connection ends. While
+/// answers hold the outbox over its limit, no more frames are routed and nothing more is read
+/// until the writer has drained it.
 async fn route_frames<R: AsyncRead + Unpin>(
     conn: ConnId,
     input: &mut Input<R>,
     router: &Router,
+    outbox: &Outbox,
     shutdown: &Shutdown,
 ) -> Stop {
     let stopping = shutdown.requested();
     tokio::pin!(stopping);
-    let mut batch = Vec::new();
+    let mut batch = VecDeque::new();
     loop {
         let stop = input.drain_into(&mut batch).err();
-        if !batch.is_empty() {
-            router.handle(conn, batch.drain(..));
+        while !batch.is_empty() {
+            let within = || !outbox.over_limit();
+            router.handle(
+                conn,
+                std::iter::from_fn(|| within().then(|| batch.pop_front()).flatten()),
+            );
+            if batch.is_empty() {
+                break;
+            }
+            tokio::select! {
+                _ = &mut stopping => return Stop::Closed,
+                _ = outbox.room() => input.resume(),
+            }
         }
         if let Some(stop) = stop {
             return stop;
         }
         let result = tokio::select! {
             _ = &mut stopping => return Stop::Closed,
-            r = input.fill() => r,
+            r = async {
+                if outbox.over_limit() {
+                    outbox.room().await;
+                    input.resume();
+                }
+                input.fill().await
+            } => r,
         };
         if let Err(stop) = result {
             return stop;

@@ -15,14 +15,6 @@ pub enum Stop {
 }
 
 impl Stop {
-    /// The connection sent no `hello` (or not enough bytes to tell its dialect) in time.
-    pub fn no_hello() -> Stop {
-        Stop::Refused(
-            ErrorCode::BadFrame,
-            "no hello frame within the handshake timeout".into(),
-        )
-    }
-
     /// Queues the error that tells a refused peer why, as the last frame of its outbox.
     pub fn tell_peer(&self, conn: ConnId, outbox: &Outbox) {
         if let Stop::Refused(code, message) = self {

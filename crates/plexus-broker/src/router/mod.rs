@@ -140,6 +140,14 @@ impl Router {
         self.lock().stats.connections_refused += 1;
     }
 
+    /// Counts `n` events that were queued to a connection (and counted delivered) but that its
+    /// dialect could not give the peer: they were dropped, not delivered.
+    pub fn count_undelivered_events(&self, n: u64) {
+        let mut st = self.lock();
+        st.stats.events_delivered = st.stats.events_delivered.saturating_sub(n);
+        st.stats.events_dropped += n;
+    }
+
     /// Routes a batch of frames from `conn`, under one lock.
     pub fn handle(&self, conn: ConnId, frames: impl IntoIterator<Item = Frame>) {
         let now = Instant::now();

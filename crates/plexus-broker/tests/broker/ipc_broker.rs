@@ -208,6 +208,26 @@ async fn ipc_broker_programs_work_unchanged_and_get_plexus_guarantees() {
     .expect_err("no such object");
     assert!(missing.to_string().contains("no_such_object"), "{missing}");
 
+    // An error's data follows its message, in the one text remote_call gives back.
+    let timeout = within(
+        "a wait_for that times out",
+        client.remote_call::<Value, Value>(
+            "plexus",
+            "wait_for",
+            json!({"names": ["never"], "timeout_ms": 20}),
+        ),
+    )
+    .await
+    .expect_err("never registered");
+    let text = timeout.to_string();
+    assert_eq!(
+        text,
+        "Remote error: timeout: still not registered when the wait ended: [\"never\"]\ndata: {\"missing\":[\"never\"]}"
+    );
+    let data = text.rsplit_once("\ndata: ").map(|(_, d)| d);
+    let data: Value = serde_json::from_str(data.unwrap_or_default()).expect("JSON data");
+    assert_eq!(data, json!({"missing": ["never"]}));
+
     // A worker that dies during a call: the caller hears worker_gone.
     let mut flaky = IpcRaw::new(
         UnixStream::connect(IPC_BROKER_SOCKET)
@@ -332,6 +352,61 @@ async fn ipc_broker_programs_work_unchanged_and_get_plexus_guarantees() {
         .await,
         Some(json!({"c": 21}))
     );
+
+    // An event over ipc-broker's 64 KiB packets is not sent to its subscriber (whose client
+    // would drop the connection), and plexus.stats counts it dropped, not delivered.
+    assert_eq!(json(&native_sub.recv().await), json!({"c": 21}));
+    next_id += 1;
+    let before = json(
+        &native
+            .request(Frame::call(next_id, "plexus", "stats", 0, b""))
+            .await,
+    );
+    let big = format!("\"{}\"", "x".repeat(70 * 1024));
+    next_id += 1;
+    let ack = native
+        .request(Frame::publish(
+            next_id,
+            "sensor.temperature",
+            big.as_bytes(),
+            true,
+        ))
+        .await;
+    assert_eq!(
+        json(&ack),
+        json!({"delivered": 2, "dropped": 0}),
+        "queued for both subscribers"
+    );
+    assert_eq!(native_sub.recv().await.payload().len(), big.len());
+    let dropped = before["events_dropped"].as_u64().unwrap_or_default() + 1;
+    until_stats(&mut native, &mut next_id, |s| {
+        s["events_dropped"].as_u64() == Some(dropped)
+    })
+    .await;
+    next_id += 1;
+    let after = json(
+        &native
+            .request(Frame::call(next_id, "plexus", "stats", 0, b""))
+            .await,
+    );
+    assert_eq!(
+        after["events_delivered"].as_u64(),
+        before["events_delivered"].as_u64().map(|n| n + 1),
+        "only the native subscriber's copy counts as delivered"
+    );
+    native
+        .send(Frame::publish(0, "sensor.temperature", b"\"after\"", false))
+        .await;
+    assert_eq!(
+        within(
+            "the next event at the ipc-broker subscriber",
+            updates.recv()
+        )
+        .await,
+        Some(json!("after")),
+        "the subscriber's connection is fine"
+    );
+    assert_eq!(json(&native_sub.recv().await), json!("after"));
 
     // Shut down: the workers stop, and the broker removes ipc-broker's socket file.
     let _ = stop_worker.send(true);

@@ -80,14 +80,27 @@ async fn json_rpc_calls_reach_native_workers_and_errors_carry_the_code() {
     let err = rpc
         .request(json!({"jsonrpc":"2.0","id":2,"method":"nope.add","params":[]}))
         .await;
-    assert_eq!(err["id"], 2);
-    assert_eq!(err["error"]["code"], ErrorCode::NoSuchObject.code());
-    assert_eq!(err["error"]["data"], json!({"object":"nope"}));
-    assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("nope")
+    assert_eq!(
+        err,
+        json!({"jsonrpc":"2.0","id":2,"error":{"code":-32601,
+            "message":"no object named 'nope' is registered on the bus",
+            "data":{"plexus_code":1,"plexus_error":"no_such_object","object":"nope"}}}),
+        "JSON-RPC's method-not-found code, the plexus code and data in data"
+    );
+    let timeout = rpc
+        .request(json!({"jsonrpc":"2.0","id":"w","method":"plexus.wait_for","params":{"names":["never"],"timeout_ms":20}}))
+        .await;
+    assert_eq!(
+        (
+            &timeout["id"],
+            &timeout["error"]["code"],
+            &timeout["error"]["data"]
+        ),
+        (
+            &json!("w"),
+            &json!(-32003),
+            &json!({"plexus_code":3,"plexus_error":"timeout","missing":["never"]})
+        )
     );
 
     let list = rpc
@@ -237,24 +250,33 @@ async fn bad_lines_get_error_lines_and_the_connection_keeps_working() {
     peer.send_raw(b"this is not json\n").await;
     let err = peer.recv().await;
     assert_eq!(
-        (&err["jsonrpc"], &err["op"], &err["id"]),
-        (&json!("2.0"), &json!("error"), &Value::Null)
+        err,
+        json!({"jsonrpc":"2.0","op":"error","id":null,"error":{"code":-32700,"name":"bad_frame",
+            "message":"the line is not JSON: expected ident at line 1 column 2",
+            "data":{"plexus_code":7,"plexus_error":"bad_frame"}}}),
+        "JSON-RPC's parse error, with the plexus name for op-line peers"
     );
-    assert_eq!(err["error"]["code"], ErrorCode::BadFrame.code());
 
     peer.send_raw(b"{\"op\":\"ping\",\"id\":1,\"data\":\"\xff\xfe\"}\n")
         .await;
     assert_eq!(peer.recv().await["error"]["name"], "bad_frame");
 
     peer.send_raw(b"[1,2,3]\n").await;
-    assert_eq!(peer.recv().await["error"]["name"], "bad_frame");
+    let err = peer.recv().await;
+    assert_eq!(
+        (&err["id"], &err["error"]["code"], &err["error"]["name"]),
+        (&Value::Null, &json!(-32600), &json!("bad_frame"))
+    );
 
     let long = vec![b'x'; 10_000];
     for chunk in long.chunks(1000) {
         peer.send_raw(chunk).await;
     }
     let err = peer.recv().await;
-    assert_eq!(err["error"]["code"], ErrorCode::FrameTooLarge.code());
+    assert_eq!(
+        (&err["error"]["code"], &err["error"]["name"]),
+        (&json!(-32006), &json!("frame_too_large"))
+    );
     peer.send_raw(&long).await;
     peer.send_raw(b"\n").await;
 
@@ -347,6 +369,57 @@ async fn a_peer_that_does_not_read_still_has_its_requests_routed() {
         }
         assert_eq!(line["op"], "event");
     }
+}
+
+/// Events queued before the broker saw the peer's `unsubscribe` are not written: `plexus.stats`
+/// counts them dropped, and delivered only what the peer got.
+#[tokio::test]
+async fn events_after_an_unsubscribe_count_as_dropped() {
+    let broker = TestBroker::with_config(Config {
+        outbox_limit: 64 * 1024 * 1024,
+        ..Config::default()
+    })
+    .await;
+    let mut peer = unix_lines(&broker).await;
+    assert_eq!(
+        peer.request(json!({"op":"subscribe","id":"s","pattern":"flood.>"}))
+            .await,
+        json!({"op":"reply","id":"s","result":null})
+    );
+    let mut publisher = broker.raw_client("publisher").await;
+    let body = format!("\"{}\"", "x".repeat(16 * 1024));
+    const EVENTS: u64 = 200;
+    for id in 1..=EVENTS {
+        let ack = publisher
+            .request(Frame::publish(id, "flood.data", body.as_bytes(), true))
+            .await;
+        assert_eq!(json(&ack)["delivered"], 1, "queued for the peer");
+    }
+    // The peer has read nothing: most events wait in its outbox, behind a full socket.
+    peer.send(json!({"op":"unsubscribe","sub":"s"})).await;
+    peer.send(json!({"op":"ping","id":"p"})).await;
+    let mut received = 0;
+    loop {
+        let line = peer.recv().await;
+        if line["op"] == "pong" {
+            break;
+        }
+        assert_eq!((&line["op"], &line["sub"]), (&json!("event"), &json!("s")));
+        received += 1;
+    }
+    assert!(
+        0 < received && received < EVENTS,
+        "some events were written before the unsubscribe ({received})"
+    );
+    let stats = json(
+        &publisher
+            .request(Frame::call(EVENTS + 1, "plexus", "stats", 0, b""))
+            .await,
+    );
+    assert_eq!(
+        (&stats["events_delivered"], &stats["events_dropped"]),
+        (&json!(received), &json!(EVENTS - received))
+    );
 }
 
 #[tokio::test]

@@ -99,11 +99,16 @@ async fn a_request_is_a_call_and_errors_name_their_code() {
         (Status::GoodResponse as u8, json!({"payload": {"sum": 3}}))
     );
 
-    for (body, code) in [
+    pb.send(r#"{"method": "nope.add", "payload": 1}"#).await;
+    assert_eq!(
+        pb.response().await,
         (
-            r#"{"method": "nope.add", "payload": 1}"#,
-            "no_such_object: ",
+            Status::BadResponse as u8,
+            json!({"message":"no_such_object: no object named 'nope' is registered on the bus\ndata: {\"object\":\"nope\"}"})
         ),
+        "the error's data follows its message"
+    );
+    for (body, code) in [
         ("not json", "bad_frame: "),
         (r#"{"method": "nodot"}"#, "invalid_params: "),
         (r#"{"payload": 1}"#, "invalid_params: "),
@@ -190,7 +195,8 @@ async fn a_client_that_closes_its_sending_side_still_gets_its_answer() {
     assert!(pb.recv().await.is_none(), "then the broker closes");
 }
 
-/// The PyPI client's own requests: over the Unix socket and TCP, and an error it raises.
+/// The PyPI client's own requests: over the Unix socket and TCP, and errors it raises, whose
+/// data it reads back from the message.
 const PYPI_CLIENT: &str = r#"
 import json, sys, procbridge
 unix = procbridge.Client.from_unix(sys.argv[1])
@@ -198,11 +204,14 @@ print(json.dumps(unix.request("org.x.math.add", {"a": 10, "b": 32})))
 tcp = procbridge.Client("127.0.0.1", int(sys.argv[2]))
 print(json.dumps(tcp.request("org.x.math.add", {"a": 1, "b": 2})))
 print(json.dumps(tcp.request("plexus.ping")["pong"]))
-try:
-    unix.request("nope.add", {})
-    print("no error")
-except procbridge.ServerError as e:
-    print("error: " + e.message)
+for method, payload in [("nope.add", {}), ("plexus.wait_for", {"names": ["never"], "timeout_ms": 20})]:
+    try:
+        unix.request(method, payload)
+        print("no error")
+    except procbridge.ServerError as e:
+        text, _, data = e.message.rpartition("\ndata: ")
+        print("error: " + text)
+        print("data: " + json.dumps(json.loads(data)))
 "#;
 
 #[tokio::test]
@@ -242,7 +251,10 @@ async fn the_pypi_procbridge_client_calls_bus_objects() {
             r#"{"sum": 42}"#,
             r#"{"sum": 3}"#,
             "true",
-            "error: no_such_object: no object named 'nope' is registered on the bus"
+            "error: no_such_object: no object named 'nope' is registered on the bus",
+            r#"data: {"object": "nope"}"#,
+            r#"error: timeout: still not registered when the wait ended: ["never"]"#,
+            r#"data: {"missing": ["never"]}"#,
         ]
     );
     tokio::time::timeout(Duration::from_secs(1), serving)

@@ -1,5 +1,6 @@
 //! Foreign dialects: detecting which protocol a connection speaks from its first bytes, and codecs
-//! that turn ProcBridge, NDJSON and ipc-broker messages into native [`Frame`]s and back.
+//! that turn ProcBridge, NDJSON, ipc-broker, ipc-server and ipcprims messages into native
+//! [`Frame`]s and back.
 //!
 //! A dialect codec is a pure state machine: [`DialectCodec::decode`] takes the peer's bytes and
 //! produces frames for the router (or answers it can give by itself), [`DialectCodec::encode`]
@@ -8,6 +9,7 @@
 //! shares one codec between a connection's reader and writer.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use serde_json::value::RawValue;
@@ -16,6 +18,8 @@ use crate::error_code::ErrorCode;
 use crate::frame::Frame;
 
 pub mod ipc_broker;
+pub mod ipc_server;
+pub mod ipcprims;
 pub mod ndjson;
 pub mod procbridge;
 
@@ -34,6 +38,11 @@ pub enum Dialect {
     Ndjson,
     /// ipc-broker's u32 big-endian length prefix followed by a JSON object.
     IpcBroker,
+    /// ipc-server's bare JSON objects. Never detected (its first byte is NDJSON's `{`): only the
+    /// ipc-server listener speaks it, to every connection.
+    IpcServer,
+    /// ipcprims frames (`IP`).
+    IpcPrims,
 }
 
 impl Dialect {
@@ -41,8 +50,9 @@ impl Dialect {
     /// are needed to tell. At most five bytes are ever needed.
     ///
     /// `PX` is native; `pb` is ProcBridge; `{` or ASCII whitespace is NDJSON (no length prefix
-    /// under 128 MiB starts with those bytes); four bytes followed by `{` is ipc-broker. Anything
-    /// else is native, whose decoder answers `bad_frame`.
+    /// under 128 MiB starts with those bytes); `IP` is ipcprims (no length prefix under 1 GiB starts
+    /// with it); four bytes followed by `{` is ipc-broker. Anything else is native, whose decoder
+    /// answers `bad_frame`. ipc-server is never detected: see [`Dialect::IpcServer`].
     pub fn detect(first: &[u8]) -> Option<Dialect> {
         let &b0 = first.first()?;
         if b0 == b'{' || b0.is_ascii_whitespace() {
@@ -50,6 +60,12 @@ impl Dialect {
         }
         if b0 == b'P' {
             return Some(Dialect::Native);
+        }
+        if b0 == ipcprims::MAGIC[0] {
+            let &b1 = first.get(1)?;
+            if b1 == ipcprims::MAGIC[1] {
+                return Some(Dialect::IpcPrims);
+            }
         }
         if b0 == procbridge::MAGIC[0] {
             let &b1 = first.get(1)?;
@@ -74,6 +90,8 @@ impl Dialect {
             Dialect::ProcBridge => "procbridge",
             Dialect::Ndjson => "ndjson",
             Dialect::IpcBroker => "ipc-broker",
+            Dialect::IpcServer => "ipc-server",
+            Dialect::IpcPrims => "ipcprims",
         }
     }
 
@@ -87,6 +105,8 @@ impl Dialect {
             Dialect::ProcBridge => Some(Box::new(procbridge::ProcBridgeCodec::new(frame, open))),
             Dialect::Ndjson => Some(Box::new(ndjson::NdjsonCodec::new(frame, open))),
             Dialect::IpcBroker => Some(Box::new(ipc_broker::IpcBrokerCodec::new(frame, open))),
+            Dialect::IpcServer => Some(Box::new(ipc_server::IpcServerCodec::new(frame, open))),
+            Dialect::IpcPrims => Some(Box::new(ipcprims::IpcPrimsCodec::new(frame, open))),
         }
     }
 }
@@ -138,11 +158,34 @@ pub trait DialectCodec: Send {
 
     /// Appends the dialect's form of `frame` (sent by the router to this peer) to `dst`. Frames
     /// with no meaning in the dialect are dropped. A call the dialect cannot carry is answered by
-    /// pushing an error frame for the router to `bounce`, as if the peer had sent it.
+    /// pushing an error frame for the router to `bounce`, as if the peer had sent it. An event it
+    /// cannot give the peer is counted for [`DialectCodec::take_dropped_events`].
     fn encode(&mut self, frame: &Frame, dst: &mut BytesMut, bounce: &mut Vec<Frame>);
+    /// How many events `encode` could not give the peer since the last call, and resets the
+    /// count. The router counted them delivered when it queued them; the broker counts them
+    /// dropped instead.
+    fn take_dropped_events(&mut self) -> u64;
 
     /// Requests of the peer still waiting for an answer.
     fn outstanding(&self) -> usize;
+
+    /// `Some(gap)` for a dialect whose peers take whatever one read returns as one message
+    /// (ipc-server): its encoder holds what it makes instead of appending it to `dst`, and the
+    /// connection writes one message per write, taken with [`DialectCodec::next_message`] once
+    /// the previous one is written and either the peer has sent something since or `gap` has
+    /// passed. `None` (the default): encoded bytes go out as they come.
+    fn message_gap(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Appends the next held message to `dst` (only for dialects with a [`message_gap`]);
+    /// `false` when none may go now.
+    ///
+    /// [`message_gap`]: DialectCodec::message_gap
+    fn next_message(&mut self, dst: &mut BytesMut) -> bool {
+        let _ = dst;
+        false
+    }
 }
 
 /// `object.method` split at the last dot, so object names may contain dots
@@ -170,9 +213,46 @@ pub fn payload_json(payload: &[u8]) -> Cow<'_, RawValue> {
     }
 }
 
+/// `raw` on one line: its CR and LF bytes, which valid JSON has only as whitespace between
+/// tokens, become spaces. Payloads from other dialects and native peers may be pretty-printed.
+pub(crate) fn one_line(raw: &RawValue) -> Cow<'_, RawValue> {
+    let text = raw.get();
+    if !text.bytes().any(|b| b == b'\n' || b == b'\r') {
+        return Cow::Borrowed(raw);
+    }
+    let flat = text.replace(['\n', '\r'], " ");
+    // Whitespace for whitespace leaves valid JSON valid.
+    Cow::Owned(RawValue::from_string(flat).unwrap_or_else(|_| RawValue::NULL.to_owned()))
+}
+
+/// A payload as JSON on one line (see [`payload_json`] and [`one_line`]).
+pub(crate) fn line_json(payload: &[u8]) -> Cow<'_, RawValue> {
+    match payload_json(payload) {
+        Cow::Borrowed(raw) => one_line(raw),
+        // What payload_json makes itself is `null` or a JSON string: one line already.
+        Cow::Owned(raw) => Cow::Owned(raw),
+    }
+}
+
 /// `code_name: message`, the form error codes take in dialects whose errors are plain text.
 pub fn coded_message(code: ErrorCode, message: &str) -> String {
     format!("{}: {message}", code.name())
+}
+
+/// What separates an error's message from its data in dialects whose errors are plain text. The
+/// data is one line of JSON, so the last separator in a text is the one before the data.
+pub const DATA_SEPARATOR: &str = "\ndata: ";
+
+/// An error as plain text: `code_name: message`, then, when the error has data (a non-empty
+/// `payload`), [`DATA_SEPARATOR`] and the data as one line of JSON. A message that holds the
+/// separator itself is followed by `null` data, so that the text splits back the same.
+pub fn error_text(code: ErrorCode, message: &str, payload: &[u8]) -> String {
+    let mut text = coded_message(code, message);
+    if !payload.is_empty() || message.contains(DATA_SEPARATOR) {
+        text.push_str(DATA_SEPARATOR);
+        text.push_str(line_json(payload).get());
+    }
+    text
 }
 
 /// The code and message of a text error: `code_name: message` gives that code; any other text is
@@ -186,9 +266,20 @@ pub fn parse_coded_message(text: &str) -> (ErrorCode, &str) {
     (ErrorCode::Internal, text)
 }
 
-/// The text of an error frame in `code_name: message` form.
+/// A text error split into its text and its data (the JSON after the last [`DATA_SEPARATOR`],
+/// as [`error_text`] writes it); the whole text and no data when it has none.
+pub fn split_error_data(text: &str) -> (&str, &[u8]) {
+    if let Some((head, data)) = text.rsplit_once(DATA_SEPARATOR)
+        && serde_json::from_str::<&RawValue>(data).is_ok()
+    {
+        return (head, data.as_bytes());
+    }
+    (text, b"")
+}
+
+/// The text of an error frame, with its data (see [`error_text`]).
 fn frame_error_text(frame: &Frame) -> String {
-    coded_message(frame.error_code(), frame.string(0))
+    error_text(frame.error_code(), frame.string(0), &frame.payload())
 }
 
 #[cfg(test)]
@@ -211,6 +302,12 @@ mod tests {
             Some(Dialect::IpcBroker)
         );
         assert_eq!(Dialect::detect(b"GET / HTTP/1.1"), Some(Dialect::Native));
+        assert_eq!(Dialect::detect(b"I"), None);
+        assert_eq!(
+            Dialect::detect(b"IP\x10\x00\x00\x00\x00\x00"),
+            Some(Dialect::IpcPrims)
+        );
+        assert_eq!(Dialect::detect(b"IX\x00\x00{"), Some(Dialect::IpcBroker));
     }
 
     #[test]
@@ -241,6 +338,40 @@ mod tests {
         assert_eq!(
             parse_coded_message("division by zero"),
             (ErrorCode::Internal, "division by zero")
+        );
+    }
+
+    #[test]
+    fn error_texts_carry_their_data_on_one_line() {
+        let data = b"{\n  \"missing\": [\"log\"]\n}";
+        let text = error_text(ErrorCode::Timeout, "no reply\ndata: soon", data);
+        assert_eq!(
+            text,
+            "timeout: no reply\ndata: soon\ndata: {   \"missing\": [\"log\"] }"
+        );
+        assert_eq!(
+            split_error_data(&text),
+            (
+                "timeout: no reply\ndata: soon",
+                &b"{   \"missing\": [\"log\"] }"[..]
+            )
+        );
+        assert_eq!(
+            error_text(ErrorCode::Internal, "x", b"not json"),
+            "internal: x\ndata: \"not json\""
+        );
+        let plain = error_text(ErrorCode::NoSuchObject, "no object", b"");
+        assert_eq!(plain, "no_such_object: no object");
+        assert_eq!(split_error_data(&plain), (plain.as_str(), &b""[..]));
+        let tricky = error_text(ErrorCode::Internal, "a\ndata: [1]", b"");
+        assert_eq!(tricky, "internal: a\ndata: [1]\ndata: null");
+        assert_eq!(
+            split_error_data(&tricky),
+            ("internal: a\ndata: [1]", &b"null"[..])
+        );
+        assert_eq!(
+            split_error_data("internal: a\ndata: {"),
+            ("internal: a\ndata: {", &b""[..])
         );
     }
 }

@@ -7,13 +7,17 @@ use bytes::BytesMut;
 
 use super::messages::{Outgoing, to_json};
 use super::{MAX_PACKET, put_packet, take_packet};
-use crate::dialect::{Decoded, DialectCodec, Fatal, coded_message, payload_json};
+use crate::dialect::{Decoded, DialectCodec, Fatal, coded_message, error_text, payload_json};
 use crate::error_code::ErrorCode;
 use crate::frame::Frame;
 use crate::kind::Kind;
 
 /// Bytes of events held back while the peer waits for an answer; more are dropped.
 const HELD_LIMIT: usize = 1024 * 1024;
+
+/// Most bytes of an error's message kept when the whole error does not fit a packet: escaped
+/// six times over (`\u0001`), it still fits.
+const CUT_MESSAGE: usize = 8 * 1024;
 
 /// A request of the peer waiting for its answer.
 #[derive(Debug)]
@@ -45,6 +49,9 @@ pub struct IpcBrokerCodec {
     /// Events held while the peer waits for an answer: its client reads the next packet after a
     /// request as that request's answer.
     held: Vec<u8>,
+    /// Events not written (too large for a packet, over the held limit, or for no subscription)
+    /// since the last count.
+    dropped_events: u64,
 }
 
 impl IpcBrokerCodec {
@@ -60,6 +67,7 @@ impl IpcBrokerCodec {
             subs: HashMap::new(),
             pairs: HashSet::new(),
             held: Vec::new(),
+            dropped_events: 0,
         }
     }
 
@@ -102,48 +110,38 @@ impl IpcBrokerCodec {
         Some(open)
     }
 
-    /// Writes `body` as a packet now, or holds it if the peer waits for an answer.
-    fn put_unsolicited(&mut self, body: &[u8], dst: &mut BytesMut) {
+    /// Writes the event `body` as a packet now, or holds it if the peer waits for an answer;
+    /// counts it dropped when the held events are at their limit.
+    fn put_event(&mut self, body: &[u8], dst: &mut BytesMut) {
         if self.awaited == 0 {
             put_packet(dst, body);
         } else if self.held.len() + 4 + body.len() <= HELD_LIMIT {
             let mut packet = BytesMut::new();
             put_packet(&mut packet, body);
             self.held.extend_from_slice(&packet);
+        } else {
+            self.dropped_events += 1;
         }
     }
 
     /// Writes the answer to a request of the peer, then the events held while it waited.
     fn answer(&mut self, frame: &Frame, dst: &mut BytesMut) {
+        let failed = frame.kind() == Kind::Error;
+        let payload = frame.payload();
+        let error = |call_id, object| {
+            let (code, message) = (frame.error_code(), frame.string(0));
+            error_body(call_id, object, code, message, &payload)
+        };
         let Some(open) = self.close(frame.id()) else {
-            if frame.kind() == Kind::Error {
-                let text = coded_message(frame.error_code(), frame.string(0));
-                let msg = Outgoing::Error {
-                    call_id: None,
-                    object_name: "",
-                    message: &text,
-                };
-                put_packet(dst, &to_json(&msg));
+            if failed {
+                put_packet(dst, &error(None, ""));
             }
             return;
         };
-        let failed = frame.kind() == Kind::Error;
-        let text = coded_message(
-            frame.error_code(),
-            crate::frame::truncate_utf8(frame.string(0), 32 * 1024),
-        );
         let body = match &open {
-            Open::Call { call_id, object } if failed => to_json(&Outgoing::Error {
-                call_id: Some(call_id),
-                object_name: object,
-                message: &text,
-            }),
+            Open::Call { call_id, object } if failed => error(Some(call_id), object),
             Open::Call { call_id, object } => result_body(call_id, object, frame),
-            Open::Register { object } if failed => to_json(&Outgoing::Error {
-                call_id: None,
-                object_name: object,
-                message: &text,
-            }),
+            Open::Register { object } if failed => error(None, object),
             Open::Register { object } => to_json(&Outgoing::Registered {
                 object_name: object,
             }),
@@ -179,18 +177,48 @@ fn result_body(call_id: &str, object: &str, frame: &Frame) -> Vec<u8> {
     if body.len() <= MAX_PACKET {
         return body;
     }
-    let text = coded_message(
-        ErrorCode::FrameTooLarge,
-        &format!(
-            "the result of {} bytes does not fit ipc-broker's {MAX_PACKET}-byte packets",
-            body.len()
-        ),
+    let message = format!(
+        "the result of {} bytes does not fit ipc-broker's {MAX_PACKET}-byte packets",
+        body.len()
     );
-    to_json(&Outgoing::Error {
-        call_id: Some(call_id),
-        object_name: object,
-        message: &text,
-    })
+    error_body(
+        Some(call_id),
+        object,
+        ErrorCode::FrameTooLarge,
+        &message,
+        b"",
+    )
+}
+
+/// The `Error` carrying `code`, `message` and the error's data (see [`error_text`]). When that
+/// does not fit a packet the data is left out and the message cut to [`CUT_MESSAGE`] bytes, and
+/// the text says so.
+fn error_body(
+    call_id: Option<&str>,
+    object_name: &str,
+    code: ErrorCode,
+    message: &str,
+    data: &[u8],
+) -> Vec<u8> {
+    let body = |text: &str| {
+        to_json(&Outgoing::Error {
+            call_id,
+            object_name,
+            message: text,
+        })
+    };
+    let whole = body(&error_text(code, message, data));
+    if whole.len() <= MAX_PACKET {
+        return whole;
+    }
+    let kept = crate::frame::truncate_utf8(message, CUT_MESSAGE);
+    let cut = format!(
+        "{kept} [cut to fit ipc-broker's {MAX_PACKET}-byte packets: {} of {} message bytes kept, {} data bytes left out]",
+        kept.len(),
+        message.len(),
+        data.len()
+    );
+    body(&coded_message(code, &cut))
 }
 
 impl DialectCodec for IpcBrokerCodec {
@@ -227,6 +255,9 @@ impl DialectCodec for IpcBrokerCodec {
             }
             Kind::Event => {
                 let Some((object, topic)) = self.subs.get(&frame.id()) else {
+                    // ipc-broker peers cannot unsubscribe, so the router sends none such; one
+                    // that came anyway is counted like any event not written.
+                    self.dropped_events += 1;
                     return;
                 };
                 let payload = frame.payload();
@@ -237,11 +268,17 @@ impl DialectCodec for IpcBrokerCodec {
                     args: &args,
                 });
                 if body.len() <= MAX_PACKET {
-                    self.put_unsolicited(&body, dst);
+                    self.put_event(&body, dst);
+                } else {
+                    self.dropped_events += 1;
                 }
             }
             _ => {}
         }
+    }
+
+    fn take_dropped_events(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped_events)
     }
 
     fn outstanding(&self) -> usize {

@@ -3,7 +3,7 @@
 
 use super::codec::{IpcBrokerCodec, Open};
 use super::messages::{HasObjectQuery, Incoming};
-use crate::dialect::{Decoded, parse_coded_message};
+use crate::dialect::{Decoded, parse_coded_message, split_error_data};
 use crate::error_code::ErrorCode;
 use crate::frame::Frame;
 use crate::names::validate_topic;
@@ -76,8 +76,9 @@ impl IpcBrokerCodec {
                 let Some(id) = call_id.and_then(|c| c.parse::<u64>().ok()) else {
                     return Decoded::Dropped(format!("an error for no known call: {message}"));
                 };
-                let (code, text) = parse_coded_message(&message);
-                Decoded::Route(Frame::error(id, code, text, b""))
+                let (text, data) = split_error_data(&message);
+                let (code, text) = parse_coded_message(text);
+                Decoded::Route(Frame::error(id, code, text, data))
             }
         }
     }

@@ -325,3 +325,141 @@ fn events_wait_for_every_open_answer_and_refused_subscriptions_free_their_pair()
     );
     assert_eq!(c.outstanding(), 0);
 }
+
+/// An error's data rides in the message after `\ndata: `, the one text ipc-broker's client
+/// hands on (`Err("Remote error: ...")`); a worker's error text splits back the same way.
+#[test]
+fn errors_carry_their_data_in_the_message() {
+    let mut c = IpcBrokerCodec::new(1 << 20, DEFAULT_MAX_OUTSTANDING);
+    let call = routed(decode(
+        &mut c,
+        json!({"Call":{"call_id":"w","object_name":"plexus","method":"wait_for","args":["x"]}}),
+    ));
+    let err = Frame::error(
+        call.id(),
+        ErrorCode::Timeout,
+        "missing",
+        b"{\"missing\":\n[\"x\"]}",
+    );
+    assert_eq!(
+        encode(&mut c, &err),
+        vec![json!({"Error":{"call_id":"w","object_name":"plexus",
+            "message":"timeout: missing\ndata: {\"missing\": [\"x\"]}"}})]
+    );
+    let reg = routed(decode(
+        &mut c,
+        json!({"RegisterObject":{"object_name":"m"}}),
+    ));
+    let taken = Frame::error(reg.id(), ErrorCode::NameTaken, "taken", b"[1]");
+    assert_eq!(
+        encode(&mut c, &taken),
+        vec![
+            json!({"Error":{"call_id":null,"object_name":"m","message":"name_taken: taken\ndata: [1]"}})
+        ]
+    );
+    assert_eq!(
+        encode(
+            &mut c,
+            &Frame::error(0, ErrorCode::ShuttingDown, "bye", b"7")
+        ),
+        vec![
+            json!({"Error":{"call_id":null,"object_name":"","message":"shutting_down: bye\ndata: 7"}})
+        ],
+        "an error for no request of the peer (id 0) keeps its data too"
+    );
+    let back = routed(decode(
+        &mut c,
+        json!({"Error":{"call_id":"78","object_name":"math",
+            "message":"no_such_method: nope\ndata: {\"methods\":[\"add\"]}"}}),
+    ));
+    assert_eq!(
+        (back.id(), back.error_code(), back.string(0)),
+        (78, ErrorCode::NoSuchMethod, "nope")
+    );
+    assert_eq!(&back.payload()[..], br#"{"methods":["add"]}"#);
+}
+
+/// No packet over ipc-broker's limit: an error that would not fit loses its data and keeps the
+/// start of its message, and says so.
+#[test]
+fn errors_too_large_for_a_packet_are_cut() {
+    let mut c = IpcBrokerCodec::new(1 << 24, DEFAULT_MAX_OUTSTANDING);
+    let call = routed(decode(
+        &mut c,
+        json!({"Call":{"call_id":"c","object_name":"m","method":"x","args":null}}),
+    ));
+    let data = format!("\"{}\"", "d".repeat(MAX_PACKET));
+    let message = "\u{1}".repeat(20_000);
+    let mut dst = BytesMut::new();
+    let err = Frame::error(call.id(), ErrorCode::Internal, &message, data.as_bytes());
+    c.encode(&err, &mut dst, &mut Vec::new());
+    assert!(dst.len() - 4 <= MAX_PACKET, "{} bytes", dst.len() - 4);
+    let body = take_packet(&mut dst, u32::MAX)
+        .expect("valid")
+        .expect("a packet");
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    let expected = format!(
+        "internal: {} [cut to fit ipc-broker's 65536-byte packets: 8192 of 20000 message bytes kept, 65538 data bytes left out]",
+        "\u{1}".repeat(8192)
+    );
+    assert_eq!(
+        v,
+        json!({"Error":{"call_id":"c","object_name":"m","message":expected}})
+    );
+    let mut dst = BytesMut::new();
+    c.encode(
+        &Frame::error(0, ErrorCode::Internal, &message, b""),
+        &mut dst,
+        &mut Vec::new(),
+    );
+    assert!(dst.len() - 4 <= MAX_PACKET, "{} bytes", dst.len() - 4);
+}
+
+/// Events the codec does not write are counted for the broker, which counts them dropped.
+#[test]
+fn events_not_written_are_counted() {
+    let mut c = IpcBrokerCodec::new(1 << 24, DEFAULT_MAX_OUTSTANDING);
+    let sub = routed(decode(
+        &mut c,
+        json!({"Subscribe":{"object_name":"s","topic":"t"}}),
+    ));
+    encode(&mut c, &Frame::reply(sub.id(), b""));
+    assert_eq!(c.take_dropped_events(), 0);
+    let big = format!("\"{}\"", "x".repeat(MAX_PACKET));
+    assert!(encode(&mut c, &Frame::event(sub.id(), 0, "s.t", big.as_bytes())).is_empty());
+    assert!(encode(&mut c, &Frame::event(sub.id() + 1, 0, "s.t", b"1")).is_empty());
+    assert_eq!(
+        c.take_dropped_events(),
+        2,
+        "too large, and no such subscription"
+    );
+    assert_eq!(c.take_dropped_events(), 0, "taking resets the count");
+
+    let call = routed(decode(
+        &mut c,
+        json!({"Call":{"call_id":"c","object_name":"m","method":"x","args":null}}),
+    ));
+    let event = format!("\"{}\"", "e".repeat(60_000));
+    let event = Frame::event(sub.id(), 0, "s.t", event.as_bytes());
+    let mut held = 0;
+    while c.take_dropped_events() == 0 {
+        assert!(
+            encode(&mut c, &event).is_empty(),
+            "held while the call waits"
+        );
+        held += 1;
+    }
+    let fit = 1024 * 1024 / (4 + encode_len(&event));
+    assert_eq!(held, fit + 1, "the first event past 1 MiB held is dropped");
+    let out = encode(&mut c, &Frame::reply(call.id(), b"1"));
+    assert_eq!(out.len(), 1 + fit, "the answer, then the events held");
+}
+
+/// The packet size of an event on subscription `s`/`t`.
+fn encode_len(event: &Frame) -> usize {
+    let payload = event.payload();
+    let args: Value = serde_json::from_slice(&payload).expect("json");
+    json!({"Event":{"object_name":"s","topic":"t","args":args}})
+        .to_string()
+        .len()
+}

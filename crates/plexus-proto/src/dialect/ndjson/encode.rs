@@ -1,15 +1,45 @@
 //! The lines written to an NDJSON peer: answers in the style of its request, and the calls,
 //! cancels and events sent to workers and subscribers.
 
-use std::borrow::Cow;
+use std::collections::HashMap;
 
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
+use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use super::Style;
-use crate::dialect::payload_json;
+use crate::dialect::{line_json, one_line};
+use crate::error_code::ErrorCode;
 use crate::frame::Frame;
+
+/// JSON-RPC 2.0's error codes (its section 5.1).
+pub(super) mod rpc_code {
+    /// Invalid JSON: the line could not be parsed.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// The JSON is not a valid request object.
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// The method does not exist or is not available.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// Invalid method parameters.
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// An internal error.
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// The top of the range for implementation-defined server errors, -32000 to -32099.
+    pub const SERVER_ERROR: i64 = -32000;
+}
+
+/// The JSON-RPC 2.0 code of a plexus error code: the predefined code where one means the same,
+/// else a server error, -32000 minus the plexus code.
+pub(super) fn json_rpc_code(code: ErrorCode) -> i64 {
+    match code {
+        ErrorCode::NoSuchObject | ErrorCode::NoSuchMethod => rpc_code::METHOD_NOT_FOUND,
+        ErrorCode::InvalidParams => rpc_code::INVALID_PARAMS,
+        ErrorCode::Internal => rpc_code::INTERNAL_ERROR,
+        ErrorCode::BadFrame => rpc_code::INVALID_REQUEST,
+        other => rpc_code::SERVER_ERROR - i64::from(other.code()),
+    }
+}
 
 /// An answer: a JSON-RPC 2.0 response, an op line, or (for errors not tied to a request) both.
 /// Exactly one of `result`, `data` and `error` is set.
@@ -31,7 +61,7 @@ struct Answer<'a> {
 /// The `error` member of an answer; op lines also carry the code's name.
 #[derive(Serialize)]
 struct ErrorObject<'a> {
-    code: u32,
+    code: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'static str>,
     message: &'a str,
@@ -79,27 +109,6 @@ impl WaitForParams<'_> {
     }
 }
 
-/// `raw` on one line: its CR and LF bytes, which valid JSON has only as whitespace between
-/// tokens, become spaces. Payloads from other dialects and native peers may be pretty-printed.
-fn one_line(raw: &RawValue) -> Cow<'_, RawValue> {
-    let text = raw.get();
-    if !text.bytes().any(|b| b == b'\n' || b == b'\r') {
-        return Cow::Borrowed(raw);
-    }
-    let flat = text.replace(['\n', '\r'], " ");
-    // Whitespace for whitespace leaves valid JSON valid.
-    Cow::Owned(RawValue::from_string(flat).unwrap_or_else(|_| RawValue::NULL.to_owned()))
-}
-
-/// A payload as JSON on one line (see [`payload_json`] and [`one_line`]).
-fn line_json(payload: &[u8]) -> Cow<'_, RawValue> {
-    match payload_json(payload) {
-        Cow::Borrowed(raw) => one_line(raw),
-        // What payload_json makes itself is `null` or a JSON string: one line already.
-        Cow::Owned(raw) => Cow::Owned(raw),
-    }
-}
-
 /// Appends `line` and its newline to `dst`.
 fn put_line(dst: &mut BytesMut, line: &impl Serialize) {
     // Strings, numbers and raw JSON always serialize, and a BytesMut always takes the bytes.
@@ -140,11 +149,62 @@ pub(super) fn put_success(dst: &mut BytesMut, style: Style, client_id: &RawValue
     );
 }
 
-/// Appends the answer to an `Error` frame.
-pub(super) fn put_error(dst: &mut BytesMut, style: Style, client_id: &RawValue, frame: &Frame) {
-    let code = frame.error_code();
+/// Members of the plexus error object that JSON-RPC's `data` carries, and the member holding the
+/// error's own data when it cannot be merged in.
+const RESERVED: [&str; 3] = ["plexus_code", "plexus_error", "plexus_data"];
+
+/// The `data` of a JSON-RPC error: `{"plexus_code":N,"plexus_error":"name"}`, and the error's own
+/// data: its members when it is a non-empty object without those names, else as `plexus_data`.
+/// `raw` is the code as the frame has it (a code this side does not know keeps its number).
+fn plexus_data(raw: u32, code: ErrorCode, payload: &[u8]) -> Box<RawValue> {
+    let mut text = format!(
+        "{{\"plexus_code\":{raw},\"plexus_error\":\"{}\"",
+        code.name()
+    );
+    let json = line_json(payload);
+    let members = serde_json::from_slice::<HashMap<String, IgnoredAny>>(payload)
+        .is_ok_and(|m| !m.is_empty() && RESERVED.iter().all(|k| !m.contains_key(*k)))
+        .then(|| json.get().trim().strip_prefix('{'))
+        .flatten();
+    match members {
+        // The members of a non-empty object, and its closing brace.
+        Some(members) => {
+            text.push(',');
+            text.push_str(members);
+        }
+        None => {
+            if !payload.is_empty() {
+                text.push_str(",\"plexus_data\":");
+                text.push_str(json.get());
+            }
+            text.push('}');
+        }
+    }
+    // Built from a JSON object's members, a number and a code name: valid JSON.
+    RawValue::from_string(text).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
+/// Appends the answer to an `Error` frame. A JSON-RPC answer has JSON-RPC's code (`rpc_code`
+/// when the codec chose one, else [`json_rpc_code`]) and the plexus code in its data; an op line
+/// has the plexus code, its name and the data as it is; a line for both has JSON-RPC's code, the
+/// name, and the plexus data.
+pub(super) fn put_error(
+    dst: &mut BytesMut,
+    style: Style,
+    client_id: &RawValue,
+    rpc_code: Option<i64>,
+    frame: &Frame,
+) {
+    let (raw, code) = (frame.aux(), frame.error_code());
     let payload = frame.payload();
-    let data = (!payload.is_empty()).then(|| line_json(&payload));
+    let data = match style {
+        Style::Op => (!payload.is_empty()).then(|| line_json(&payload).into_owned()),
+        Style::Rpc | Style::Either => Some(plexus_data(raw, code, &payload)),
+    };
+    let number = match style {
+        Style::Op => i64::from(raw),
+        Style::Rpc | Style::Either => rpc_code.unwrap_or_else(|| json_rpc_code(code)),
+    };
     let (jsonrpc, op) = head(style, "error");
     put_line(
         dst,
@@ -155,7 +215,7 @@ pub(super) fn put_error(dst: &mut BytesMut, style: Style, client_id: &RawValue, 
             result: None,
             data: None,
             error: Some(ErrorObject {
-                code: code.code(),
+                code: number,
                 name: (style != Style::Rpc).then(|| code.name()),
                 message: frame.string(0),
                 data: data.as_deref(),

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
+use super::encode::rpc_code;
 use super::{NdjsonCodec, Style, What};
 use crate::dialect::{Decoded, split_method};
 use crate::error_code::ErrorCode;
@@ -42,6 +43,8 @@ pub(super) struct ErrorField<'a> {
 /// Every member a line of either kind may carry.
 #[derive(Deserialize)]
 pub(super) struct Line<'a> {
+    #[serde(borrow, default)]
+    pub jsonrpc: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub op: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "present")]
@@ -88,24 +91,39 @@ pub(super) fn timeout_aux(ms: Option<u64>) -> u32 {
 impl NdjsonCodec {
     /// Decodes one line (without its newline).
     pub(super) fn line(&mut self, bytes: &[u8], out: &mut Vec<Decoded>) {
+        let (bad_frame, parse_error) = (ErrorCode::BadFrame, rpc_code::PARSE_ERROR);
         let Ok(text) = std::str::from_utf8(bytes) else {
             let msg = "the line is not valid UTF-8";
-            return self.refuse(None, Style::Either, ErrorCode::BadFrame, msg, out);
+            return self.refuse_rpc(None, Style::Either, bad_frame, parse_error, msg, out);
         };
         let text = text.trim();
         if text.is_empty() {
             return;
         }
         let line: Line<'_> = match serde_json::from_str(text) {
-            Ok(l) => l,
-            Err(e) => {
-                let msg = format!("the line is not a JSON object: {e}");
+            Ok(l) if text.starts_with('{') => l,
+            // serde also reads a struct from an array; JSON-RPC batches are not taken.
+            Ok(_) => {
+                let msg = "the line is JSON but not an object (JSON-RPC batches are not supported)";
+                return self.refuse(None, Style::Either, ErrorCode::BadFrame, msg, out);
+            }
+            // Valid JSON of the wrong shape is an invalid request; anything else a parse error.
+            Err(e) if e.classify() == serde_json::error::Category::Data => {
+                let msg = format!("the line is not a valid request object: {e}");
                 return self.refuse(None, Style::Either, ErrorCode::BadFrame, &msg, out);
+            }
+            Err(e) => {
+                let msg = format!("the line is not JSON: {e}");
+                return self.refuse_rpc(None, Style::Either, bad_frame, parse_error, &msg, out);
             }
         };
         match line.op.as_deref() {
             Some(op) => self.op(op, &line, out),
             None if line.method.is_some() => self.json_rpc(&line, out),
+            None if line.jsonrpc.is_some() => {
+                let msg = "a JSON-RPC request needs \"method\"";
+                self.refuse(line.id, Style::Rpc, ErrorCode::BadFrame, msg, out);
+            }
             None => {
                 let msg = "a line needs \"op\" or a JSON-RPC \"method\"";
                 self.refuse(line.id, Style::Op, ErrorCode::BadFrame, msg, out);
@@ -119,17 +137,18 @@ impl NdjsonCodec {
         let params = raw_bytes(line.params);
         let Some(client_id) = line.id else {
             // A notification is a publish; JSON-RPC answers notifications never, not even errors.
-            if validate_topic(method).is_ok() {
-                out.push(Decoded::Route(Frame::publish(0, method, params, false)));
-            }
+            out.push(match validate_topic(method) {
+                Ok(()) => Decoded::Route(Frame::publish(0, method, params, false)),
+                Err(e) => Decoded::Dropped(format!("a notification's publish refused: {e}")),
+            });
             return;
         };
         let Some((object, name)) = split_method(method) else {
             let msg = format!(
                 "method {method:?} does not name an object; use \"object.method\" (split at the last dot)"
             );
-            let code = ErrorCode::InvalidParams;
-            return self.refuse(Some(client_id), Style::Rpc, code, &msg, out);
+            let (code, rpc) = (ErrorCode::InvalidParams, rpc_code::METHOD_NOT_FOUND);
+            return self.refuse_rpc(Some(client_id), Style::Rpc, code, rpc, &msg, out);
         };
         if let Some(id) = self.open_call(client_id, Style::Rpc, out) {
             let aux = timeout_aux(line.timeout_ms);
@@ -147,7 +166,8 @@ impl NdjsonCodec {
         let key = client_id.get();
         if key != "null" && self.calls_by_client.contains_key(key) {
             let msg = format!("id {key} is already in use by an open call on this connection");
-            self.refuse(Some(client_id), style, ErrorCode::InvalidParams, &msg, out);
+            let (code, rpc) = (ErrorCode::InvalidParams, rpc_code::INVALID_REQUEST);
+            self.refuse_rpc(Some(client_id), style, code, rpc, &msg, out);
             return None;
         }
         let id = self.open(Some(client_id), style, What::Call, out)?;

@@ -44,6 +44,9 @@ struct Open {
     client_id: Box<RawValue>,
     style: Style,
     what: What,
+    /// The JSON-RPC code of a refusal whose plexus code does not tell it (a parse error, a
+    /// reused id, a method that names no object).
+    rpc_code: Option<i64>,
 }
 
 /// The codec of one NDJSON connection.
@@ -63,6 +66,8 @@ pub struct NdjsonCodec {
     /// Subscriptions: frame id → the peer's id for it.
     subs: HashMap<u64, Box<RawValue>>,
     subs_by_client: HashMap<String, u64>,
+    /// Events for subscriptions the peer already ended, not written since the last count.
+    dropped_events: u64,
 }
 
 impl NdjsonCodec {
@@ -79,6 +84,7 @@ impl NdjsonCodec {
             calls_by_client: HashMap::new(),
             subs: HashMap::new(),
             subs_by_client: HashMap::new(),
+            dropped_events: 0,
         }
     }
 
@@ -114,6 +120,7 @@ impl NdjsonCodec {
                 client_id,
                 style,
                 what,
+                rpc_code: None,
             },
         );
         id
@@ -129,6 +136,24 @@ impl NdjsonCodec {
         out: &mut Vec<Decoded>,
     ) {
         let id = self.remember(client_id, style, What::Other);
+        out.push(Decoded::Answer(Frame::error(id, code, message, b"")));
+    }
+
+    /// Like [`NdjsonCodec::refuse`], with `rpc_code` as the JSON-RPC code of the answer where
+    /// JSON-RPC has a closer code than the plexus code's.
+    fn refuse_rpc(
+        &mut self,
+        client_id: Option<&RawValue>,
+        style: Style,
+        code: ErrorCode,
+        rpc_code: i64,
+        message: &str,
+        out: &mut Vec<Decoded>,
+    ) {
+        let id = self.remember(client_id, style, What::Other);
+        if let Some(open) = self.open.get_mut(&id) {
+            open.rpc_code = Some(rpc_code);
+        }
         out.push(Decoded::Answer(Frame::error(id, code, message, b"")));
     }
 
@@ -211,18 +236,24 @@ impl DialectCodec for NdjsonCodec {
                 }
             }
             Kind::Error => match self.close(frame.id(), true) {
-                Some(open) => encode::put_error(dst, open.style, &open.client_id, frame),
-                None => encode::put_error(dst, Style::Either, RawValue::NULL, frame),
+                Some(open) => {
+                    encode::put_error(dst, open.style, &open.client_id, open.rpc_code, frame);
+                }
+                None => encode::put_error(dst, Style::Either, RawValue::NULL, None, frame),
             },
             Kind::Call => encode::put_call(dst, frame),
             Kind::Cancel => encode::put_cancel(dst, frame.id()),
-            Kind::Event => {
-                if let Some(sub) = self.subs.get(&frame.id()) {
-                    encode::put_event(dst, sub, frame);
-                }
-            }
+            Kind::Event => match self.subs.get(&frame.id()) {
+                Some(sub) => encode::put_event(dst, sub, frame),
+                // Queued before the router saw the peer's unsubscribe.
+                None => self.dropped_events += 1,
+            },
             _ => {}
         }
+    }
+
+    fn take_dropped_events(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped_events)
     }
 
     fn outstanding(&self) -> usize {

@@ -8,6 +8,7 @@ use super::{NdjsonCodec, Style, What};
 use crate::dialect::Decoded;
 use crate::error_code::ErrorCode;
 use crate::frame::Frame;
+use crate::kind::Kind;
 use crate::names::validate_topic;
 
 /// The ops a peer may send.
@@ -192,19 +193,24 @@ impl NdjsonCodec {
             out.push(Decoded::Route(Frame::reply(id, raw_bytes(line.result))));
             return Ok(());
         }
+        // A number is kept as it is, even one this side does not know; an unknown name is
+        // `internal`.
+        let internal = ErrorCode::Internal.code();
         let (code, message, data) = match &line.error {
             Some(e) => {
                 let code = match &e.code {
-                    Some(CodeField::Number(n)) => ErrorCode::from_code(*n),
-                    Some(CodeField::Name(n)) => ErrorCode::from_name(n),
-                    None => None,
+                    Some(CodeField::Number(n)) => *n,
+                    Some(CodeField::Name(n)) => {
+                        ErrorCode::from_name(n).map_or(internal, |c| c.code())
+                    }
+                    None => internal,
                 };
-                let code = code.unwrap_or(ErrorCode::Internal);
                 (code, e.message.as_str(), raw_bytes(e.data))
             }
-            None => (ErrorCode::Internal, "", &b""[..]),
+            None => (internal, "", &b""[..]),
         };
-        out.push(Decoded::Route(Frame::error(id, code, message, data)));
+        let answer = Frame::build(Kind::Error, id, code, 0, &[message], data);
+        out.push(Decoded::Route(answer));
         Ok(())
     }
 }

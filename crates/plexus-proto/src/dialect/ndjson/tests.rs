@@ -92,7 +92,102 @@ fn json_rpc_error_carries_the_plexus_code_and_data() {
     assert_eq!(
         h.encode(&err),
         vec![json!({"jsonrpc":"2.0","id":7,"error":{
-            "code":1,"message":"no object named 'nope'","data":{"object":"nope"}}})]
+            "code":-32601,"message":"no object named 'nope'",
+            "data":{"plexus_code":1,"plexus_error":"no_such_object","object":"nope"}}})]
+    );
+}
+
+/// Every plexus code's JSON-RPC 2.0 code: the predefined ones where they mean the same, else
+/// -32000 minus the plexus code, in the range for server errors.
+#[test]
+fn json_rpc_codes_follow_the_spec() {
+    let expected = [
+        (ErrorCode::NoSuchObject, -32601),
+        (ErrorCode::NoSuchMethod, -32601),
+        (ErrorCode::Timeout, -32003),
+        (ErrorCode::WorkerGone, -32004),
+        (ErrorCode::NameTaken, -32005),
+        (ErrorCode::FrameTooLarge, -32006),
+        (ErrorCode::BadFrame, -32600),
+        (ErrorCode::UnsupportedVersion, -32008),
+        (ErrorCode::PermissionDenied, -32009),
+        (ErrorCode::InvalidParams, -32602),
+        (ErrorCode::Overloaded, -32011),
+        (ErrorCode::Internal, -32603),
+        (ErrorCode::ShuttingDown, -32013),
+    ];
+    assert_eq!(expected.len(), ErrorCode::ALL.len());
+    let mut h = Harness::new(1 << 20);
+    for (code, rpc) in expected {
+        let call = h.routed(r#"{"jsonrpc":"2.0","id":1,"method":"m.x"}"#);
+        let line = h.encode(&Frame::error(call.id(), code, "m", b""));
+        assert_eq!(
+            line,
+            vec![
+                json!({"jsonrpc":"2.0","id":1,"error":{"code":rpc,"message":"m",
+                "data":{"plexus_code":code.code(),"plexus_error":code.name()}}})
+            ],
+            "{code}"
+        );
+    }
+}
+
+/// The error's own data is merged into JSON-RPC's `data` when it is an object whose members do
+/// not collide; anything else is kept whole as `plexus_data`.
+#[test]
+fn json_rpc_error_data_keeps_the_original() {
+    let mut h = Harness::new(1 << 20);
+    let mut data_of = |payload: &[u8]| {
+        let call = h.routed(r#"{"jsonrpc":"2.0","id":1,"method":"m.x"}"#);
+        let frame = Frame::error(call.id(), ErrorCode::Timeout, "slow", payload);
+        let text = h.encode_text(&frame);
+        let head = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32003,"message":"slow","data":"#;
+        let data = text.strip_prefix(head).and_then(|t| t.strip_suffix("}}\n"));
+        data.expect("an error line").to_owned()
+    };
+    let head = r#"{"plexus_code":3,"plexus_error":"timeout""#;
+    assert_eq!(data_of(b""), format!("{head}}}"));
+    assert_eq!(
+        data_of(b" {\"missing\":[\"log\"],\n \"n\":1} "),
+        format!(r#"{head},"missing":["log"],  "n":1}}"#),
+        "the members as sent, line breaks turned to spaces"
+    );
+    for (payload, kept) in [
+        (&b"{}"[..], "{}"),
+        (b"[1,2]", "[1,2]"),
+        (b"\"text\"", "\"text\""),
+        (b"null", "null"),
+        (b"not json", "\"not json\""),
+        (br#"{"plexus_code":99}"#, r#"{"plexus_code":99}"#),
+        (br#"{"a":1,"plexus_data":2}"#, r#"{"a":1,"plexus_data":2}"#),
+    ] {
+        assert_eq!(
+            data_of(payload),
+            format!(r#"{head},"plexus_data":{kept}}}"#),
+            "{}",
+            String::from_utf8_lossy(payload)
+        );
+    }
+}
+
+/// A number this side does not know passes through both ways: named (and mapped) `internal`.
+#[test]
+fn unknown_error_codes_keep_their_number() {
+    let mut h = Harness::new(1 << 20);
+    let err = h.routed(r#"{"op":"error","id":5,"error":{"code":40,"message":"new"}}"#);
+    assert_eq!((err.aux(), err.error_code()), (40, ErrorCode::Internal));
+    let named = h.routed(r#"{"op":"error","id":6,"error":{"code":"no_such_thing"}}"#);
+    assert_eq!(named.aux(), ErrorCode::Internal.code());
+    let rpc = h.routed(r#"{"jsonrpc":"2.0","id":1,"method":"m.x"}"#);
+    let op = h.routed(r#"{"op":"call","id":2,"object":"m","method":"x"}"#);
+    let new = |id| Frame::build(Kind::Error, id, 40, 0, &["new"], b"");
+    assert_eq!(
+        h.encode_text(&new(rpc.id())),
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32603,\"message\":\"new\",\"data\":{\"plexus_code\":40,\"plexus_error\":\"internal\"}}}\n"
+    );
+    assert_eq!(
+        h.encode_text(&new(op.id())),
+        "{\"op\":\"error\",\"id\":2,\"error\":{\"code\":40,\"name\":\"internal\",\"message\":\"new\"}}\n"
     );
 }
 
@@ -105,9 +200,13 @@ fn notifications_are_publishes() {
         (Kind::Publish, "sensor.temp", 0)
     );
     assert_eq!(&p.payload()[..], b"25.6");
-    assert!(
-        h.feed(b"{\"jsonrpc\":\"2.0\",\"method\":\"bad topic\"}\n")
-            .is_empty()
+    assert_eq!(
+        h.one(r#"{"jsonrpc":"2.0","method":"bad topic"}"#),
+        Decoded::Dropped(
+            "a notification's publish refused: topic \"bad topic\" contains ' '; allowed are letters, digits, '_', '-', ':' and '.'"
+                .to_owned()
+        ),
+        "never answered (JSON-RPC 2.0 section 4.1), but logged"
     );
 }
 
@@ -211,22 +310,34 @@ fn publish_wait_for_ping_cancel() {
 fn bad_lines_get_error_lines_and_the_stream_goes_on() {
     let mut h = Harness::new(1 << 20);
     let not_json = h.one("this is not json");
-    let v = h.answer(not_json);
-    assert_eq!(v["id"], Value::Null);
     assert_eq!(
-        (v["op"].as_str(), v["jsonrpc"].as_str()),
-        (Some("error"), Some("2.0"))
+        h.answer(not_json),
+        json!({"jsonrpc":"2.0","op":"error","id":null,"error":{"code":-32700,"name":"bad_frame",
+            "message":"the line is not JSON: expected ident at line 1 column 2",
+            "data":{"plexus_code":7,"plexus_error":"bad_frame"}}})
     );
-    assert_eq!(v["error"]["code"], 7);
     let mut raw = b"{\"op\":\"ping\",\"data\":\"".to_vec();
     raw.extend_from_slice(&[0xff, 0xfe]);
     raw.extend_from_slice(b"\"}\n");
     let out = h.feed(&raw);
-    assert_eq!(h.answer(out[0].clone())["error"]["code"], 7);
+    let v = h.answer(out[0].clone());
+    assert_eq!(
+        (&v["id"], &v["error"]["code"], &v["error"]["message"]),
+        (
+            &Value::Null,
+            &json!(-32700),
+            &json!("the line is not valid UTF-8")
+        )
+    );
     let unknown = h.one(r#"{"op":"dance","id":1}"#);
-    assert_eq!(h.answer(unknown)["error"]["code"], 7);
+    let v = h.answer(unknown);
+    assert_eq!((&v["id"], &v["error"]["code"]), (&json!(1), &json!(7)));
     let no_name = h.one(r#"{"op":"register","id":2}"#);
-    assert_eq!(h.answer(no_name)["id"], 2);
+    assert_eq!(
+        h.answer(no_name),
+        json!({"op":"error","id":2,"error":{"code":10,"name":"invalid_params",
+            "message":"op \"register\" needs \"name\""}})
+    );
     assert!(h.feed(b"\n   \r\n").is_empty(), "blank lines are ignored");
     assert!(matches!(
         h.one(r#"{"op":"ping","id":1}"#),
@@ -234,11 +345,103 @@ fn bad_lines_get_error_lines_and_the_stream_goes_on() {
     ));
 }
 
+/// JSON-RPC 2.0 section 5.1: -32700 for what is not JSON and -32600 for JSON that is not a
+/// request, with id null when it cannot be told; -32601 and -32602 as the method's name says.
+#[test]
+fn json_rpc_refusals_follow_the_spec() {
+    let mut h = Harness::new(1 << 20);
+    fn refusal_of(h: &mut Harness, line: &str) -> (Value, Value, Value, Value) {
+        let answer = h.one(line);
+        let v = h.answer(answer);
+        let e = &v["error"];
+        (
+            v["id"].clone(),
+            e["code"].clone(),
+            e["message"].clone(),
+            e["data"].clone(),
+        )
+    }
+    let bad_frame = json!({"plexus_code":7,"plexus_error":"bad_frame"});
+    let invalid_params = json!({"plexus_code":10,"plexus_error":"invalid_params"});
+    assert_eq!(
+        refusal_of(
+            &mut h,
+            r#"{"jsonrpc":"2.0","method":"foobar,"params":"bar","baz]"#
+        ),
+        (
+            Value::Null,
+            json!(-32700),
+            json!("the line is not JSON: expected `,` or `}` at line 1 column 36"),
+            bad_frame.clone()
+        )
+    );
+    assert_eq!(
+        refusal_of(&mut h, r#"{"jsonrpc":"2.0","method":1,"params":"bar"}"#),
+        (
+            Value::Null,
+            json!(-32600),
+            json!(
+                "the line is not a valid request object: invalid type: integer `1`, expected a string at line 1 column 27"
+            ),
+            bad_frame.clone()
+        )
+    );
+    assert_eq!(
+        refusal_of(&mut h, r#"[{"jsonrpc":"2.0","method":"m.x","id":1}]"#),
+        (
+            Value::Null,
+            json!(-32600),
+            json!("the line is JSON but not an object (JSON-RPC batches are not supported)"),
+            bad_frame.clone()
+        )
+    );
+    assert_eq!(
+        refusal_of(&mut h, r#"{"jsonrpc":"2.0","id":4}"#),
+        (
+            json!(4),
+            json!(-32600),
+            json!("a JSON-RPC request needs \"method\""),
+            bad_frame.clone()
+        )
+    );
+    assert_eq!(
+        refusal_of(&mut h, r#"{"jsonrpc":"2.0","id":5,"method":"add"}"#),
+        (
+            json!(5),
+            json!(-32601),
+            json!(
+                "method \"add\" does not name an object; use \"object.method\" (split at the last dot)"
+            ),
+            invalid_params.clone()
+        )
+    );
+    h.routed(r#"{"jsonrpc":"2.0","id":6,"method":"m.slow"}"#);
+    assert_eq!(
+        refusal_of(&mut h, r#"{"jsonrpc":"2.0","id":6,"method":"m.slow"}"#),
+        (
+            json!(6),
+            json!(-32600),
+            json!("id 6 is already in use by an open call on this connection"),
+            invalid_params
+        )
+    );
+    let answer = h.one(r#"{"jsonrpc":"2.0","id":7}"#);
+    let v = h.answer(answer);
+    assert!(
+        v.get("op").is_none() && v["error"].get("name").is_none(),
+        "{v}"
+    );
+}
+
 #[test]
 fn over_long_lines_are_skipped_without_buffering_them() {
     let mut h = Harness::new(64);
     let out = h.feed(&[b'x'; 100]);
-    assert_eq!(h.answer(out[0].clone())["error"]["code"], 6);
+    let v = h.answer(out[0].clone());
+    assert_eq!(
+        (&v["error"]["code"], &v["error"]["name"]),
+        (&json!(-32006), &json!("frame_too_large"))
+    );
     assert!(h.buf.is_empty(), "the long line is not kept");
     assert!(h.feed(&[b'y'; 1000]).is_empty());
     assert!(h.buf.is_empty());
@@ -248,7 +451,7 @@ fn over_long_lines_are_skipped_without_buffering_them() {
     let mut long = vec![b'z'; 70];
     long.push(b'\n');
     let out = h.feed(&long);
-    assert_eq!(h.answer(out[0].clone())["error"]["code"], 6);
+    assert_eq!(h.answer(out[0].clone())["error"]["name"], "frame_too_large");
 }
 
 #[test]
@@ -276,7 +479,7 @@ fn answer_lines_have_fixed_bytes() {
             "too \"slow\"",
             b"[1]"
         )),
-        "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":3,\"message\":\"too \\\"slow\\\"\",\"data\":[1]}}\n"
+        "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32003,\"message\":\"too \\\"slow\\\"\",\"data\":{\"plexus_code\":3,\"plexus_error\":\"timeout\",\"plexus_data\":[1]}}}\n"
     );
     let op = h.routed(r#"{"op":"register","id":1,"name":"demo"}"#);
     assert_eq!(
@@ -296,17 +499,19 @@ fn answer_lines_have_fixed_bytes() {
     let Decoded::Answer(bad) = h.one("nope") else {
         panic!("an answer for a bad line");
     };
-    let text = h.encode_text(&bad);
-    assert!(
-        text.starts_with(
-            "{\"jsonrpc\":\"2.0\",\"op\":\"error\",\"id\":null,\"error\":{\"code\":7,\"name\":\"bad_frame\",\"message\":\"the line is not a JSON object: "
-        ),
-        "{text}"
-    );
-    assert!(text.ends_with("\"}}\n"), "{text}");
     assert_eq!(
-        h.encode_text(&Frame::error(999, ErrorCode::Internal, "lost", b"")),
-        "{\"jsonrpc\":\"2.0\",\"op\":\"error\",\"id\":null,\"error\":{\"code\":12,\"name\":\"internal\",\"message\":\"lost\"}}\n"
+        h.encode_text(&bad),
+        "{\"jsonrpc\":\"2.0\",\"op\":\"error\",\"id\":null,\"error\":{\"code\":-32700,\"name\":\"bad_frame\",\"message\":\"the line is not JSON: expected ident at line 1 column 2\",\"data\":{\"plexus_code\":7,\"plexus_error\":\"bad_frame\"}}}\n"
+    );
+    assert_eq!(
+        h.encode_text(&Frame::error(
+            0,
+            ErrorCode::ShuttingDown,
+            "bye",
+            br#"{"in_ms":5}"#
+        )),
+        "{\"jsonrpc\":\"2.0\",\"op\":\"error\",\"id\":null,\"error\":{\"code\":-32013,\"name\":\"shutting_down\",\"message\":\"bye\",\"data\":{\"plexus_code\":13,\"plexus_error\":\"shutting_down\",\"in_ms\":5}}}\n",
+        "an error for no request of the peer (id 0) is written with id null and its data"
     );
 }
 
@@ -350,13 +555,53 @@ fn json_with_line_breaks_stays_on_one_line() {
         assert_eq!(line.matches(['\n', '\r']).count(), 1, "{line:?}");
         let v: Value = serde_json::from_str(&line).expect("one JSON line");
         assert!(
-            v.to_string().contains(r#"{"a":[1,2]}"#) || v["result"] == json!([]),
+            v.to_string().contains(r#""a":[1,2]"#) || v["result"] == json!([]),
             "{v}"
         );
     }
 }
 
+/// Error data: any bytes, or JSON objects with a little whitespace around them.
+fn error_payloads() -> impl proptest::prelude::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::{Strategy, any, prop_oneof};
+    let objects = (
+        proptest::collection::btree_map("[a-z_]{1,12}", any::<i32>(), 0..4),
+        "[ \n]{0,2}",
+    )
+        .prop_map(|(m, ws)| format!("{ws}{}{ws}", json!(m)).into_bytes());
+    prop_oneof![proptest::collection::vec(any::<u8>(), 0..40), objects]
+}
+
 proptest::proptest! {
+    /// JSON-RPC's error data gives back the error's own data, whatever it is: the members other
+    /// than the plexus ones, or `plexus_data`.
+    #[test]
+    fn json_rpc_error_data_gives_back_the_original(
+        payload in error_payloads()
+    ) {
+        let mut h = Harness::new(1 << 20);
+        let call = h.routed(r#"{"jsonrpc":"2.0","id":1,"method":"m.x"}"#);
+        let text = h.encode_text(&Frame::error(call.id(), ErrorCode::Timeout, "t", &payload));
+        proptest::prop_assert_eq!(text.matches('\n').count(), 1);
+        let line: Value = serde_json::from_str(&text).expect("a JSON line");
+        let mut data = line["error"]["data"].as_object().expect("an object").clone();
+        proptest::prop_assert_eq!(data.remove("plexus_code"), Some(json!(3)));
+        proptest::prop_assert_eq!(data.remove("plexus_error"), Some(json!("timeout")));
+        let original: Option<Value> = (!payload.is_empty()).then(|| {
+            serde_json::from_slice(&payload)
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&payload)))
+        });
+        let got = match data.remove("plexus_data") {
+            Some(kept) => {
+                proptest::prop_assert!(data.is_empty());
+                Some(kept)
+            }
+            None if data.is_empty() => None,
+            None => Some(Value::Object(data)),
+        };
+        proptest::prop_assert_eq!(got, original);
+    }
+
     #[test]
     fn every_line_written_is_json(
         payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
@@ -417,8 +662,9 @@ fn requests_past_the_limit_are_refused_overloaded() {
     let refused = h.one(r#"{"jsonrpc":"2.0","id":"r","method":"m.x"}"#);
     assert_eq!(
         h.answer(refused),
-        json!({"jsonrpc":"2.0","id":"r","error":{"code":11,
-            "message":"2 requests on this connection already wait for their answers; try again later"}})
+        json!({"jsonrpc":"2.0","id":"r","error":{"code":-32011,
+            "message":"2 requests on this connection already wait for their answers; try again later",
+            "data":{"plexus_code":11,"plexus_error":"overloaded"}}})
     );
     let refused = h.one(r#"{"op":"subscribe","id":"s","pattern":"a"}"#);
     assert_eq!(h.answer(refused)["error"]["code"], 11);

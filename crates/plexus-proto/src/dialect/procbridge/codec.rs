@@ -141,6 +141,11 @@ impl DialectCodec for ProcBridgeCodec {
         self.turns.answer(id, packet, &self.overloaded, dst);
     }
 
+    fn take_dropped_events(&mut self) -> u64 {
+        // A ProcBridge peer cannot subscribe: no events come to it.
+        0
+    }
+
     fn outstanding(&self) -> usize {
         self.turns.waiting()
     }

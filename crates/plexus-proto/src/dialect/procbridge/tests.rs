@@ -78,6 +78,40 @@ fn answers_leave_in_request_order() {
     assert_eq!(codec.outstanding(), 0);
 }
 
+/// The PyPI client hands on only `str(body["message"])` (`ServerError.message`), so an error's data
+/// rides in the message after `\ndata: `, as one line of JSON.
+#[test]
+fn error_responses_carry_the_data_in_the_message() {
+    let mut codec = ProcBridgeCodec::new(1 << 20, DEFAULT_MAX_OUTSTANDING);
+    let mut buf = request_packet(r#"{"method":"plexus.wait_for","payload":["log"]}"#);
+    let out = decode_all(&mut codec, &mut buf);
+    let mut dst = BytesMut::new();
+    let err = Frame::error(
+        routed(&out[0]).id(),
+        ErrorCode::Timeout,
+        "still missing: log",
+        b"{\n\"missing\":[\"log\"]}",
+    );
+    codec.encode(&err, &mut dst, &mut Vec::new());
+    let body = br#"{"message":"timeout: still missing: log\ndata: { \"missing\":[\"log\"]}"}"#;
+    let mut expected = b"pb\x01\x01\x02\x00\x00".to_vec();
+    expected.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    expected.extend_from_slice(body);
+    assert_eq!(&dst[..], &expected[..]);
+
+    let mut dst = BytesMut::new();
+    let bye = Frame::error(0, ErrorCode::ShuttingDown, "bye", b"[1]");
+    codec.encode(&bye, &mut dst, &mut Vec::new());
+    let packet = take_packet(&mut dst, u32::MAX).expect("ok").expect("one");
+    let Ok(Response::Bad(text)) = parse_response(&packet) else {
+        panic!("an error response expected");
+    };
+    assert_eq!(
+        text, "shutting_down: bye\ndata: [1]",
+        "an error for no request (id 0) is written at once, with its data"
+    );
+}
+
 #[test]
 fn a_bad_request_is_answered_and_the_connection_goes_on() {
     let mut codec = ProcBridgeCodec::new(1 << 20, DEFAULT_MAX_OUTSTANDING);
