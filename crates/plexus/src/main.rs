@@ -46,7 +46,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker daemon.
-    Broker(broker_cmd::BrokerArgs),
+    Broker(Box<broker_cmd::BrokerArgs>),
     /// Make a server of another protocol a bus object:
     /// `bridge procbridge --name NAME --connect HOST:PORT|unix:PATH`,
     /// `bridge ipcprims --name NAME --connect SOCKET`.
@@ -159,7 +159,7 @@ fn main() -> ExitCode {
     let g = cli.global;
     let json = g.json;
     match cli.command {
-        Command::Broker(args) => broker_cmd::run(args),
+        Command::Broker(args) => broker_cmd::run(*args),
         Command::Bridge(args) => run_client(json, bridge_cmd::bridge(args, g)),
         Command::Call(args) => run_client(json, call_cmd::call(args, g)),
         Command::Publish(args) => run_client(json, publish_cmd::publish(args, g)),
