@@ -43,7 +43,13 @@ fn json_is_the_output_format_of_every_command() {
     let pings = json_lines(&bus, &["ping", "-c", "2", "--interval", "1ms"]);
     assert_eq!(pings.len(), 3, "a line per pong and the summary");
     assert_eq!(pings[2]["pongs"], 2);
-    assert_eq!(json_lines(&bus, &["doctor"])[0]["ok"], true);
+    let doctor = &json_lines(&bus, &["doctor"])[0];
+    assert_eq!(doctor["ok"], true);
+    assert_eq!(
+        doctor["socket"].as_str(),
+        bus.socket().to_str(),
+        "doctor --json names the socket: {doctor}"
+    );
     assert_eq!(json_lines(&bus, &["version"])[0]["version"], "0.1.0");
     assert!(json_lines(&bus, &["envinfo"])[0]["bus"].is_string());
 }
