@@ -1,4 +1,4 @@
-//! The broker process restarted under the long-running commands: `echo`, `listen` and
+//! The broker process restarted under the long-running commands: `echo`, `serve`, `listen` and
 //! `monitor` tell the user once, reconnect, and work again; with `--no-reconnect`, or when their
 //! name was taken meanwhile, they exit non-zero saying why.
 
@@ -11,16 +11,23 @@ use cli_support::{Bus, WAIT, stdout_json};
 use serde_json::{Value, json};
 
 #[test]
-fn echo_listen_and_monitor_reconnect_after_a_broker_restart() {
+fn echo_serve_listen_and_monitor_reconnect_after_a_broker_restart() {
     let mut bus = Bus::start();
     let echo = bus.echo("e2");
+    let serve = bus.spawn(&["serve", "up", "--", "tr", "a-z", "A-Z"]);
+    serve.out.until("serving up");
     let listen = bus.spawn(&["listen", "t.>"]);
     let monitor = bus.spawn(&["monitor", "e2.*"]);
     bus.wait_subscriptions(2);
 
     assert!(monitor.err.next().starts_with("monitoring"));
     assert_eq!(bus.stop_broker().code(), Some(0));
-    for (what, proc) in [("echo", &echo), ("listen", &listen), ("monitor", &monitor)] {
+    for (what, proc) in [
+        ("echo", &echo),
+        ("serve", &serve),
+        ("listen", &listen),
+        ("monitor", &monitor),
+    ] {
         let line = proc.err.next();
         assert!(
             line.starts_with(&format!("plexus: lost the broker at {} (", bus.addr()))
@@ -29,7 +36,12 @@ fn echo_listen_and_monitor_reconnect_after_a_broker_restart() {
         );
     }
     bus.start_broker();
-    for (what, proc) in [("echo", &echo), ("listen", &listen), ("monitor", &monitor)] {
+    for (what, proc) in [
+        ("echo", &echo),
+        ("serve", &serve),
+        ("listen", &listen),
+        ("monitor", &monitor),
+    ] {
         let line = proc.err.next();
         assert_eq!(
             line,
@@ -39,10 +51,14 @@ fn echo_listen_and_monitor_reconnect_after_a_broker_restart() {
     }
 
     assert!(
-        bus.run(&["wait", "e2", "--timeout", "10s"])
+        bus.run(&["wait", "e2", "up", "--timeout", "10s"])
             .status
             .success(),
-        "echo registered e2 again"
+        "echo and serve registered their names again"
+    );
+    assert_eq!(
+        stdout_json(&bus.run(&["call", "up.it", "\"again\""])),
+        json!("AGAIN")
     );
     bus.wait_subscriptions(2);
     let answer = stdout_json(&bus.run(&["call", "e2.hi", "after=restart"]));
