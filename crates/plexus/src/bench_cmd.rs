@@ -9,7 +9,7 @@ use clap::Args;
 use plexus_client::{CallContext, Client, FnObject};
 use serde_json::{Value, json};
 
-use crate::bus::BusArgs;
+use crate::bus::Global;
 use crate::exit::{Failure, OK, TIMEOUT};
 
 /// `plexus bench`.
@@ -30,11 +30,6 @@ pub struct BenchArgs {
     /// Bytes of payload per call and event.
     #[arg(long, default_value_t = 64)]
     payload: usize,
-    /// Print the figures as one JSON object.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    bus: BusArgs,
 }
 
 fn micros(d: Duration) -> f64 {
@@ -73,9 +68,9 @@ fn socket_floor(frame_len: usize, rounds: u64) -> std::io::Result<Duration> {
 }
 
 /// Runs the benchmark against the bus.
-pub async fn bench(args: BenchArgs) -> Result<u8, Failure> {
-    let worker = args.bus.connect().await?;
-    let caller = args.bus.connect().await?;
+pub async fn bench(args: BenchArgs, g: Global) -> Result<u8, Failure> {
+    let worker = g.connect("bench").await?;
+    let caller = g.connect("bench").await?;
     let name = format!("bench-{}", std::process::id());
     worker
         .serve_shared(
@@ -118,7 +113,7 @@ pub async fn bench(args: BenchArgs) -> Result<u8, Failure> {
         args.concurrency,
     )
     .await?;
-    let (events_per_s, lost) = publish_throughput(&args, &body).await?;
+    let (events_per_s, lost) = publish_throughput(&args, &g, &body).await?;
 
     let figures = json!({
         "payload_bytes": args.payload,
@@ -130,7 +125,7 @@ pub async fn bench(args: BenchArgs) -> Result<u8, Failure> {
         "events_per_s": events_per_s,
         "events_lost": lost,
     });
-    if args.json {
+    if g.json {
         println!("{figures}");
     } else {
         println!(
@@ -189,15 +184,20 @@ async fn call_throughput(
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn publish_throughput(args: &BenchArgs, body: &[u8]) -> Result<(f64, u64), Failure> {
+async fn publish_throughput(
+    args: &BenchArgs,
+    g: &Global,
+    body: &[u8],
+) -> Result<(f64, u64), Failure> {
     let mut builder = Client::builder()
+        .name("plexus-bench")
         .reconnect(false)
         .subscription_capacity(args.events as usize + 1);
-    if let Some(addr) = &args.bus.bus {
+    if let Some(addr) = &g.bus {
         builder = builder.address(addr.clone());
     }
     let subscriber = builder.connect().await?;
-    let publisher = args.bus.connect().await?;
+    let publisher = g.connect("bench").await?;
     let topic = format!("bench.{}", std::process::id());
     let mut events = subscriber.subscribe(&topic).await?;
     let total = args.events;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use bytes::BytesMut;
 use clap::{Args, Subcommand};
-use plexus_client::{CallContext, Client, Error, ErrorCode, Object};
+use plexus_client::{CallContext, Error, ErrorCode, Object};
 use plexus_proto::dialect::parse_coded_message;
 use plexus_proto::dialect::procbridge::{
     Response, Status, parse_response, put_packet, request_body, take_packet,
@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::bus::{BusArgs, stop_signal};
+use crate::bus::{Global, ReconnectArgs, stop_signal};
 use crate::exit::{self, Failure};
 
 /// `plexus bridge KIND ...`: make a server of another protocol a bus object.
@@ -48,7 +48,7 @@ struct ProcBridgeArgs {
     #[arg(long)]
     shared: bool,
     #[command(flatten)]
-    bus: BusArgs,
+    reconnect: ReconnectArgs,
 }
 
 /// Where the ProcBridge server listens.
@@ -161,13 +161,9 @@ impl Object for ProcBridgeObject {
     }
 }
 
-async fn procbridge(args: ProcBridgeArgs) -> Result<u8, Failure> {
+async fn procbridge(args: ProcBridgeArgs, g: Global) -> Result<u8, Failure> {
     let server = Server::parse(&args.connect)?;
-    let mut builder = Client::builder().name(format!("bridge-procbridge:{server}"));
-    if let Some(addr) = &args.bus.bus {
-        builder = builder.address(addr.clone());
-    }
-    let client = builder.connect().await?;
+    let (client, mut watch) = g.connect_long("bridge", &args.reconnect).await?;
     let object = ProcBridgeObject {
         server: server.clone(),
     };
@@ -176,19 +172,28 @@ async fn procbridge(args: ProcBridgeArgs) -> Result<u8, Failure> {
     } else {
         client.serve(&args.name, object).await?;
     }
-    println!(
-        "bridging {} on {} to the ProcBridge server {server}",
-        args.name,
-        client.address()
-    );
-    stop_signal().await;
-    Ok(exit::OK)
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({ "bridging": args.name, "bus": client.address().to_string(), "procbridge": server.to_string() })
+        );
+    } else {
+        println!(
+            "bridging {} on {} to the ProcBridge server {server}",
+            args.name,
+            client.address()
+        );
+    }
+    tokio::select! {
+        () = stop_signal() => Ok(exit::OK),
+        failure = watch.failure() => Err(failure),
+    }
 }
 
 /// Runs `plexus bridge` until SIGINT or SIGTERM.
-pub async fn bridge(args: BridgeArgs) -> Result<u8, Failure> {
+pub async fn bridge(args: BridgeArgs, g: Global) -> Result<u8, Failure> {
     match args.kind {
-        BridgeKind::Procbridge(args) => procbridge(args).await,
-        BridgeKind::Ipcprims(args) => crate::bridge_ipcprims_cmd::ipcprims(args).await,
+        BridgeKind::Procbridge(args) => procbridge(args, g).await,
+        BridgeKind::Ipcprims(args) => crate::bridge_ipcprims_cmd::ipcprims(args, g).await,
     }
 }

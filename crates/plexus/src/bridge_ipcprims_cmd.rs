@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use clap::Args;
-use plexus_client::{CallContext, Client, Error, ErrorCode, Object};
+use plexus_client::{CallContext, Error, ErrorCode, Object};
 use plexus_proto::dialect::ipcprims::{
     COMMAND, CONTROL, ControlMessage, ERROR, HandshakeRequest, HandshakeResponse, PROTOCOL,
     RpcAnswer, VERSION, parse_answer, put_frame, request, take_frame,
@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::Mutex;
 
-use crate::bus::{BusArgs, stop_signal};
+use crate::bus::{Global, ReconnectArgs, stop_signal};
 use crate::exit::{self, Failure};
 
 /// How long the listener has to answer the handshake.
@@ -38,7 +38,7 @@ pub struct IpcPrimsArgs {
     #[arg(long)]
     shared: bool,
     #[command(flatten)]
-    bus: BusArgs,
+    reconnect: ReconnectArgs,
 }
 
 /// The connection to the listener, opened again when it is lost.
@@ -249,18 +249,14 @@ impl Object for IpcPrimsObject {
 }
 
 /// Runs `plexus bridge ipcprims` until SIGINT or SIGTERM.
-pub async fn ipcprims(args: IpcPrimsArgs) -> Result<u8, Failure> {
+pub async fn ipcprims(args: IpcPrimsArgs, g: Global) -> Result<u8, Failure> {
     let (stream, buf) = handshake(&args.connect).await.map_err(|why| {
         Failure::new(
             exit::TRANSPORT,
             format!("ipcprims listener {}: {why}", args.connect.display()),
         )
     })?;
-    let mut builder = Client::builder().name(format!("bridge-ipcprims:{}", args.connect.display()));
-    if let Some(addr) = &args.bus.bus {
-        builder = builder.address(addr.clone());
-    }
-    let client = builder.connect().await?;
+    let (client, mut watch) = g.connect_long("bridge", &args.reconnect).await?;
     let object = IpcPrimsObject {
         path: args.connect.clone(),
         link: Mutex::new(Link {
@@ -275,12 +271,21 @@ pub async fn ipcprims(args: IpcPrimsArgs) -> Result<u8, Failure> {
     } else {
         client.serve(&args.name, object).await?;
     }
-    println!(
-        "bridging {} on {} to the ipcprims listener {}",
-        args.name,
-        client.address(),
-        args.connect.display()
-    );
-    stop_signal().await;
-    Ok(exit::OK)
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({ "bridging": args.name, "bus": client.address().to_string(), "ipcprims": args.connect.display().to_string() })
+        );
+    } else {
+        println!(
+            "bridging {} on {} to the ipcprims listener {}",
+            args.name,
+            client.address(),
+            args.connect.display()
+        );
+    }
+    tokio::select! {
+        () = stop_signal() => Ok(exit::OK),
+        failure = watch.failure() => Err(failure),
+    }
 }

@@ -276,8 +276,15 @@ pub fn run(args: BrokerArgs) -> ExitCode {
         if let Some(addr) = broker.metrics_addr() {
             eprintln!("plexus broker serving metrics on http://{addr}/metrics");
         }
-        match broker.run(stop_signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
+        let stop = async {
+            stop_signal().await;
+            eprintln!("plexus broker stopping");
+        };
+        match broker.run(stop).await {
+            Ok(()) => {
+                eprintln!("plexus broker stopped");
+                ExitCode::SUCCESS
+            }
             Err(e) => {
                 eprintln!("plexus broker: {e}");
                 ExitCode::from(exit::INTERNAL)

@@ -1,28 +1,66 @@
-//! Options shared by every client subcommand: the bus address, timeouts, connecting.
+//! Options every client command shares (the bus address, JSON output, reconnecting) and
+//! connecting.
 
 use std::time::Duration;
 
 use clap::Args;
-use plexus_client::Client;
+use plexus_client::{Client, ClientBuilder};
 
 use crate::exit::Failure;
+use crate::watch::Watch;
 
-/// Where the bus is.
-#[derive(Args, Debug, Clone)]
-pub struct BusArgs {
-    /// Bus address: unix:/path, tcp://host:port, or a path [default: $PLEXUS_BUS, else the default socket].
-    #[arg(long, value_name = "ADDR")]
+/// Global options: where the bus is and how to print.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Global {
+    /// Bus address: unix:/path, tcp://host:port, or a socket path [default: $PLEXUS_BUS, else
+    /// the default socket, which `plexus doctor` shows].
+    #[arg(long, value_name = "ADDR", global = true)]
     pub bus: Option<String>,
+    /// Print output as JSON, one value per line, and errors as JSON on stderr.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
-impl BusArgs {
-    /// Connects (no reconnect: a command-line tool should fail, not wait).
-    pub async fn connect(&self) -> Result<Client, Failure> {
-        let mut builder = Client::builder().name("plexus-cli").reconnect(false);
+/// `--no-reconnect`, for the commands that run until stopped.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ReconnectArgs {
+    /// Exit (status 3) when the broker goes away, instead of reconnecting with backoff and
+    /// registering and subscribing again.
+    #[arg(long)]
+    pub no_reconnect: bool,
+}
+
+impl Global {
+    /// A builder for `plexus COMMAND`'s client, shown as `plexus-COMMAND` in `plexus list`.
+    fn builder(&self, command: &str) -> ClientBuilder {
+        let mut builder = Client::builder().name(format!("plexus-{command}"));
         if let Some(addr) = &self.bus {
             builder = builder.address(addr.clone());
         }
-        Ok(builder.connect().await?)
+        builder
+    }
+
+    /// Connects a command that ends by itself: when the broker goes away, what is open fails
+    /// rather than waits.
+    pub async fn connect(&self, command: &str) -> Result<Client, Failure> {
+        Ok(self.builder(command).reconnect(false).connect().await?)
+    }
+
+    /// Connects a command that runs until stopped. Unless `--no-reconnect`, the client
+    /// reconnects after a broker restart and registers and subscribes again; the [`Watch`] tells
+    /// the user and says when the command must end.
+    pub async fn connect_long(
+        &self,
+        command: &str,
+        reconnect: &ReconnectArgs,
+    ) -> Result<(Client, Watch), Failure> {
+        let client = self
+            .builder(command)
+            .reconnect(!reconnect.no_reconnect)
+            .connect()
+            .await?;
+        let watch = Watch::new(&client, !reconnect.no_reconnect, self.json);
+        Ok((client, watch))
     }
 }
 

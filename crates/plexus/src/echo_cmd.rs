@@ -1,10 +1,12 @@
 //! `plexus echo`: serves an object that answers every method with its params unchanged.
 
 use clap::Args;
+use plexus_client::{CallContext, Error, Object};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
-use crate::bus::BusArgs;
-use crate::exit::{Failure, OK};
+use crate::bus::{Global, ReconnectArgs};
+use crate::exit::Failure;
 
 /// `plexus echo [--name NAME]`.
 #[derive(Args, Debug)]
@@ -16,21 +18,30 @@ pub struct EchoArgs {
     #[arg(long)]
     shared: bool,
     #[command(flatten)]
-    bus: BusArgs,
+    reconnect: ReconnectArgs,
+}
+
+/// Answers with the params as they came.
+struct Echo;
+
+impl Object for Echo {
+    async fn call(
+        &self,
+        _method: &str,
+        params: &RawValue,
+        _ctx: &CallContext,
+    ) -> Result<Value, Error> {
+        Ok(serde_json::from_str(params.get())?)
+    }
 }
 
 /// Runs `plexus echo` until interrupted.
-pub async fn echo(args: EchoArgs) -> Result<u8, Failure> {
-    let client = args.bus.connect().await?;
-    let handler = |_method: String, params: Value, _ctx| async move { Ok(params) };
+pub async fn echo(args: EchoArgs, g: Global) -> Result<u8, Failure> {
+    let (client, watch) = g.connect_long("echo", &args.reconnect).await?;
     if args.shared {
-        client
-            .serve_shared(&args.name, plexus_client::FnObject(handler))
-            .await?;
+        client.serve_shared(&args.name, Echo).await?;
     } else {
-        client.serve_fn(&args.name, handler).await?;
+        client.serve(&args.name, Echo).await?;
     }
-    println!("serving {} on {}", args.name, client.address());
-    crate::bus::stop_signal().await;
-    Ok(OK)
+    crate::serve_cmd::serve_until_stopped(&client, watch, &args.name, &g).await
 }

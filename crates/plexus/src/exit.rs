@@ -1,12 +1,16 @@
-//! Exit codes (ipcprims' table) and how failures are reported on stderr.
+//! Exit codes (ipcprims' table, plus codes for a method's own error, a taken name and a stopping
+//! broker) and how failures are reported on stderr.
 
 use plexus_client::{Error, ErrorCode};
+use plexus_proto::BROKER_OBJECT;
 use serde_json::{Value, json};
 
 /// Success.
 pub const OK: u8 = 0;
 /// No broker answers / connection refused.
 pub const NO_BROKER: u8 = 1;
+/// The called method failed: the worker answered with an error of its own.
+pub const METHOD_FAILED: u8 = 2;
 /// The connection broke, or the handshake failed.
 pub const TRANSPORT: u8 = 3;
 /// The broker refused the operation.
@@ -15,15 +19,21 @@ pub const PERMISSION_DENIED: u8 = 50;
 pub const INVALID_ARGS: u8 = 64;
 /// No such object or method (or the worker went away).
 pub const NO_SUCH_OBJECT: u8 = 69;
+/// The name is registered by another connection.
+pub const NAME_TAKEN: u8 = 73;
+/// The broker is shutting down; try again once it is back.
+pub const SHUTTING_DOWN: u8 = 75;
 /// Nothing came back in time.
 pub const TIMEOUT: u8 = 124;
-/// Anything else: the broker, a worker, or plexus itself failed.
+/// Anything else: the broker or plexus itself failed.
 pub const INTERNAL: u8 = 125;
 
 /// The table printed in `--help`.
-pub const TABLE: &str = "Exit codes: 0 success, 1 no broker / connection refused, 3 transport error, \
-50 permission denied, 60 schema validation failed, 64 invalid arguments, \
-69 no such object or method, 124 timeout, 125 internal error.";
+pub const TABLE: &str = "Exit codes: 0 success, 1 no broker / connection refused, \
+2 the method failed (the worker's own error), 3 transport error (the connection broke), \
+50 permission denied, 60 schema validation failed (reserved), 64 invalid arguments, \
+69 no such object or method (or its worker went away), 73 name taken, \
+75 the broker is shutting down, 124 timeout, 125 internal error.";
 
 /// A command's failure: the exit code and what to tell the user.
 #[derive(Debug)]
@@ -44,6 +54,25 @@ impl Failure {
             message: message.into(),
             error: None,
         }
+    }
+
+    /// The failure of a call to `object.method`: as [`From<Error>`], except that an error the
+    /// worker made itself (`internal`, or `invalid_params` from anyone but the broker) is the
+    /// method failing, exit 2, named after the call.
+    pub fn of_call(e: Error, object: &str, method: &str) -> Failure {
+        let mut failure = Failure::from(e);
+        if let Some((code, _)) = &failure.error {
+            let own = match code {
+                ErrorCode::Internal => true,
+                ErrorCode::InvalidParams => object != BROKER_OBJECT,
+                _ => false,
+            };
+            if own {
+                failure.code = METHOD_FAILED;
+                failure.message = format!("{object}.{method} failed: {}", failure.message);
+            }
+        }
+        failure
     }
 
     /// Prints the failure to stderr, as JSON with `json`.
@@ -69,12 +98,26 @@ pub fn for_code(code: ErrorCode) -> u8 {
         ErrorCode::NoSuchObject | ErrorCode::NoSuchMethod | ErrorCode::WorkerGone => NO_SUCH_OBJECT,
         ErrorCode::Timeout => TIMEOUT,
         ErrorCode::UnsupportedVersion => TRANSPORT,
-        ErrorCode::NameTaken
-        | ErrorCode::Overloaded
-        | ErrorCode::Internal
-        | ErrorCode::ShuttingDown => INTERNAL,
+        ErrorCode::NameTaken => NAME_TAKEN,
+        ErrorCode::ShuttingDown => SHUTTING_DOWN,
+        ErrorCode::Overloaded | ErrorCode::Internal => INTERNAL,
         // Codes added to the protocol later.
         _ => INTERNAL,
+    }
+}
+
+/// What to do about an error with `code`, appended to its message.
+fn hint(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::NoSuchObject => " — `plexus list` shows what is registered",
+        ErrorCode::NoSuchMethod => " — `plexus introspect OBJECT` shows the methods it declared",
+        ErrorCode::Timeout => " — raise --timeout, or check the worker with `plexus list`",
+        ErrorCode::NameTaken => {
+            " — `plexus list` shows who owns it; pick another name, or --shared to join its queue group"
+        }
+        ErrorCode::ShuttingDown => " — the broker is stopping; try again once it is back",
+        ErrorCode::Overloaded => " — try again later",
+        _ => "",
     }
 }
 
@@ -85,20 +128,11 @@ impl From<Error> for Failure {
                 code,
                 message,
                 data,
-            } => {
-                let hint = match code {
-                    ErrorCode::NoSuchObject => " — `plexus list` shows what is registered",
-                    ErrorCode::Timeout => {
-                        " — raise --timeout, or check the worker with `plexus list`"
-                    }
-                    _ => "",
-                };
-                Failure {
-                    code: for_code(code),
-                    message: format!("{code}: {message}{hint}"),
-                    error: Some((code, data)),
-                }
-            }
+            } => Failure {
+                code: for_code(code),
+                message: format!("{code}: {message}{}", hint(code)),
+                error: Some((code, data)),
+            },
             Error::NoBroker { .. } => Failure::new(NO_BROKER, e.to_string()),
             Error::Handshake { .. }
             | Error::ConnectionLost(_)

@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::{Value, json};
+use plexus_proto::validate_pattern;
+use serde_json::json;
 
-use crate::bus::{BusArgs, now_rfc3339, parse_duration};
-use crate::exit::{Failure, OK, TIMEOUT};
+use crate::bus::{Global, ReconnectArgs, now_rfc3339, parse_duration, stop_signal};
+use crate::exit::{Failure, INVALID_ARGS, OK, TIMEOUT};
+use crate::output::json_text;
 
 /// `plexus listen PATTERN...`.
 #[derive(Args, Debug)]
@@ -14,44 +16,41 @@ pub struct ListenArgs {
     /// Patterns: dot-separated, `*` for one segment, `>` for the rest.
     #[arg(required = true)]
     patterns: Vec<String>,
-    /// Exit after this many events.
-    #[arg(long, value_name = "N")]
+    /// Exit after N events.
+    #[arg(short = 'c', long, value_name = "N")]
     count: Option<u64>,
     /// Give up (exit 124) if the events have not come by then.
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
-    /// One JSON object per line: {"time","topic","data","dropped"}.
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
-    bus: BusArgs,
+    reconnect: ReconnectArgs,
 }
 
-impl ListenArgs {
-    /// Whether errors go out as JSON.
-    pub fn json(&self) -> bool {
-        self.json
+/// Runs `plexus listen`: `TOPIC DATA` per event, or with --json
+/// `{"time","topic","data","dropped"}`.
+pub async fn listen(args: ListenArgs, g: Global) -> Result<u8, Failure> {
+    for pattern in &args.patterns {
+        validate_pattern(pattern).map_err(|e| {
+            Failure::new(INVALID_ARGS, format!("{pattern:?} is not a pattern: {e}"))
+        })?;
     }
-}
-
-/// Runs `plexus listen`.
-pub async fn listen(args: ListenArgs) -> Result<u8, Failure> {
-    let client = args.bus.connect().await?;
+    let (client, mut watch) = g.connect_long("listen", &args.reconnect).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-    let mut subs = Vec::new();
     for pattern in &args.patterns {
         let mut sub = client.subscribe(pattern).await?;
         let tx = tx.clone();
-        subs.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             while let Some(event) = sub.next().await {
                 if tx.send(event).await.is_err() {
                     return;
                 }
             }
-        }));
+        });
     }
     drop(tx);
     let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
+    let stop = stop_signal();
+    tokio::pin!(stop);
     let mut seen = 0u64;
     while args.count.is_none_or(|n| seen < n) {
         let next = async {
@@ -62,7 +61,8 @@ pub async fn listen(args: ListenArgs) -> Result<u8, Failure> {
         };
         let event = tokio::select! {
             e = next => e,
-            _ = tokio::signal::ctrl_c() => return Ok(OK),
+            () = &mut stop => return Ok(OK),
+            failure = watch.failure() => return Err(failure),
         };
         let Some(event) = event else {
             return Err(Failure::new(
@@ -70,20 +70,22 @@ pub async fn listen(args: ListenArgs) -> Result<u8, Failure> {
                 format!("timeout: {seen} event(s) arrived before the timeout"),
             ));
         };
-        let Some(event) = event else { return Ok(OK) };
-        let data: Value = event.json().unwrap_or_else(|_| {
-            Value::String(String::from_utf8_lossy(&event.payload).into_owned())
-        });
-        if args.json {
+        let Some(event) = event else {
+            return Err(watch.ended().await);
+        };
+        let data = json_text(&event.payload);
+        if g.json {
             println!(
-                "{}",
-                json!({ "time": now_rfc3339(), "topic": event.topic, "data": data, "dropped": event.dropped })
+                "{{\"time\":{},\"topic\":{},\"data\":{data},\"dropped\":{}}}",
+                json!(now_rfc3339()),
+                json!(event.topic),
+                event.dropped
             );
         } else {
             if event.dropped > 0 {
                 println!("({} event(s) dropped before this one)", event.dropped);
             }
-            println!("{} {}", event.topic, data);
+            println!("{} {data}", event.topic);
         }
         seen += 1;
     }

@@ -1,39 +1,29 @@
-//! `plexus list` and `plexus wait`: the names on the bus.
+//! `plexus list`, `plexus introspect` and `plexus wait`: the names on the bus.
 
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::bus::{BusArgs, parse_duration};
-use crate::call_cmd::print_json;
+use crate::bus::{Global, parse_duration};
 use crate::exit::{Failure, OK};
+use crate::output::{cell, json_text, print_table};
 
 /// `plexus list`.
 #[derive(Args, Debug)]
-pub struct ListArgs {
-    /// Print the broker's JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    bus: BusArgs,
-}
+pub struct ListArgs {}
 
-impl ListArgs {
-    /// Whether errors go out as JSON.
-    pub fn json(&self) -> bool {
-        self.json
-    }
-}
-
-/// Runs `plexus list`.
-pub async fn list(args: ListArgs) -> Result<u8, Failure> {
-    let client = args.bus.connect().await?;
-    let names: Value = client.call("plexus", "list", &()).await?;
-    if args.json {
-        print_json(&names, false);
+/// Runs `plexus list`: a table of names and their owners, or the broker's JSON.
+pub async fn list(_args: ListArgs, g: Global) -> Result<u8, Failure> {
+    let client = g.connect("list").await?;
+    let raw = client
+        .call_raw("plexus", "list", b"", Duration::from_secs(30))
+        .await?;
+    if g.json {
+        println!("{}", json_text(&raw));
         return Ok(OK);
     }
+    let names: Value = serde_json::from_slice(&raw).map_err(plexus_client::Error::from)?;
     let mut rows = vec![
         [
             "NAME", "KIND", "CONN", "PID", "UID", "CALLS", "CLIENT", "EXE",
@@ -43,46 +33,20 @@ pub async fn list(args: ListArgs) -> Result<u8, Failure> {
     ];
     for entry in names.as_array().into_iter().flatten() {
         for owner in entry["owners"].as_array().into_iter().flatten() {
-            let text = |v: &Value| match v {
-                Value::Null => "-".to_owned(),
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
             rows.push(vec![
-                text(&entry["name"]),
-                text(&entry["kind"]),
-                text(&owner["conn_id"]),
-                text(&owner["pid"]),
-                text(&owner["uid"]),
-                text(&entry["calls_served"]),
-                text(&owner["client"]),
-                text(&owner["exe"]),
+                cell(&entry["name"]),
+                cell(&entry["kind"]),
+                cell(&owner["conn_id"]),
+                cell(&owner["pid"]),
+                cell(&owner["uid"]),
+                cell(&entry["calls_served"]),
+                cell(&owner["client"]),
+                cell(&owner["exe"]),
             ]);
         }
     }
     print_table(&rows);
     Ok(OK)
-}
-
-/// Prints rows as left-aligned columns.
-pub fn print_table(rows: &[Vec<String>]) {
-    let columns = rows.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            rows.iter()
-                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
 }
 
 /// `plexus wait NAME... --timeout T`.
@@ -94,15 +58,16 @@ pub struct WaitArgs {
     /// How long to wait.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     timeout: Duration,
-    #[command(flatten)]
-    bus: BusArgs,
 }
 
 /// Runs `plexus wait`.
-pub async fn wait(args: WaitArgs) -> Result<u8, Failure> {
-    let client = args.bus.connect().await?;
+pub async fn wait(args: WaitArgs, g: Global) -> Result<u8, Failure> {
+    let client = g.connect("wait").await?;
     let names: Vec<&str> = args.names.iter().map(String::as_str).collect();
     client.wait_for(&names, args.timeout).await?;
+    if g.json {
+        println!("{}", json!({ "names": args.names }));
+    }
     Ok(OK)
 }
 
@@ -111,50 +76,76 @@ pub async fn wait(args: WaitArgs) -> Result<u8, Failure> {
 pub struct IntrospectArgs {
     /// The object (`plexus` describes the broker itself).
     object: String,
-    /// Print the broker's JSON.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    bus: BusArgs,
 }
 
-impl IntrospectArgs {
-    /// Whether errors go out as JSON.
-    pub fn json(&self) -> bool {
-        self.json
+/// A method's signature from its description: `signature`, else `params -> result`.
+fn signature(detail: &Value) -> String {
+    if let Some(sig) = detail["signature"].as_str() {
+        return sig.to_owned();
+    }
+    let part = |v: &Value| match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    };
+    match (part(&detail["params"]), part(&detail["result"])) {
+        (None, None) => "-".to_owned(),
+        (params, result) => format!(
+            "{} -> {}",
+            params.unwrap_or_else(|| "?".into()),
+            result.unwrap_or_else(|| "?".into())
+        ),
     }
 }
 
-/// Runs `plexus introspect`: the methods the object declared when it registered.
-pub async fn introspect(args: IntrospectArgs) -> Result<u8, Failure> {
-    let client = args.bus.connect().await?;
-    let info: Value = client
-        .call(
+/// Runs `plexus introspect`: the methods the object declared when it registered, as a table of
+/// method, signature and description, or the broker's JSON.
+pub async fn introspect(args: IntrospectArgs, g: Global) -> Result<u8, Failure> {
+    let client = g.connect("introspect").await?;
+    let params = json!({ "name": args.object }).to_string();
+    let raw = client
+        .call_raw(
             "plexus",
             "introspect",
-            &serde_json::json!({ "name": args.object }),
+            params.as_bytes(),
+            Duration::from_secs(30),
         )
         .await?;
-    if args.json {
-        print_json(&info, false);
+    if g.json {
+        println!("{}", json_text(&raw));
         return Ok(OK);
     }
+    let info: Value = serde_json::from_slice(&raw).map_err(plexus_client::Error::from)?;
     println!(
         "{} ({}, {} owner(s))",
         args.object,
         info["kind"].as_str().unwrap_or("?"),
-        info["owners"]
+        cell(&info["owners"])
     );
     match info["description"]["methods"].as_object() {
         Some(methods) if !methods.is_empty() => {
+            let mut rows = vec![
+                ["METHOD", "SIGNATURE", "DESCRIPTION"]
+                    .map(String::from)
+                    .to_vec(),
+            ];
             for (name, detail) in methods {
-                match detail.as_object() {
-                    Some(d) if !d.is_empty() => println!("  {name}  {detail}"),
-                    _ => println!("  {name}"),
-                }
+                let description = detail["description"]
+                    .as_str()
+                    .or_else(|| detail["doc"].as_str())
+                    .unwrap_or("-");
+                rows.push(vec![
+                    name.clone(),
+                    signature(detail),
+                    description.to_owned(),
+                ]);
             }
+            print_table(&rows);
         }
-        _ => println!("  (no methods declared)"),
+        _ => println!(
+            "(no methods declared: the object may still answer any method; try `plexus call {} METHOD`)",
+            args.object
+        ),
     }
     Ok(OK)
 }

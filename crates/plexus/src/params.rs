@@ -1,7 +1,16 @@
-//! Turns command-line arguments into JSON params, in three forms: one JSON value,
-//! `key=value` pairs (httpie style, `key:=json` for raw JSON), or an ipc-broker `rob` signature
-//! (`{ii} a 10 b 32`, `(ss) one two`, `s text`, `i 42`, `n`).
+//! Turns command-line arguments into JSON params, in these forms:
+//!
+//! - `key=value` pairs, HTTPie style: `=` is always a string, `:=` is JSON (`key=@file` is the
+//!   file's text as a string, `key:=@file` the file's JSON);
+//! - one JSON value (`'{"a":1}'`, `42`, `'"text"'`), `@file` (its JSON) or `-` (JSON on stdin);
+//! - an ipc-broker `rob` signature (`{ii} a 10 b 32`, `(ss) one two`, `s text`, `i 42`, `n`).
+//!
+//! Values are kept as the JSON text given, so numbers come out exactly as they went in
+//! (`1.10`, `02134` as a string, integers of any size).
 
+use std::io::Read;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
 /// Why arguments could not be turned into params.
@@ -13,104 +22,184 @@ fn fail<T>(msg: impl Into<String>) -> Result<T, ParamsError> {
     Err(ParamsError(msg.into()))
 }
 
+/// What one argument that is neither JSON, `key=value` nor a signature stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bare {
+    /// Nothing: it is refused, with the forms that are accepted (`call`).
+    Refused,
+    /// A string (`publish TOPIC hello`).
+    Text,
+}
+
+/// The forms, for error messages.
+const FORMS: &str = "give key=value pairs (name=bob, n:=10 for JSON, x:='[1,2]'), one JSON value \
+('{\"a\":1}', '\"text\"', 42), @FILE or - for JSON from a file or stdin, or a signature \
+(s text, i 42, {ii} a 1 b 2, (ss) x y, n)";
+
 /// The params `args` stand for; no arguments means no params (`None`).
-pub fn parse(args: &[String]) -> Result<Option<Value>, ParamsError> {
+pub fn parse(args: &[String], bare: Bare) -> Result<Option<Box<RawValue>>, ParamsError> {
     let Some(first) = args.first() else {
         return Ok(None);
     };
     if is_signature(first) {
-        let mut rest = args[1..].iter().map(String::as_str);
-        let sig: Vec<char> = first.chars().collect();
-        let mut pos = 0;
-        let value = signature_value(&sig, &mut pos, &mut rest)?;
-        if pos != sig.len() {
-            return fail(format!(
-                "signature {first:?}: unexpected {:?} at position {pos}",
-                sig[pos]
-            ));
-        }
-        if let Some(extra) = rest.next() {
-            return fail(format!(
-                "signature {first:?} is complete, but {extra:?} is left over"
-            ));
-        }
-        return Ok(Some(value));
+        return signature(first, &args[1..], bare).map(Some);
     }
-    if let Ok(value) = serde_json::from_str::<Value>(first) {
-        if args.len() > 1 {
-            return fail(format!(
-                "one JSON value was given ({first}); {:?} is left over",
-                args[1]
-            ));
-        }
-        return Ok(Some(value));
+    if args.len() == 1 {
+        return single(first, bare).map(Some);
     }
-    if args.iter().all(|a| a.contains('=')) {
-        let mut map = Map::new();
-        for arg in args {
-            let (key, value) = key_value(arg)?;
-            map.insert(key, value);
-        }
-        return Ok(Some(Value::Object(map)));
+    if let Some(value) = as_json(first, "the argument")? {
+        return fail(format!(
+            "one JSON value was given ({}); {:?} is left over — put everything in the one value, \
+             or use key=value pairs",
+            value.get(),
+            args[1]
+        ));
     }
-    let bad = args.iter().find(|a| !a.contains('=')).unwrap_or(first);
-    fail(format!(
-        "cannot read {bad:?}: give one JSON value ('{{\"a\":1}}', '\"text\"'), key=value pairs (a=1 name=bob x:='[1,2]'), \
-         or a signature (s text, i 42, {{ii}} a 1 b 2, (ss) x y, n)"
-    ))
+    pairs(args).map(Some)
 }
 
-/// `key=value` (type inferred) or `key:=json` (raw JSON).
-fn key_value(arg: &str) -> Result<(String, Value), ParamsError> {
-    if let Some((key, json)) = arg.split_once(":=")
-        && !key.contains('=')
-    {
-        let value = serde_json::from_str(json)
-            .map_err(|e| ParamsError(format!("{arg:?}: the value after := is not JSON: {e}")))?;
-        return Ok((nonempty_key(key, arg)?, value));
+/// One argument: `-`, `@file`, JSON, one `key=value` pair, or (with [`Bare::Text`]) text.
+fn single(arg: &str, bare: Bare) -> Result<Box<RawValue>, ParamsError> {
+    if arg == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| ParamsError(format!("cannot read params from stdin: {e}")))?;
+        if text.trim().is_empty() {
+            return fail("stdin was empty; give one JSON value on it, or leave out the -");
+        }
+        return json(&text, "stdin");
     }
-    let (key, text) = arg
-        .split_once('=')
-        .ok_or_else(|| ParamsError(format!("{arg:?} is not key=value")))?;
-    Ok((nonempty_key(key, arg)?, infer(text)))
+    if let Some(path) = arg.strip_prefix('@') {
+        let text = read_file(path)?;
+        return match bare {
+            Bare::Refused => json(&text, &format!("file {path}")),
+            Bare::Text => {
+                Ok(json(&text, path).unwrap_or_else(|_| string(text.trim_end_matches('\n'))))
+            }
+        };
+    }
+    if let Some(value) = as_json(arg, "the argument")? {
+        return Ok(value);
+    }
+    if arg.contains('=') {
+        return pairs(&[arg.to_owned()]);
+    }
+    match bare {
+        Bare::Text => Ok(string(arg)),
+        Bare::Refused => fail(format!("cannot read {arg:?}: {FORMS}")),
+    }
 }
 
-fn nonempty_key(key: &str, arg: &str) -> Result<String, ParamsError> {
+/// `arg` as JSON: `Some` when it is JSON, `None` when it is not meant as JSON, an error with the
+/// position when it looks like JSON (starts with `{`, `[` or `"`) but is not.
+fn as_json(arg: &str, what: &str) -> Result<Option<Box<RawValue>>, ParamsError> {
+    if let Ok(value) = serde_json::from_str::<Box<RawValue>>(arg) {
+        return Ok(Some(value));
+    }
+    if arg.trim_start().starts_with(['{', '[', '"']) {
+        return json(arg, what).map(Some);
+    }
+    Ok(None)
+}
+
+/// `text` as JSON, or an error naming `what`, the parse error, and where it is.
+pub fn json(text: &str, what: &str) -> Result<Box<RawValue>, ParamsError> {
+    serde_json::from_str::<Box<RawValue>>(text).map_err(|e| {
+        let full = e.to_string();
+        let reason = full
+            .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
+            .unwrap_or(&full);
+        let lines: Vec<&str> = text.lines().collect();
+        // serde_json puts an error found at a line's end at column 0 of the next line.
+        let (line, column) = match (e.line(), e.column()) {
+            (line, 0) if line > 1 => (line - 1, lines.get(line - 2).map_or(1, |l| l.len())),
+            (line, column) => (line, column.max(1)),
+        };
+        let mut msg = format!("{what} is not JSON: {reason} at line {line} column {column}");
+        if let Some(shown) = line.checked_sub(1).and_then(|i| lines.get(i)) {
+            let upto = shown.get(..column.min(shown.len())).unwrap_or(shown);
+            let caret = " ".repeat(upto.chars().count().saturating_sub(1));
+            msg.push_str(&format!("\n    {shown}\n    {caret}^"));
+        }
+        ParamsError(msg)
+    })
+}
+
+fn read_file(path: &str) -> Result<String, ParamsError> {
+    std::fs::read_to_string(path).map_err(|e| ParamsError(format!("cannot read @{path}: {e}")))
+}
+
+/// `text` as a JSON string.
+pub fn string(text: &str) -> Box<RawValue> {
+    to_raw(&Value::String(text.to_owned()))
+}
+
+/// JSON `null`.
+pub fn null() -> Box<RawValue> {
+    to_raw(&Value::Null)
+}
+
+fn to_raw(value: &Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).expect("a JSON value serializes")
+}
+
+/// `key=value` pairs as one JSON object, in the order given.
+fn pairs(args: &[String]) -> Result<Box<RawValue>, ParamsError> {
+    let mut keys: Vec<String> = Vec::new();
+    let mut body = String::from("{");
+    for arg in args {
+        let (key, value) = key_value(arg)?;
+        if keys.contains(&key) {
+            return fail(format!(
+                "{key:?} is given twice; give each key once (key:='[1,2]' for a list)"
+            ));
+        }
+        if !keys.is_empty() {
+            body.push(',');
+        }
+        body.push_str(&Value::String(key.clone()).to_string());
+        body.push(':');
+        body.push_str(value.get());
+        keys.push(key);
+    }
+    body.push('}');
+    RawValue::from_string(body).map_err(|e| ParamsError(format!("building the params: {e}")))
+}
+
+/// `key=text` (a string), `key:=json`, `key=@file` (its text), `key:=@file` (its JSON).
+fn key_value(arg: &str) -> Result<(String, Box<RawValue>), ParamsError> {
+    let json_at = arg.find(":=");
+    let text_at = arg.find('=');
+    let (key, value) = match (json_at, text_at) {
+        (Some(j), Some(t)) if j + 1 == t => {
+            let (key, raw) = (&arg[..j], &arg[j + 2..]);
+            let value = match raw.strip_prefix('@') {
+                Some(path) => json(&read_file(path)?, &format!("{key}:=@{path}"))?,
+                None => json(raw, &format!("the value of {key}:= ({raw})"))?,
+            };
+            (key, value)
+        }
+        (_, Some(t)) => {
+            let (key, text) = (&arg[..t], &arg[t + 1..]);
+            let value = match text.strip_prefix('@') {
+                Some(path) => string(&read_file(path)?),
+                None => string(text),
+            };
+            (key, value)
+        }
+        _ => return fail(format!("cannot read {arg:?}: {FORMS}")),
+    };
     if key.is_empty() {
         return fail(format!("{arg:?} has an empty key"));
     }
-    Ok(key.to_owned())
-}
-
-/// `10` → number, `true`/`false` → bool, `null` → null, anything else → string.
-fn infer(text: &str) -> Value {
-    match text {
-        "true" => Value::Bool(true),
-        "false" => Value::Bool(false),
-        "null" => Value::Null,
-        _ => {
-            if let Ok(i) = text.parse::<i64>() {
-                return Value::Number(i.into());
-            }
-            match text.parse::<f64>().ok().and_then(Number::from_f64) {
-                Some(n)
-                    if !text.is_empty()
-                        && text
-                            .chars()
-                            .all(|c| c.is_ascii_digit() || "+-.eE".contains(c)) =>
-                {
-                    Value::Number(n)
-                }
-                _ => Value::String(text.to_owned()),
-            }
-        }
-    }
+    Ok((key.to_owned(), value))
 }
 
 const SCALARS: &str = "sinbf";
 
 /// Whether `arg` reads as a signature: one scalar letter, or braces/parentheses around letters.
-fn is_signature(arg: &str) -> bool {
+pub fn is_signature(arg: &str) -> bool {
     if arg.len() == 1 {
         return SCALARS.contains(arg);
     }
@@ -120,6 +209,33 @@ fn is_signature(arg: &str) -> bool {
         && arg
             .chars()
             .all(|c| SCALARS.contains(c) || "{}()".contains(c))
+}
+
+fn signature(sig_text: &str, args: &[String], bare: Bare) -> Result<Box<RawValue>, ParamsError> {
+    let mut rest = args.iter().map(String::as_str);
+    let sig: Vec<char> = sig_text.chars().collect();
+    let mut pos = 0;
+    let value = signature_value(&sig, &mut pos, &mut rest).map_err(|e| {
+        if bare == Bare::Text && args.is_empty() {
+            ParamsError(format!(
+                "{e} (to send the text {sig_text:?}, quote it as JSON: '\"{sig_text}\"')"
+            ))
+        } else {
+            e
+        }
+    })?;
+    if pos != sig.len() {
+        return fail(format!(
+            "signature {sig_text:?}: unexpected {:?} at position {pos}",
+            sig[pos]
+        ));
+    }
+    if let Some(extra) = rest.next() {
+        return fail(format!(
+            "signature {sig_text:?} is complete, but {extra:?} is left over"
+        ));
+    }
+    Ok(to_raw(&value))
 }
 
 fn signature_value<'a>(
@@ -189,8 +305,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn raw(args: &[&str], bare: Bare) -> Result<Option<String>, ParamsError> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        parse(&args, bare).map(|v| v.map(|r| r.get().to_owned()))
+    }
+
     fn p(args: &[&str]) -> Result<Option<Value>, ParamsError> {
-        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        raw(args, Bare::Refused)
+            .map(|v| v.map(|text| serde_json::from_str(&text).expect("params are JSON")))
     }
 
     #[test]
@@ -205,23 +327,67 @@ mod tests {
     }
 
     #[test]
-    fn key_value_form() {
-        assert_eq!(p(&["a=10", "b=32"]), Ok(Some(json!({"a":10,"b":32}))));
+    fn json_is_kept_as_given() {
+        let big = r#"{"id":123456789012345678901234567890,"v":1.10}"#;
+        assert_eq!(raw(&[big], Bare::Refused), Ok(Some(big.to_owned())));
         assert_eq!(
-            p(&["name=bob", "ok=true", "none=null", "pi=3.5"]),
-            Ok(Some(json!({"name":"bob","ok":true,"none":null,"pi":3.5})))
+            raw(&["n:=123456789012345678901234567890"], Bare::Refused),
+            Ok(Some(r#"{"n":123456789012345678901234567890}"#.to_owned()))
+        );
+    }
+
+    #[test]
+    fn malformed_json_says_where() {
+        let err = p(&[r#"{"a":1,}"#]).expect_err("trailing comma");
+        assert!(err.0.contains("line 1 column 8"), "{err}");
+        assert!(err.0.ends_with("       ^"), "{err}");
+        let err = p(&["x:=[1,2"]).expect_err("unclosed list");
+        assert!(err.0.contains("x:=") && err.0.contains("column"), "{err}");
+    }
+
+    #[test]
+    fn key_value_form_is_strings_and_json() {
+        assert_eq!(p(&["a=10", "b=32"]), Ok(Some(json!({"a":"10","b":"32"}))));
+        assert_eq!(
+            p(&["version=1.10", "zip=02134", "ok=true", "none=null"]),
+            Ok(Some(
+                json!({"version":"1.10","zip":"02134","ok":"true","none":"null"})
+            ))
         );
         assert_eq!(
-            p(&["x:=[1,2]", "o:={\"k\":1}"]),
-            Ok(Some(json!({"x":[1,2],"o":{"k":1}})))
+            p(&["a:=10", "ok:=true", "x:=[1,2]", "o:={\"k\":1}"]),
+            Ok(Some(json!({"a":10,"ok":true,"x":[1,2],"o":{"k":1}})))
         );
         assert_eq!(
-            p(&["v=1.2.3", "e=", "eq=a=b"]),
-            Ok(Some(json!({"v":"1.2.3","e":"","eq":"a=b"})))
+            p(&["v=1.2.3", "e=", "eq=a=b", "url=http://x:1/?q=2"]),
+            Ok(Some(
+                json!({"v":"1.2.3","e":"","eq":"a=b","url":"http://x:1/?q=2"})
+            ))
         );
+        assert_eq!(p(&["one=1"]), Ok(Some(json!({"one":"1"}))));
         assert!(p(&["=1"]).is_err());
-        assert!(p(&["x:=[1"]).is_err());
+        assert!(p(&["a=1", "a=2"]).is_err());
         assert!(p(&["a=1", "loose"]).is_err());
+    }
+
+    #[test]
+    fn bare_text_is_a_string_where_allowed() {
+        assert_eq!(
+            raw(&["hello"], Bare::Text),
+            Ok(Some(r#""hello""#.to_owned()))
+        );
+        assert_eq!(
+            raw(&["25.6°C"], Bare::Text),
+            Ok(Some(r#""25.6°C""#.to_owned()))
+        );
+        assert_eq!(
+            raw(&["02134"], Bare::Text),
+            Ok(Some(r#""02134""#.to_owned()))
+        );
+        assert_eq!(raw(&["42"], Bare::Text), Ok(Some("42".to_owned())));
+        assert!(raw(&["{oops"], Bare::Text).is_err());
+        let err = raw(&["s"], Bare::Text).expect_err("incomplete signature");
+        assert!(err.0.contains(r#"'"s"'"#), "{err}");
     }
 
     #[test]
