@@ -27,7 +27,7 @@ pub struct ServeArgs {
     /// Join the name's queue group instead of owning it alone.
     #[arg(long)]
     shared: bool,
-    /// Kill the command and answer `timeout` when it runs longer [default: the call's timeout].
+    /// Kill the command and answer `internal` when it runs longer [default: the call's timeout].
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
     #[command(flatten)]
@@ -94,7 +94,7 @@ impl Object for Command {
             () = tokio::time::sleep(limit) => {
                 kill_group();
                 return Err(Error::remote(
-                    ErrorCode::Timeout,
+                    ErrorCode::Internal,
                     format!("{program} did not finish within {} ms; it was killed", limit.as_millis()),
                 ));
             }
