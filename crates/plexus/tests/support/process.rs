@@ -5,6 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::WAIT;
@@ -76,6 +77,9 @@ pub struct BrokerProc {
     pub socket: PathBuf,
     args: Vec<String>,
     starts: u32,
+    /// Panic lines in the logs already reported (by [`BrokerProc::assert_alive`]) or attributed
+    /// (by [`BrokerProc::mark_panics_seen`]).
+    panics_seen: AtomicUsize,
     dir: tempfile::TempDir,
 }
 
@@ -94,6 +98,7 @@ impl BrokerProc {
             socket,
             args,
             starts: 0,
+            panics_seen: AtomicUsize::new(0),
             dir,
         };
         broker.wait_listening();
@@ -151,6 +156,44 @@ impl BrokerProc {
         }
     }
 
+    /// The first line of every panic message in the logs of every run of this broker.
+    pub fn logged_panics(&self) -> Vec<String> {
+        (0..=self.starts)
+            .filter_map(|run| {
+                std::fs::read_to_string(self.dir.path().join(format!("broker-{run}.log"))).ok()
+            })
+            .flat_map(|text| {
+                text.lines()
+                    .filter(|l| l.contains("panicked"))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Panic lines logged since the last [`BrokerProc::assert_alive`] or
+    /// [`BrokerProc::mark_panics_seen`].
+    pub fn new_panics(&self) -> Vec<String> {
+        let mut all = self.logged_panics();
+        all.drain(..self.panics_seen.load(Ordering::Relaxed).min(all.len()));
+        all
+    }
+
+    /// Takes the panics logged so far as accounted for (by an act that already failed).
+    pub fn mark_panics_seen(&self) {
+        self.panics_seen
+            .store(self.logged_panics().len(), Ordering::Relaxed);
+    }
+
+    /// " (the broker logged: ...)" with the first new panic line, or nothing: explains a
+    /// missing answer in a failure message.
+    pub fn panic_note(&self) -> String {
+        self.new_panics()
+            .first()
+            .map(|line| format!(" (the broker logged: {line})"))
+            .unwrap_or_default()
+    }
+
     /// Whether the process is still running.
     pub fn alive(&self) -> bool {
         matches!(self.child.lock().expect("child").try_wait(), Ok(None))
@@ -165,8 +208,9 @@ impl BrokerProc {
                 self.log_tail()
             );
         }
-        let log = self.log();
-        if let Some(line) = log.lines().find(|l| l.contains("panicked")) {
+        let panics = self.new_panics();
+        if let Some(line) = panics.first() {
+            self.mark_panics_seen();
             panic!("after {after}: the broker panicked (the process lives on): {line}");
         }
     }

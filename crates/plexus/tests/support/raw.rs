@@ -174,7 +174,7 @@ impl Conn {
         self.next_with(wait, |buf| {
             let end = buf.iter().position(|b| *b == b'\n')?;
             let line = buf.split_to(end + 1);
-            Some(String::from_utf8_lossy(&line[..end]).into_owned())
+            Some(utf8(&line[..end], "NDJSON line"))
         })
         .await
     }
@@ -202,7 +202,7 @@ impl Conn {
             let status = buf[4];
             buf.advance(11);
             let body = buf.split_to(len);
-            Some((status, String::from_utf8_lossy(&body).into_owned()))
+            Some((status, utf8(&body, "ProcBridge body")))
         })
         .await
     }
@@ -228,7 +228,7 @@ impl Conn {
             }
             buf.advance(4);
             let body = buf.split_to(len);
-            Some(String::from_utf8_lossy(&body).into_owned())
+            Some(utf8(&body, "ipc-broker packet"))
         })
         .await
     }
@@ -256,6 +256,16 @@ impl Conn {
         .await;
         result.is_ok()
     }
+}
+
+/// What the broker wrote, which must be UTF-8 (it is JSON).
+fn utf8(bytes: &[u8], what: &str) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap_or_else(|e| {
+        panic!(
+            "the broker wrote a {what} that is not UTF-8 ({e}): {}",
+            String::from_utf8_lossy(bytes)
+        )
+    })
 }
 
 /// A native frame assembled byte by byte: `strings` need not be UTF-8, `body_len` is what the
