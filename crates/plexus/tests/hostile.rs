@@ -30,6 +30,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use plexus_proto::{ErrorCode, Frame, Kind};
+pub use serde_json::Value;
 pub use support::bus::{Bus, ECHO};
 pub use support::raw::{
     Conn, Next, clip, error_code, header, ipc_packet, member, pb_packet, wire,
