@@ -48,6 +48,15 @@ impl Conn {
         }
     }
 
+    /// Wraps a connected socket (e.g. the halves of one put back together).
+    pub fn from_stream(stream: UnixStream) -> Conn {
+        Conn {
+            stream,
+            buf: BytesMut::new(),
+            conn_id: 0,
+        }
+    }
+
     /// Connects and says `hello` as `name`; the answer must be `welcome`.
     pub async fn hello(path: &Path, name: &str) -> Conn {
         let mut c = Conn::connect(path).await;
