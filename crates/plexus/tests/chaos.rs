@@ -71,8 +71,12 @@ async fn caller(socket: std::path::PathBuf, k: u64) -> (Tally, Conn) {
         }
         let f = match c.next_frame(WAIT).await {
             Next::Got(f) => f,
-            Next::Closed => panic!("caller {k}: the broker closed the connection with {open} calls open"),
-            Next::TimedOut => panic!("caller {k}: no answer within {WAIT:?} while {open} calls were open"),
+            Next::Closed => {
+                panic!("caller {k}: the broker closed the connection with {open} calls open")
+            }
+            Next::TimedOut => {
+                panic!("caller {k}: no answer within {WAIT:?} while {open} calls were open")
+            }
         };
         let id = f.id();
         assert!(
@@ -80,7 +84,10 @@ async fn caller(socket: std::path::PathBuf, k: u64) -> (Tally, Conn) {
             "caller {k}: an answer to id {id}, which it never used: {f:?}"
         );
         answered[id as usize] += 1;
-        assert_eq!(answered[id as usize], 1, "caller {k}: call {id} answered twice: {f:?}");
+        assert_eq!(
+            answered[id as usize], 1,
+            "caller {k}: call {id} answered twice: {f:?}"
+        );
         open -= 1;
         match f.kind() {
             Kind::Reply => {
@@ -117,9 +124,19 @@ async fn workers_killed_and_restarted_during_20000_calls() {
         .collect();
     let mut probe = Conn::hello(&broker.socket, "probe").await;
     let waited = probe
-        .request(&Frame::call(1, "plexus", "wait_for", 10_000, br#"["chaos"]"#))
+        .request(&Frame::call(
+            1,
+            "plexus",
+            "wait_for",
+            10_000,
+            br#"["chaos"]"#,
+        ))
         .await;
-    assert_eq!(waited.kind(), Kind::Reply, "the workers registered: {waited:?}");
+    assert_eq!(
+        waited.kind(),
+        Kind::Reply,
+        "the workers registered: {waited:?}"
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let kills = Arc::new(AtomicU64::new(0));
@@ -161,10 +178,16 @@ async fn workers_killed_and_restarted_during_20000_calls() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     for (k, c) in conns.iter_mut().enumerate() {
         let extra = c.sync(u64::MAX).await;
-        assert!(extra.is_empty(), "caller {k}: answers after every call was answered: {extra:?}");
+        assert!(
+            extra.is_empty(),
+            "caller {k}: answers after every call was answered: {extra:?}"
+        );
     }
     assert_eq!(tally.total(), CALLERS * CALLS_PER_CALLER);
-    assert!(kills >= 3, "only {kills} workers were killed: the chaos did not happen");
+    assert!(
+        kills >= 3,
+        "only {kills} workers were killed: the chaos did not happen"
+    );
     assert!(tally.ok > 0, "no call succeeded: {tally:?}");
     broker.assert_alive("20,000 calls with workers killed at random");
     drop(workers);
@@ -306,7 +329,11 @@ async fn broker_restarted_under_connected_clients() {
     let target = ok.load(Ordering::SeqCst) + 300;
     successes_reach(&ok, target, "after the broker was killed and restarted").await;
     let code = broker.stop_with(rustix::process::Signal::TERM);
-    assert_eq!(code, Some(0), "the broker stops cleanly on SIGTERM under load");
+    assert_eq!(
+        code,
+        Some(0),
+        "the broker stops cleanly on SIGTERM under load"
+    );
     broker.restart();
     let target = ok.load(Ordering::SeqCst) + 300;
     successes_reach(&ok, target, "after the broker was stopped and restarted").await;
@@ -326,7 +353,11 @@ async fn broker_restarted_under_connected_clients() {
         + outcomes.not_connected
         + outcomes.remote.values().sum::<u64>()
         + outcomes.unexpected.len() as u64;
-    assert_eq!(resolved, started.load(Ordering::SeqCst), "every call resolved once");
+    assert_eq!(
+        resolved,
+        started.load(Ordering::SeqCst),
+        "every call resolved once"
+    );
     assert_eq!(resolved, calls);
     assert!(
         outcomes.unexpected.is_empty(),
@@ -340,6 +371,9 @@ async fn broker_restarted_under_connected_clients() {
         .filter(|(_, n)| **n > 1)
         .map(|(nonce, n)| format!("{nonce} ×{n}"))
         .collect();
-    assert!(twice.is_empty(), "the worker ran calls more than once: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "the worker ran calls more than once: {twice:?}"
+    );
     broker.assert_alive("two restarts under connected clients");
 }

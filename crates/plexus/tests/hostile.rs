@@ -32,9 +32,7 @@ use std::time::Duration;
 pub use plexus_proto::{ErrorCode, Frame, Kind};
 pub use serde_json::Value;
 pub use support::bus::{Bus, ECHO};
-pub use support::raw::{
-    Conn, Next, clip, error_code, header, ipc_packet, member, pb_packet, wire,
-};
+pub use support::raw::{Conn, Next, clip, error_code, header, ipc_packet, member, pb_packet, wire};
 pub use support::{PROMPT, RSS_CEILING_MIB, Rng, WAIT, deep_json};
 use tokio::task::JoinHandle;
 
@@ -81,7 +79,9 @@ pub async fn name_freed(bus: &Bus, name: &str, after: &str) -> Result<(), String
             return Ok(());
         }
         if r.kind() != Kind::Error || r.error_code() != ErrorCode::NameTaken {
-            return Err(format!("after {after}: registering '{name}' was answered {r:?}"));
+            return Err(format!(
+                "after {after}: registering '{name}' was answered {r:?}"
+            ));
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(format!(

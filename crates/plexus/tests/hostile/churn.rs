@@ -119,7 +119,9 @@ fn doomed_client(socket: &str) {
     let call = read_frame(&mut worker, &mut buf);
     assert_eq!(call.kind(), Kind::Call);
     let reply = Frame::reply(call.id(), &vec![b'r'; 100_000]).to_bytes();
-    worker.write_all(&reply[..reply.len() / 2]).expect("half a reply");
+    worker
+        .write_all(&reply[..reply.len() / 2])
+        .expect("half a reply");
 
     let mut caller = UnixStream::connect(socket).expect("connect");
     let mut buf = BytesMut::new();
@@ -128,7 +130,9 @@ fn doomed_client(socket: &str) {
         .expect("hello");
     assert_eq!(read_frame(&mut caller, &mut buf).kind(), Kind::Welcome);
     let call = Frame::call(1, ECHO, "echo", 0, &vec![b'1'; 1 << 20]).to_bytes();
-    caller.write_all(&call[..call.len() / 2]).expect("half a call");
+    caller
+        .write_all(&call[..call.len() / 2])
+        .expect("half a call");
 
     let mut nd = UnixStream::connect(socket).expect("connect");
     nd.write_all(b"{\"op\":\"ping\",\"id\":1,\"da")
@@ -191,9 +195,9 @@ async fn killed_mid_frame() {
         }
     });
     let expect = |what: &str| {
-        let got = heard.recv_timeout(WAIT).unwrap_or_else(|e| {
-            panic!("the doomed client did not say {what:?} in time: {e}")
-        });
+        let got = heard
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|e| panic!("the doomed client did not say {what:?} in time: {e}"));
         assert_eq!(got, what);
     };
     expect("registered");
@@ -208,7 +212,12 @@ async fn killed_mid_frame() {
     kill_and_reap(&mut child.0);
     let answer = answer_within(&bus, &mut caller, PROMPT, "the call to the killed worker").await;
     assert_eq!(answer.id(), 1, "{answer:?}");
-    assert_eq!(error_code(&answer), ErrorCode::WorkerGone, "{}", answer.string(0));
+    assert_eq!(
+        error_code(&answer),
+        ErrorCode::WorkerGone,
+        "{}",
+        answer.string(0)
+    );
     name_becomes_free(&bus, DOOMED, "the worker was killed mid-frame").await;
     drop(caller);
     nothing_left_behind(&bus, "a client killed mid-frame").await;

@@ -90,7 +90,11 @@ async fn deep_params(bus: Arc<Bus>, via: Via, depth: usize) {
     match via {
         Via::Native => {
             let answer = answer_within(&bus, &mut caller, PROMPT, &what).await;
-            assert_eq!((answer.kind(), answer.id()), (Kind::Reply, 1), "{act}: {answer:?}");
+            assert_eq!(
+                (answer.kind(), answer.id()),
+                (Kind::Reply, 1),
+                "{act}: {answer:?}"
+            );
             assert_eq!(&answer.payload()[..], b"\"ok\"", "{act}");
         }
         Via::NdjsonOp | Via::NdjsonRpc => {
@@ -154,13 +158,19 @@ async fn deep_reply(bus: Arc<Bus>, via: Via, depth: usize) {
         match caller.next_pb(PROMPT).await {
             Next::Got((status, body)) => {
                 assert_eq!(status, 1, "{act}: {}", clip(&body));
-                assert_eq!(member(&body, "payload"), deep, "{act}: reply forwarded unchanged");
+                assert_eq!(
+                    member(&body, "payload"),
+                    deep,
+                    "{act}: reply forwarded unchanged"
+                );
             }
             other => problems.push(format!("{what}: {other:?}{}", bus.broker.panic_note())),
         }
     } else {
         let mut caller = Conn::hello(bus.socket(), "deep-caller").await;
-        caller.send(&Frame::call(1, &name, "m", 5000, b"null")).await;
+        caller
+            .send(&Frame::call(1, &name, "m", 5000, b"null"))
+            .await;
         let answer = match via {
             Via::Native => {
                 let call = answer_to(&bus, &mut worker, &format!("{act}: the worker's call")).await;
@@ -185,7 +195,11 @@ async fn deep_reply(bus: Arc<Bus>, via: Via, depth: usize) {
         worker.send_bytes(&answer).await;
         match caller.next_frame(PROMPT).await {
             Next::Got(answer) => {
-                assert_eq!((answer.kind(), answer.id()), (Kind::Reply, 1), "{act}: {answer:?}");
+                assert_eq!(
+                    (answer.kind(), answer.id()),
+                    (Kind::Reply, 1),
+                    "{act}: {answer:?}"
+                );
                 assert!(
                     answer.payload() == deep.as_bytes(),
                     "{act}: reply forwarded unchanged"
@@ -250,8 +264,18 @@ async fn deep_event(bus: Arc<Bus>, via: Via, depth: usize) {
         event.payload() == deep.as_bytes(),
         "{act}: event delivered unchanged"
     );
-    let line = line_within(&bus, &mut nd_sub, PROMPT, &format!("{act}: the NDJSON subscriber")).await;
-    assert_eq!(member(&line, "data"), deep, "{act}: event delivered unchanged");
+    let line = line_within(
+        &bus,
+        &mut nd_sub,
+        PROMPT,
+        &format!("{act}: the NDJSON subscriber"),
+    )
+    .await;
+    assert_eq!(
+        member(&line, "data"),
+        deep,
+        "{act}: event delivered unchanged"
+    );
     match via {
         Via::Native => {
             let ack = answer_within(&bus, &mut publisher, PROMPT, &format!("{act}: the ack")).await;
@@ -266,14 +290,12 @@ async fn deep_event(bus: Arc<Bus>, via: Via, depth: usize) {
     bus.holds(&act, 64).await;
 }
 
+/// One act: its name and what it does.
+type Act = (String, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>);
+
 /// The acts for `via` at every depth, each run in its own task.
-fn acts(
-    bus: &Arc<Bus>,
-    params: &[Via],
-    replies: &[Via],
-    events: &[Via],
-) -> Vec<(String, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>)> {
-    let mut acts: Vec<(String, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>)> = Vec::new();
+fn acts(bus: &Arc<Bus>, params: &[Via], replies: &[Via], events: &[Via]) -> Vec<Act> {
+    let mut acts: Vec<Act> = Vec::new();
     for depth in DEPTHS {
         for &via in params {
             let name = format!("{depth}-deep params from a {via:?} caller");
@@ -299,7 +321,11 @@ const DEPTHS: [usize; 2] = [100_000, 2_000];
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_json_native_with_monitor() {
     let (bus, _monitor) = bus_with_monitor().await;
-    run_acts(&bus, acts(&bus, &[Via::Native], &[Via::Native], &[Via::Native])).await;
+    run_acts(
+        &bus,
+        acts(&bus, &[Via::Native], &[Via::Native], &[Via::Native]),
+    )
+    .await;
 }
 
 /// NDJSON: deep params in an op line and in JSON-RPC, an NDJSON worker's deep reply, deep
@@ -315,7 +341,11 @@ async fn deep_json_ndjson_with_monitor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_json_procbridge_with_monitor() {
     let (bus, _monitor) = bus_with_monitor().await;
-    run_acts(&bus, acts(&bus, &[Via::ProcBridge], &[Via::ProcBridge], &[])).await;
+    run_acts(
+        &bus,
+        acts(&bus, &[Via::ProcBridge], &[Via::ProcBridge], &[]),
+    )
+    .await;
 }
 
 /// ipc-broker: deep `Call` args, an ipc-broker worker's deep `Result`, deep `Publish` args.

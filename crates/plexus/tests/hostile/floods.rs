@@ -44,8 +44,16 @@ impl Flooded {
             "{} chunks ({} MiB) written{}{}",
             self.chunks,
             self.bytes >> 20,
-            if self.finished { ", all of them" } else { "; then the broker took no more" },
-            if self.ceiling { "; stopped at the RSS ceiling" } else { "" },
+            if self.finished {
+                ", all of them"
+            } else {
+                "; then the broker took no more"
+            },
+            if self.ceiling {
+                "; stopped at the RSS ceiling"
+            } else {
+                ""
+            },
         )
     }
 }
@@ -65,13 +73,16 @@ impl Flood {
         let task = {
             let (written, count, ceiling) = (written.clone(), count.clone(), ceiling.clone());
             tokio::spawn(async move {
-                for (i, chunk) in chunks.enumerate() {
-                    if i as u64 % check_every == 0
-                        && mem_of(broker_pid).is_some_and(|m| m.rss_kib / 1024 > RSS_CEILING_MIB)
-                    {
-                        ceiling.store(true, Ordering::SeqCst);
-                        break;
+                let mut until_check = 0;
+                for chunk in chunks {
+                    if until_check == 0 {
+                        until_check = check_every;
+                        if mem_of(broker_pid).is_some_and(|m| m.rss_kib / 1024 > RSS_CEILING_MIB) {
+                            ceiling.store(true, Ordering::SeqCst);
+                            break;
+                        }
                     }
+                    until_check -= 1;
                     if writer.write_all(&chunk).await.is_err() {
                         break;
                     }
@@ -149,7 +160,15 @@ async fn pipelined_one_mib_pings_never_read() {
     let bus = Bus::start(&[]).await;
     let payload = vec![b'p'; 1 << 20];
     let pings = (0..300u64).map(move |i| Frame::ping(i + 1, &payload).to_bytes().to_vec());
-    never_read(&bus, true, 300, pings, "300 pipelined 1 MiB pings never read", 64).await;
+    never_read(
+        &bus,
+        true,
+        300,
+        pings,
+        "300 pipelined 1 MiB pings never read",
+        64,
+    )
+    .await;
 }
 
 /// The same over NDJSON: 300 `ping` lines with 1 MiB of data each, answers never read.
@@ -160,7 +179,15 @@ async fn pipelined_one_mib_ndjson_pings_never_read() {
     let data = "p".repeat(1 << 20);
     let lines = (0..300u64)
         .map(move |i| format!("{{\"op\":\"ping\",\"id\":{i},\"data\":\"{data}\"}}\n").into_bytes());
-    never_read(&bus, false, 300, lines, "300 pipelined 1 MiB NDJSON pings never read", 64).await;
+    never_read(
+        &bus,
+        false,
+        300,
+        lines,
+        "300 pipelined 1 MiB NDJSON pings never read",
+        64,
+    )
+    .await;
 }
 
 /// A native worker serving `name` that answers every call with its params, without parsing
@@ -214,7 +241,9 @@ async fn one_byte_events_to_subscribers_that_never_read() {
 
     let publisher = Conn::hello(bus.socket(), "flooder").await;
     let (reader, writer) = publisher.stream.into_split();
-    let event = Frame::publish(0, "flood.t", b"1", false).to_bytes().to_vec();
+    let event = Frame::publish(0, "flood.t", b"1", false)
+        .to_bytes()
+        .to_vec();
     let events = (0..EVENTS).map(move |_| event.clone());
     let flood = Flood::start(writer, events, 1000, bus.broker.pid);
     let flooded = flood.settle(EVENTS).await;
@@ -228,9 +257,13 @@ async fn one_byte_events_to_subscribers_that_never_read() {
         "subscribers that do not read held up the publisher: {flooded:?}"
     );
     let writer = flood.task.await.expect("flood task");
-    let mut publisher = Conn::from_stream(reader.reunite(writer).expect("the halves of one socket"));
+    let mut publisher =
+        Conn::from_stream(reader.reunite(writer).expect("the halves of one socket"));
     let before_pong = publisher.sync(1).await;
-    assert!(before_pong.is_empty(), "the publisher was answered {before_pong:?}");
+    assert!(
+        before_pong.is_empty(),
+        "the publisher was answered {before_pong:?}"
+    );
     let act = "300,000 one-byte events to two subscribers that never read";
     bus.holds(act, 32).await;
     let dropped = bus.stats().await["events_dropped"].as_u64().unwrap_or(0);
@@ -245,7 +278,10 @@ async fn one_byte_events_to_subscribers_that_never_read() {
 
 /// A description of `bytes` bytes: an object with a `methods` member and a string member.
 fn padded_description(bytes: usize) -> String {
-    format!("{{\"methods\":{{\"m\":{{}}}},\"pad\":\"{}\"}}", "d".repeat(bytes))
+    format!(
+        "{{\"methods\":{{\"m\":{{}}}},\"pad\":\"{}\"}}",
+        "d".repeat(bytes)
+    )
 }
 
 /// A description of about `bytes` bytes made of many tiny members (`{"a0":0,"a1":0,...}`),
@@ -273,7 +309,12 @@ async fn register_described(
 ) -> bool {
     let frame = Frame::build(Kind::Register, id, 0, 0, &[name], description.as_bytes());
     conn.send(&frame).await;
-    let answer = answer_to(bus, conn, &format!("register {name} with a large description")).await;
+    let answer = answer_to(
+        bus,
+        conn,
+        &format!("register {name} with a large description"),
+    )
+    .await;
     assert_eq!(answer.id(), id, "{answer:?}");
     answer.kind() == Kind::Reply
 }
@@ -298,7 +339,10 @@ async fn huge_introspect_descriptions() {
             accepted.push((name, big.len()));
         }
     }
-    eprintln!("[descriptions] {} of 40 8 MiB descriptions accepted", accepted.len());
+    eprintln!(
+        "[descriptions] {} of 40 8 MiB descriptions accepted",
+        accepted.len()
+    );
     bus.holds("40 registrations with 8 MiB descriptions", 128)
         .await;
 
@@ -315,7 +359,15 @@ async fn huge_introspect_descriptions() {
             break;
         }
         let name = format!("huge.desc.s{size}");
-        if register_described(&bus, &mut owner, 200 + size as u64, &name, &padded_description(size)).await {
+        if register_described(
+            &bus,
+            &mut owner,
+            200 + size as u64,
+            &name,
+            &padded_description(size),
+        )
+        .await
+        {
             target = Some((name, size));
         }
     }

@@ -30,7 +30,9 @@ async fn ndjson_handled(bus: &Bus, nd: &mut Conn, lines: &str, ping_id: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_replies_are_dropped() {
     let bus = Bus::start(&[]).await;
-    let late_before = bus.stats().await["late_replies"].as_u64().expect("late_replies");
+    let late_before = bus.stats().await["late_replies"]
+        .as_u64()
+        .expect("late_replies");
     let mut worker = Conn::hello(bus.socket(), "genuine-worker").await;
     worker.register(1, "forge.target", false).await;
     let mut forger = Conn::hello(bus.socket(), "forger").await;
@@ -116,13 +118,21 @@ async fn forged_replies_are_dropped() {
             break;
         }
     }
-    received_nothing(&mut caller, 53, "NDJSON and ipc-broker peers forged answers").await;
+    received_nothing(
+        &mut caller,
+        53,
+        "NDJSON and ipc-broker peers forged answers",
+    )
+    .await;
     worker.send(&Frame::reply(r3, b"\"genuine-3\"")).await;
     let answer = caller.answer().await;
     assert_eq!((answer.kind(), answer.id()), (Kind::Reply, 3), "{answer:?}");
     assert_eq!(&answer.payload()[..], b"\"genuine-3\"");
 
-    let late = bus.stats().await["late_replies"].as_u64().expect("late_replies") - late_before;
+    let late = bus.stats().await["late_replies"]
+        .as_u64()
+        .expect("late_replies")
+        - late_before;
     assert!(
         late >= forged,
         "{forged} native forged answers were sent, {late} counted as late replies"
@@ -146,16 +156,34 @@ async fn names_cannot_be_stolen() {
 
     let mut thief = Conn::hello(bus.socket(), "thief").await;
     let attempts = [
-        (Frame::register(1, "theft.name", false), ErrorCode::NameTaken),
+        (
+            Frame::register(1, "theft.name", false),
+            ErrorCode::NameTaken,
+        ),
         (Frame::register(2, "theft.name", true), ErrorCode::NameTaken),
-        (Frame::unregister(3, "theft.name"), ErrorCode::PermissionDenied),
-        (Frame::register(4, "plexus", false), ErrorCode::PermissionDenied),
-        (Frame::register(5, "plexus", true), ErrorCode::PermissionDenied),
+        (
+            Frame::unregister(3, "theft.name"),
+            ErrorCode::PermissionDenied,
+        ),
+        (
+            Frame::register(4, "plexus", false),
+            ErrorCode::PermissionDenied,
+        ),
+        (
+            Frame::register(5, "plexus", true),
+            ErrorCode::PermissionDenied,
+        ),
         (Frame::unregister(6, "plexus"), ErrorCode::PermissionDenied),
         (Frame::register(7, ECHO, false), ErrorCode::NameTaken),
         (Frame::unregister(8, ECHO), ErrorCode::PermissionDenied),
-        (Frame::register(9, "theft.group", false), ErrorCode::NameTaken),
-        (Frame::unregister(10, "theft.group"), ErrorCode::PermissionDenied),
+        (
+            Frame::register(9, "theft.group", false),
+            ErrorCode::NameTaken,
+        ),
+        (
+            Frame::unregister(10, "theft.group"),
+            ErrorCode::PermissionDenied,
+        ),
     ];
     for (frame, code) in attempts {
         let r = thief.request(&frame).await;
@@ -164,11 +192,26 @@ async fn names_cannot_be_stolen() {
 
     let mut nd = Conn::connect(bus.socket()).await;
     let nd_attempts = [
-        ("{\"op\":\"register\",\"id\":1,\"name\":\"theft.name\"}", "name_taken"),
-        ("{\"op\":\"register\",\"id\":2,\"name\":\"theft.name\",\"shared\":true}", "name_taken"),
-        ("{\"op\":\"unregister\",\"id\":3,\"name\":\"theft.name\"}", "permission_denied"),
-        ("{\"op\":\"unregister\",\"id\":4,\"name\":\"theft.group\"}", "permission_denied"),
-        ("{\"op\":\"register\",\"id\":5,\"name\":\"plexus\"}", "permission_denied"),
+        (
+            "{\"op\":\"register\",\"id\":1,\"name\":\"theft.name\"}",
+            "name_taken",
+        ),
+        (
+            "{\"op\":\"register\",\"id\":2,\"name\":\"theft.name\",\"shared\":true}",
+            "name_taken",
+        ),
+        (
+            "{\"op\":\"unregister\",\"id\":3,\"name\":\"theft.name\"}",
+            "permission_denied",
+        ),
+        (
+            "{\"op\":\"unregister\",\"id\":4,\"name\":\"theft.group\"}",
+            "permission_denied",
+        ),
+        (
+            "{\"op\":\"register\",\"id\":5,\"name\":\"plexus\"}",
+            "permission_denied",
+        ),
     ];
     for (line, code) in nd_attempts {
         nd.send_bytes(format!("{line}\n").as_bytes()).await;
@@ -180,7 +223,10 @@ async fn names_cannot_be_stolen() {
         let packet = format!("{{\"RegisterObject\":{{\"object_name\":\"{name}\"}}}}");
         ipc.send_bytes(&ipc_packet(packet.as_bytes())).await;
         let answer = ipc.ipc().await;
-        assert!(answer.contains("\"Error\""), "RegisterObject {name} answered {answer}");
+        assert!(
+            answer.contains("\"Error\""),
+            "RegisterObject {name} answered {answer}"
+        );
     }
 
     // Calls still reach the owners, and nothing reaches the thieves.
@@ -196,12 +242,19 @@ async fn names_cannot_be_stolen() {
         caller
             .send(&Frame::call(10 + i, "theft.group", "m", 10_000, b"1"))
             .await;
-        let member = if i % 2 == 0 { &mut member_a } else { &mut member_b };
+        let member = if i % 2 == 0 {
+            &mut member_a
+        } else {
+            &mut member_b
+        };
         let call = member.frame().await;
         assert_eq!(call.kind(), Kind::Call, "{call:?}");
         member.send(&Frame::reply(call.id(), b"\"ours\"")).await;
         let answer = caller.answer().await;
-        assert_eq!((answer.id(), &answer.payload()[..]), (10 + i, &b"\"ours\""[..]));
+        assert_eq!(
+            (answer.id(), &answer.payload()[..]),
+            (10 + i, &b"\"ours\""[..])
+        );
     }
     let got = thief.sync(100).await;
     assert!(got.is_empty(), "the thief received {got:?}");

@@ -44,18 +44,27 @@ async fn random_garbage_bytes() {
             assert_eq!(member(&line, "id"), "2", "{line}");
             break;
         }
-        assert!(line.contains("bad_frame"), "a garbage line is answered bad_frame: {line}");
+        assert!(
+            line.contains("bad_frame"),
+            "a garbage line is answered bad_frame: {line}"
+        );
     }
 
     // ProcBridge: a request whose body is garbage gets an error response; the next one works.
     let mut pb = Conn::connect(bus.socket()).await;
     pb.send_bytes(&pb_packet(0, &rng.bytes(5000))).await;
     let (status, body) = pb.pb().await;
-    assert_eq!(status, 2, "garbage body answered with an error response: {body}");
+    assert_eq!(
+        status, 2,
+        "garbage body answered with an error response: {body}"
+    );
     let request = format!("{{\"method\":\"{ECHO}.echo\",\"payload\":\"after-garbage\"}}");
     pb.send_bytes(&pb_packet(0, request.as_bytes())).await;
     let (status, body) = pb.pb().await;
-    assert_eq!((status, member(&body, "payload").as_str()), (1, "\"after-garbage\""));
+    assert_eq!(
+        (status, member(&body, "payload").as_str()),
+        (1, "\"after-garbage\"")
+    );
 
     // ipc-broker: a packet whose body is garbage is dropped; the next request is answered.
     let mut ipc = Conn::connect(bus.socket()).await;
@@ -112,11 +121,13 @@ async fn header_declaring_a_4_gib_body() {
     packet.extend_from_slice(&[b'{'; 4096]);
     ipc.try_send_bytes(&packet).await;
     assert_closed(&mut ipc, "4 GiB ipc-broker packet").await;
-    bus.holds("dialect packets declaring 4 GiB bodies", 32).await;
+    bus.holds("dialect packets declaring 4 GiB bodies", 32)
+        .await;
 
     // NDJSON: a 20 MiB line (over the 16 MiB limit) is refused and skipped, not buffered.
     let mut nd = Conn::connect(bus.socket()).await;
-    nd.send_bytes(b"{\"op\":\"ping\",\"id\":1,\"data\":\"").await;
+    nd.send_bytes(b"{\"op\":\"ping\",\"id\":1,\"data\":\"")
+        .await;
     let chunk = vec![b'x'; 1 << 20];
     for _ in 0..20 {
         if !nd.try_send_bytes(&chunk).await {
@@ -130,4 +141,3 @@ async fn header_declaring_a_4_gib_body() {
     assert!(pong.contains("\"pong\""), "{}", clip(&pong));
     bus.holds("a 20 MiB NDJSON line", 32).await;
 }
-

@@ -14,7 +14,11 @@ async fn accepting_again(bus: &Bus, after: &str) {
         match c.next_frame(left).await {
             Next::Got(f) if f.kind() == Kind::Welcome => return,
             Next::Got(f) => {
-                assert_eq!(error_code(&f), ErrorCode::Overloaded, "after {after}: {f:?}")
+                assert_eq!(
+                    error_code(&f),
+                    ErrorCode::Overloaded,
+                    "after {after}: {f:?}"
+                )
             }
             Next::Closed => {}
             Next::TimedOut => panic!("after {after}: no answer to hello within {WAIT:?}"),
@@ -45,23 +49,44 @@ async fn connections_past_max_connections_are_refused_overloaded() {
             break (c, f);
         }
         held.push(c);
-        assert!(held.len() <= LIMIT, "{} connections accepted past the limit of {LIMIT}", held.len());
+        assert!(
+            held.len() <= LIMIT,
+            "{} connections accepted past the limit of {LIMIT}",
+            held.len()
+        );
     };
     assert_eq!(refusal.id(), 0, "{refusal:?}");
-    assert_eq!(error_code(&refusal), ErrorCode::Overloaded, "{}", refusal.string(0));
+    assert_eq!(
+        error_code(&refusal),
+        ErrorCode::Overloaded,
+        "{}",
+        refusal.string(0)
+    );
     assert_closed(&mut refused, "the refused connection").await;
-    assert_eq!(held.len() + 2, LIMIT, "the refusal came with {} connections open", held.len() + 2);
+    assert_eq!(
+        held.len() + 2,
+        LIMIT,
+        "the refusal came with {} connections open",
+        held.len() + 2
+    );
 
     let mut nd = Conn::connect(bus.socket()).await;
     nd.try_send_bytes(b"{\"op\":\"ping\",\"id\":1}\n").await;
     let f = nd.frame().await;
-    assert_eq!((f.id(), error_code(&f)), (0, ErrorCode::Overloaded), "{f:?}");
+    assert_eq!(
+        (f.id(), error_code(&f)),
+        (0, ErrorCode::Overloaded),
+        "{f:?}"
+    );
     assert_closed(&mut nd, "a dialect connection past the limit").await;
 
     bus.holds_without_new_clients("max_connections connections open", 32)
         .await;
     let refused_count = bus.stats().await["connections_refused"].as_u64();
-    assert!(matches!(refused_count, Some(n) if n >= 2), "stats count refusals: {refused_count:?}");
+    assert!(
+        matches!(refused_count, Some(n) if n >= 2),
+        "stats count refusals: {refused_count:?}"
+    );
     drop(held);
     accepting_again(&bus, "the connections at the limit closed").await;
     bus.holds("the connections at the limit closed", 32).await;
@@ -91,7 +116,9 @@ async fn file_descriptor_exhaustion() {
     }
     bus.holds_without_new_clients("100 connections at a broker allowed 64 descriptors", 32)
         .await;
-    let open = bus.stats().await["connections"].as_u64().expect("connections");
+    let open = bus.stats().await["connections"]
+        .as_u64()
+        .expect("connections");
     assert!(
         open < 102,
         "the broker has {open} connections open: the descriptor limit was never reached, so this test tested nothing"

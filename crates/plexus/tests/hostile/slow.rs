@@ -101,8 +101,11 @@ async fn handshake_never_sent() {
         Duration::from_secs(15),
         true,
     ));
-    bus.holds("102 connections that sent no handshake, and a slow hello", 32)
-        .await;
+    bus.holds(
+        "102 connections that sent no handshake, and a slow hello",
+        32,
+    )
+    .await;
 
     let limit = started + Duration::from_secs(15);
     for (i, mut c) in silent.into_iter().enumerate() {

@@ -15,19 +15,28 @@ async fn invalid_utf8_in_native_strings() {
         ("subscribe", wire(0x20, 0, 0, 1, &[b"a.\xfe"], b"")),
         ("publish", wire(0x22, 1, 0, 1, &[b"t.\xc3"], b"1")),
         ("call object", wire(0x12, 0, 1000, 1, &[bad, b"m"], b"null")),
-        ("call method", wire(0x12, 0, 1000, 1, &[ECHO.as_bytes(), b"m\xff"], b"null")),
+        (
+            "call method",
+            wire(0x12, 0, 1000, 1, &[ECHO.as_bytes(), b"m\xff"], b"null"),
+        ),
         ("error message", wire(0x14, 0, 12, 1, &[b"\xff\xfe"], b"")),
     ];
     for (what, bytes) in frames {
         let mut c = Conn::hello(bus.socket(), "utf8").await;
         c.send_bytes(&bytes).await;
         let f = answer_to(&bus, &mut c, what).await;
-        assert_eq!(error_code(&f), ErrorCode::BadFrame, "{what}: {}", f.string(0));
+        assert_eq!(
+            error_code(&f),
+            ErrorCode::BadFrame,
+            "{what}: {}",
+            f.string(0)
+        );
         assert_closed(&mut c, what).await;
     }
     // A hello whose client name is not UTF-8.
     let mut c = Conn::connect(bus.socket()).await;
-    c.send_bytes(&wire(0x01, 0, 0, 0, &[b"\xff\xff"], b"")).await;
+    c.send_bytes(&wire(0x01, 0, 0, 0, &[b"\xff\xff"], b""))
+        .await;
     let f = answer_to(&bus, &mut c, "hello").await;
     assert_eq!(error_code(&f), ErrorCode::BadFrame, "{}", f.string(0));
     assert_closed(&mut c, "hello with a name that is not UTF-8").await;
@@ -46,12 +55,17 @@ async fn invalid_utf8_in_payloads() {
     let mut worker = Conn::hello(bus.socket(), "utf8-worker").await;
     worker.register(1, "utf8.native", false).await;
     let mut caller = Conn::hello(bus.socket(), "utf8-caller").await;
-    caller.send(&Frame::call(1, "utf8.native", "m", 5000, bad)).await;
+    caller
+        .send(&Frame::call(1, "utf8.native", "m", 5000, bad))
+        .await;
     let call = answer_to(&bus, &mut worker, "the native worker's call").await;
     assert!(call.payload() == bad, "params forwarded unchanged");
     worker.send(&Frame::reply(call.id(), b"\"\xc3\x28\"")).await;
     let answer = answer_to(&bus, &mut caller, "the native caller").await;
-    assert_eq!((answer.kind(), &answer.payload()[..]), (Kind::Reply, &b"\"\xc3\x28\""[..]));
+    assert_eq!(
+        (answer.kind(), &answer.payload()[..]),
+        (Kind::Reply, &b"\"\xc3\x28\""[..])
+    );
 
     // An NDJSON worker gets such params as valid JSON.
     let mut nd_worker = Conn::connect(bus.socket()).await;
@@ -60,13 +74,21 @@ async fn invalid_utf8_in_payloads() {
         .await;
     let registered = line_to(&bus, &mut nd_worker, "NDJSON register").await;
     assert!(registered.contains("\"reply\""), "{registered}");
-    caller.send(&Frame::call(2, "utf8.ndjson", "m", 5000, bad)).await;
+    caller
+        .send(&Frame::call(2, "utf8.ndjson", "m", 5000, bad))
+        .await;
     let call = line_to(&bus, &mut nd_worker, "the NDJSON worker's call").await;
     let parsed: Value = serde_json::from_str(&call).expect("the call line is JSON");
-    let reply = format!("{{\"op\":\"reply\",\"id\":{},\"result\":\"ok\"}}\n", parsed["id"]);
+    let reply = format!(
+        "{{\"op\":\"reply\",\"id\":{},\"result\":\"ok\"}}\n",
+        parsed["id"]
+    );
     nd_worker.send_bytes(reply.as_bytes()).await;
     let answer = answer_to(&bus, &mut caller, "the caller of the NDJSON worker").await;
-    assert_eq!((answer.kind(), &answer.payload()[..]), (Kind::Reply, &b"\"ok\""[..]));
+    assert_eq!(
+        (answer.kind(), &answer.payload()[..]),
+        (Kind::Reply, &b"\"ok\""[..])
+    );
 
     // NDJSON and ipc-broker subscribers get such an event as valid JSON.
     let mut nd_sub = Conn::connect(bus.socket()).await;
@@ -77,15 +99,21 @@ async fn invalid_utf8_in_payloads() {
     assert!(subscribed.contains("\"reply\""), "{subscribed}");
     let mut ipc_sub = Conn::connect(bus.socket()).await;
     ipc_sub
-        .send_bytes(&ipc_packet(b"{\"Subscribe\":{\"object_name\":\"utf8\",\"topic\":\"t\"}}"))
+        .send_bytes(&ipc_packet(
+            b"{\"Subscribe\":{\"object_name\":\"utf8\",\"topic\":\"t\"}}",
+        ))
         .await;
     // ipc-broker does not answer a Subscribe: a HasObject after it shows it was handled.
     ipc_sub
-        .send_bytes(&ipc_packet(b"{\"HasObject\":{\"object_name\":\"utf8.native\"}}"))
+        .send_bytes(&ipc_packet(
+            b"{\"HasObject\":{\"object_name\":\"utf8.native\"}}",
+        ))
         .await;
     let has = ipc_sub.ipc().await;
     assert!(has.contains("HasObjectResult"), "{has}");
-    let ack = caller.request(&Frame::publish(3, "utf8.t", bad, true)).await;
+    let ack = caller
+        .request(&Frame::publish(3, "utf8.t", bad, true))
+        .await;
     assert_eq!(ack.kind(), Kind::Reply, "{ack:?}");
     let event = line_to(&bus, &mut nd_sub, "the NDJSON subscriber").await;
     serde_json::from_str::<Value>(&event).expect("the event line is JSON");
@@ -94,9 +122,17 @@ async fn invalid_utf8_in_payloads() {
 
     // A ProcBridge caller gets such a reply as valid JSON.
     let mut pb = Conn::connect(bus.socket()).await;
-    pb.send_bytes(&pb_packet(0, b"{\"method\":\"utf8.native.m\",\"payload\":1}"))
-        .await;
-    let call = answer_to(&bus, &mut worker, "the native worker's call from ProcBridge").await;
+    pb.send_bytes(&pb_packet(
+        0,
+        b"{\"method\":\"utf8.native.m\",\"payload\":1}",
+    ))
+    .await;
+    let call = answer_to(
+        &bus,
+        &mut worker,
+        "the native worker's call from ProcBridge",
+    )
+    .await;
     worker.send(&Frame::reply(call.id(), bad)).await;
     let (status, body) = pb.pb().await;
     assert_eq!(status, 1, "{body}");
@@ -141,13 +177,21 @@ async fn invalid_utf8_in_dialect_messages() {
     let request = format!("{{\"method\":\"{ECHO}.echo\",\"payload\":7}}");
     pb.send_bytes(&pb_packet(0, request.as_bytes())).await;
     let (status, body) = pb.pb().await;
-    assert_eq!((status, member(&body, "payload").as_str()), (1, "7"), "{body}");
+    assert_eq!(
+        (status, member(&body, "payload").as_str()),
+        (1, "7"),
+        "{body}"
+    );
 
     let mut ipc = Conn::connect(bus.socket()).await;
-    ipc.send_bytes(&ipc_packet(b"{\"RegisterObject\":{\"object_name\":\"x\xff\"}}"))
-        .await;
-    ipc.send_bytes(&ipc_packet(b"{\"RegisterObject\":{\"object_name\":\"\\udfff\"}}"))
-        .await;
+    ipc.send_bytes(&ipc_packet(
+        b"{\"RegisterObject\":{\"object_name\":\"x\xff\"}}",
+    ))
+    .await;
+    ipc.send_bytes(&ipc_packet(
+        b"{\"RegisterObject\":{\"object_name\":\"\\udfff\"}}",
+    ))
+    .await;
     let has = format!("{{\"HasObject\":{{\"object_name\":\"{ECHO}\"}}}}");
     ipc.send_bytes(&ipc_packet(has.as_bytes())).await;
     loop {
@@ -156,7 +200,10 @@ async fn invalid_utf8_in_dialect_messages() {
             assert!(answer.contains("\"exists\":true"), "{answer}");
             break;
         }
-        assert!(answer.contains("\"Error\""), "a refused registration: {answer}");
+        assert!(
+            answer.contains("\"Error\""),
+            "a refused registration: {answer}"
+        );
     }
 
     bus.holds("dialect messages that are not UTF-8", 32).await;

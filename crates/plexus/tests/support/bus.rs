@@ -143,7 +143,9 @@ impl Bus {
     pub async fn await_connections(&self, connections: u64, after: &str) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let now = self.stats().await["connections"].as_u64().unwrap_or(u64::MAX);
+            let now = self.stats().await["connections"]
+                .as_u64()
+                .unwrap_or(u64::MAX);
             if now == connections {
                 return;
             }

@@ -138,7 +138,13 @@ impl BrokerProc {
     fn wait_listening(&self) {
         let deadline = Instant::now() + WAIT;
         loop {
-            if let Some(status) = self.child.lock().expect("child").try_wait().expect("try_wait") {
+            if let Some(status) = self
+                .child
+                .lock()
+                .expect("child")
+                .try_wait()
+                .expect("try_wait")
+            {
                 panic!(
                     "plexus broker {:?} exited at start ({status}); its stderr:\n{}",
                     self.args,

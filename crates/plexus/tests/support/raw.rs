@@ -148,7 +148,11 @@ impl Conn {
     pub async fn request(&mut self, frame: &Frame) -> Frame {
         self.send(frame).await;
         let answer = self.answer().await;
-        assert_eq!(answer.id(), frame.id(), "the answer to {frame:?}: {answer:?}");
+        assert_eq!(
+            answer.id(),
+            frame.id(),
+            "the answer to {frame:?}: {answer:?}"
+        );
         answer
     }
 
@@ -318,7 +322,10 @@ pub fn pb_packet(status: u8, body: &[u8]) -> Vec<u8> {
 
 /// An ipc-broker packet: u32 big-endian length, then the body.
 pub fn ipc_packet(body: &[u8]) -> Vec<u8> {
-    let mut out = u32::try_from(body.len()).expect("fits").to_be_bytes().to_vec();
+    let mut out = u32::try_from(body.len())
+        .expect("fits")
+        .to_be_bytes()
+        .to_vec();
     out.extend_from_slice(body);
     out
 }
