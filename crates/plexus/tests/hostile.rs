@@ -166,7 +166,11 @@ where
                     .unwrap_or_else(|| "a panic without a message".to_owned()),
                 Err(e) => e.to_string(),
             };
-            failures.push(format!("- {name}: {why}"));
+            if why.starts_with(&name) {
+                failures.push(format!("- {why}"));
+            } else {
+                failures.push(format!("- {name}: {why}"));
+            }
         }
     }
     assert!(
