@@ -37,7 +37,7 @@ pub use support::{PROMPT, RSS_CEILING_MIB, Rng, WAIT, deep_json};
 use tokio::task::JoinHandle;
 
 /// A task reading (and throwing away) everything a connection receives; stopped when dropped.
-pub struct Drain(JoinHandle<()>);
+pub struct Drain(pub JoinHandle<()>);
 
 impl Drain {
     /// Reads `conn` until it closes.
