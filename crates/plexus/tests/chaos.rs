@@ -26,6 +26,16 @@ const WINDOW: u64 = 32;
 /// The timeout of each chaos call: the broker must answer `timeout` by then at the latest.
 const CALL_TIMEOUT_MS: u32 = 2_000;
 
+/// Sets its flag when dropped: stops the killer thread even when the test fails, so that it
+/// kills its workers and starts no more.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// How one caller's calls were answered.
 #[derive(Debug, Default, Clone, Copy)]
 struct Tally {
@@ -139,6 +149,7 @@ async fn workers_killed_and_restarted_during_20000_calls() {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_drop = StopOnDrop(stop.clone());
     let kills = Arc::new(AtomicU64::new(0));
     let killer = {
         let (stop, kills, addr) = (stop.clone(), kills.clone(), addr.clone());
