@@ -8,11 +8,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 
-/// The broker flag (config key `frame_timeout_ms`) expected for the partial-frame timeout: how
+/// The broker flag (config key `partial_frame_timeout_ms`) for the partial-frame timeout: how
 /// long one frame or dialect message may take from its first byte to its last before the broker
-/// closes the connection. It does not exist yet (issue 11's slowloris fix); the lead aligns the
-/// name with the fix.
-pub const FRAME_TIMEOUT_FLAG: &str = "--frame-timeout-ms";
+/// closes the connection.
+pub const FRAME_TIMEOUT_FLAG: &str = "--partial-frame-timeout-ms";
 
 /// The pace of a slowloris.
 const DRIP: Duration = Duration::from_millis(100);
