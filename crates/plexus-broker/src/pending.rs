@@ -22,6 +22,18 @@ pub struct PendingCall {
     pub timeout_ms: u64,
     /// When the broker routed it, for latency.
     pub started: Instant,
+    /// What was called, kept only while someone watches the monitor feed (its records name the
+    /// call an answer or a broker error ends); `None` otherwise, so routing costs nothing more.
+    pub label: Option<Box<CallLabel>>,
+}
+
+/// The object and method of a routed call.
+#[derive(Debug, Clone)]
+pub struct CallLabel {
+    /// The called object.
+    pub object: Box<str>,
+    /// The called method.
+    pub method: Box<str>,
 }
 
 /// A `plexus.wait_for` call waiting for names to appear.
@@ -57,7 +69,7 @@ pub enum Taken {
 #[derive(Debug, Default)]
 pub struct Orphans {
     /// Calls routed to it (their callers get `worker_gone`), with routed ids.
-    pub as_worker: Vec<PendingCall>,
+    pub as_worker: Vec<(u64, PendingCall)>,
     /// Calls it made (their workers get `cancel`), with routed ids.
     pub as_caller: Vec<(u64, PendingCall)>,
 }
@@ -285,7 +297,7 @@ impl Pending {
         for ticket in involved {
             if let Some(Taken::Call(id, call)) = self.take(ticket) {
                 if call.worker == conn {
-                    orphans.as_worker.push(call);
+                    orphans.as_worker.push((id, call));
                 } else {
                     orphans.as_caller.push((id, call));
                 }

@@ -1,18 +1,14 @@
 //! `plexus monitor [PATTERN]`: every call, answer, error and event the broker routes, with
 //! timing, from the broker's `plexus.monitor.*` feed (its records are in `docs/protocol.md`).
 //!
-//! Answers and the broker's own errors do not say which call they answer; the monitor remembers
-//! the calls it saw and ties each answer to its call by the routed call id, and each error the
-//! broker answered a call with (timeout, worker_gone, shutting_down) to the caller's open call it
-//! fits. Connections are shown as `client[pid]` when `plexus list` knows them (they own a name),
-//! else as `conn N`.
+//! The broker's records name everything a line shows: the call an answer or a broker error ends
+//! (`object`, `method`, `call_id`) and each connection's client name and pid, shown as
+//! `client[pid]` (`client#N` without a pid, `conn N` without a name).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use clap::Args;
-use plexus_client::Client;
 use plexus_proto::{topic_matches, validate_pattern};
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::bus::{Global, ReconnectArgs, stop_signal};
@@ -34,21 +30,8 @@ pub struct MonitorArgs {
 
 const MONITOR_HELP: &str = "\
 Each line names its call (OBJECT.METHOD #CALL_ID) or topic. Errors the broker answers a call with
-(a timeout, the worker gone) name the call they end. Connections show as client[pid] when they own
-a name, else as `conn N`. With --json each line is the broker's record (docs/protocol.md, `The
-monitor feed`), with `object`, `method` and `call_id` added to answers and to the broker's errors
-when the call they end was seen.";
-
-/// A call seen on the feed and not yet answered.
-#[derive(Debug, Clone)]
-struct OpenCall {
-    subject: String,
-    object: String,
-    method: String,
-    from: u64,
-    to: u64,
-    deadline_us: u64,
-}
+(a timeout, the worker gone) name the call they end. Connections show as client[pid]. With --json
+each line is the broker's record as it is (docs/protocol.md, `The monitor feed`).";
 
 /// One record of the feed, its fields as the broker wrote them.
 struct Record(BTreeMap<String, Box<RawValue>>);
@@ -67,120 +50,31 @@ impl Record {
         self.raw(key).and_then(|r| r.parse().ok())
     }
 
-    fn set(&mut self, key: &str, value: &Value) {
-        if let Ok(raw) = serde_json::value::to_raw_value(value) {
-            self.0.insert(key.to_owned(), raw);
-        }
-    }
-
     fn shown(&self, key: &str) -> String {
         self.raw(key).map_or_else(|| "null".to_owned(), compact)
     }
 }
 
-/// What the monitor knows: open calls by routed id, and connections' labels.
-#[derive(Default)]
-struct Monitor {
-    calls: HashMap<u64, OpenCall>,
-    labels: HashMap<u64, String>,
-    unlabelled: HashSet<u64>,
-}
-
-impl Monitor {
-    /// A connection as `client[pid]`, or `conn N` when it owns no name.
-    async fn label(&mut self, client: &Client, conn: u64) -> String {
-        if !self.labels.contains_key(&conn) && !self.unlabelled.contains(&conn) {
-            if let Ok(list) = client.call::<_, Value>("plexus", "list", &()).await {
-                for owner in list
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|e| e["owners"].as_array().into_iter().flatten())
-                {
-                    let (Some(id), Some(name)) =
-                        (owner["conn_id"].as_u64(), owner["client"].as_str())
-                    else {
-                        continue;
-                    };
-                    let label = match owner["pid"].as_u64() {
-                        Some(pid) => format!("{name}[{pid}]"),
-                        None => format!("{name}#{id}"),
-                    };
-                    self.labels.insert(id, label);
-                }
-            }
-            if !self.labels.contains_key(&conn) {
-                self.unlabelled.insert(conn);
-            }
+impl Record {
+    /// The connection in field `field` (`from` or `to`) as `client[pid]`, `client#N` without a
+    /// pid, or `conn N` without a client name.
+    fn party(&self, field: &str) -> String {
+        let conn = self.u64(field).unwrap_or(0);
+        match (
+            self.str(&format!("{field}_client"))
+                .filter(|c| !c.is_empty()),
+            self.u64(&format!("{field}_pid")),
+        ) {
+            (Some(client), Some(pid)) => format!("{client}[{pid}]"),
+            (Some(client), None) => format!("{client}#{conn}"),
+            (None, _) => format!("conn {conn}"),
         }
-        self.labels
-            .get(&conn)
-            .cloned()
-            .unwrap_or_else(|| format!("conn {conn}"))
     }
 
-    /// The open call a broker error to `caller` ends: a timeout the call whose deadline it is
-    /// nearest, worker_gone one routed to the connection its message names, shutting_down the
-    /// oldest.
-    fn take_ended_call(
-        &mut self,
-        caller: u64,
-        code: &str,
-        message: &str,
-        ts: u64,
-    ) -> Option<(u64, OpenCall)> {
-        let mut open: Vec<(&u64, &OpenCall)> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.from == caller)
-            .collect();
-        open.sort_by_key(|(id, _)| **id);
-        let id = match code {
-            "timeout" => open
-                .iter()
-                .filter(|(_, c)| c.deadline_us <= ts + 5_000)
-                .min_by_key(|(_, c)| ts.abs_diff(c.deadline_us))
-                .map(|(id, _)| **id),
-            "worker_gone" => {
-                let worker = connection_named(message);
-                open.iter()
-                    .find(|(_, c)| worker.is_none_or(|w| c.to == w))
-                    .map(|(id, _)| **id)
-            }
-            "shutting_down" => open.first().map(|(id, _)| **id),
-            _ => None,
-        }?;
-        self.calls.remove(&id).map(|c| (id, c))
+    /// The call it names, as `OBJECT.METHOD`, when it names one.
+    fn subject(&self) -> Option<String> {
+        Some(format!("{}.{}", self.str("object")?, self.str("method")?))
     }
-
-    /// Forgets calls whose deadline passed a minute ago (cancelled calls are never answered).
-    fn forget_stale(&mut self, ts: u64) {
-        self.calls
-            .retain(|_, c| c.deadline_us.saturating_add(60_000_000) > ts);
-    }
-}
-
-/// The connection id in a message like "the worker, connection 7 (pid 42), disconnected".
-fn connection_named(message: &str) -> Option<u64> {
-    let rest = message.split("connection ").nth(1)?;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
-/// The object a `no_such_object` message names ("no object named 'x' is registered").
-fn object_named(message: &str) -> Option<&str> {
-    message.split('\'').nth(1)
-}
-
-/// Whether a call to some method of `object` could match `pattern`.
-fn object_may_match(pattern: &str, object: &str) -> bool {
-    let last = pattern.rsplit('.').next().unwrap_or("x");
-    let method = if last == "*" || last == ">" {
-        "x"
-    } else {
-        last
-    };
-    topic_matches(pattern, &format!("{object}.{method}"))
 }
 
 fn clock(ts_us: u64) -> String {
@@ -207,7 +101,6 @@ pub async fn monitor(args: MonitorArgs, g: Global) -> Result<u8, Failure> {
     }
     let stop = stop_signal();
     tokio::pin!(stop);
-    let mut state = Monitor::default();
     let mut printed = 0u64;
     while args.count.is_none_or(|n| printed < n) {
         let event = tokio::select! {
@@ -221,9 +114,8 @@ pub async fn monitor(args: MonitorArgs, g: Global) -> Result<u8, Failure> {
         let Ok(map) = serde_json::from_slice(&event.payload) else {
             continue;
         };
-        let mut record = Record(map);
-        let Some(line) = describe(&mut state, &client, &mut record, args.pattern.as_deref()).await
-        else {
+        let record = Record(map);
+        let Some(line) = describe(&record, args.pattern.as_deref()) else {
             continue;
         };
         if g.json {
@@ -236,67 +128,33 @@ pub async fn monitor(args: MonitorArgs, g: Global) -> Result<u8, Failure> {
     Ok(OK)
 }
 
-/// The line for a record, updating what the monitor knows and adding what it found out to the
-/// record; `None` when `pattern` filters it out.
-async fn describe(
-    state: &mut Monitor,
-    client: &Client,
-    record: &mut Record,
-    pattern: Option<&str>,
-) -> Option<String> {
-    let ts = record.u64("ts_us").unwrap_or(0);
-    let time = clock(ts);
+/// The line for a record; `None` when `pattern` filters it out.
+fn describe(record: &Record, pattern: Option<&str>) -> Option<String> {
+    let time = clock(record.u64("ts_us").unwrap_or(0));
     let kind = record.str("kind").unwrap_or_default();
     let matches = |subject: &str| pattern.is_none_or(|p| topic_matches(p, subject));
     match kind.as_str() {
         "call" => {
-            let object = record.str("object").unwrap_or_default();
-            let method = record.str("method").unwrap_or_default();
-            let subject = format!("{object}.{method}");
-            let id = record.u64("call_id").unwrap_or(0);
-            let (from, to) = (
-                record.u64("from").unwrap_or(0),
-                record.u64("to").unwrap_or(0),
-            );
-            let timeout_ms = record.u64("timeout_ms").unwrap_or(0);
-            state.forget_stale(ts);
-            state.calls.insert(
-                id,
-                OpenCall {
-                    subject: subject.clone(),
-                    object,
-                    method,
-                    from,
-                    to,
-                    deadline_us: ts + timeout_ms * 1000,
-                },
-            );
+            let subject = record.subject().unwrap_or_default();
             if !matches(&subject) {
                 return None;
             }
-            let (caller, worker) = (
-                state.label(client, from).await,
-                state.label(client, to).await,
-            );
             Some(format!(
-                "{time} call   {subject} #{id} {} from {caller} to {worker}, timeout {timeout_ms} ms",
-                record.shown("params")
+                "{time} call   {subject} #{} {} from {} to {}, timeout {} ms",
+                record.u64("call_id").unwrap_or(0),
+                record.shown("params"),
+                record.party("from"),
+                record.party("to"),
+                record.u64("timeout_ms").unwrap_or(0)
             ))
         }
         "reply" | "error" if record.raw("from") != Some("\"broker\"") => {
-            let id = record.u64("call_id").unwrap_or(0);
-            let call = state.calls.remove(&id);
-            if let Some(call) = &call {
-                record.set("object", &Value::String(call.object.clone()));
-                record.set("method", &Value::String(call.method.clone()));
-            }
-            let subject = call.map_or_else(
-                || "(a call made before monitoring)".to_owned(),
-                |c| c.subject,
-            );
-            if pattern.is_some() && !matches(&subject) {
+            let subject = record.subject();
+            if pattern.is_some() && !subject.as_deref().is_some_and(matches) {
                 return None;
             }
+            let subject = subject.unwrap_or_else(|| "(a call made before monitoring)".to_owned());
+            let id = record.u64("call_id").unwrap_or(0);
             let elapsed = record.u64("elapsed_us").unwrap_or(0);
             Some(if kind == "reply" {
                 format!(
@@ -312,62 +170,35 @@ async fn describe(
             })
         }
         "error" => {
-            let caller = record.u64("to").unwrap_or(0);
+            let subject = record.subject();
+            if pattern.is_some() && !subject.as_deref().is_some_and(matches) {
+                return None;
+            }
+            let who = record.party("to");
             let code = record.str("code").unwrap_or_default();
             let message = record.str("message").unwrap_or_default();
-            let ended = match (record.str("object"), record.str("method")) {
-                (Some(object), Some(method)) => {
-                    Some((record.u64("call_id"), format!("{object}.{method}")))
+            Some(match (subject, record.u64("call_id")) {
+                (subject, Some(id)) => {
+                    let subject =
+                        subject.unwrap_or_else(|| "(a call made before monitoring)".to_owned());
+                    format!(
+                        "{time} error  {subject} #{id} failed, the broker answered {who} {code}: {message}"
+                    )
                 }
-                _ => state
-                    .take_ended_call(caller, &code, &message, ts)
-                    .map(|(id, call)| {
-                        record.set("object", &Value::String(call.object));
-                        record.set("method", &Value::String(call.method));
-                        record.set("call_id", &Value::from(id));
-                        (Some(id), call.subject)
-                    }),
-            };
-            let who = state.label(client, caller).await;
-            match ended {
-                Some((id, subject)) => {
-                    if !matches(&subject) {
-                        return None;
-                    }
-                    let id = id.map_or_else(String::new, |id| format!(" #{id}"));
-                    Some(format!(
-                        "{time} error  {subject}{id} failed, the broker answered {who} {code}: {message}"
-                    ))
-                }
-                None => {
-                    // With a pattern, only the refusals of calls: a call the broker refused
-                    // before routing it (no_such_object, overloaded) left no call record.
-                    let shown = match (pattern, code.as_str()) {
-                        (None, _) => true,
-                        (Some(p), "no_such_object") => {
-                            object_named(&message).is_none_or(|o| object_may_match(p, o))
-                        }
-                        (Some(_), code) => {
-                            ["overloaded", "timeout", "worker_gone", "shutting_down"]
-                                .contains(&code)
-                        }
-                    };
-                    if !shown {
-                        return None;
-                    }
-                    let request = record.u64("id").unwrap_or(0);
-                    Some(format!(
-                        "{time} error  request #{request} of {who} refused by the broker, {code}: {message}"
-                    ))
-                }
-            }
+                (Some(subject), None) => format!(
+                    "{time} error  {subject} refused, the broker answered {who} {code}: {message}"
+                ),
+                (None, None) => format!(
+                    "{time} error  request #{} of {who} refused by the broker, {code}: {message}",
+                    record.u64("id").unwrap_or(0)
+                ),
+            })
         }
         "event" => {
             let topic = record.str("topic").unwrap_or_default();
             if !matches(&topic) {
                 return None;
             }
-            let from = state.label(client, record.u64("from").unwrap_or(0)).await;
             let delivered = record.u64("delivered").unwrap_or(0);
             let dropped = record.u64("dropped").unwrap_or(0);
             let dropped = if dropped > 0 {
@@ -376,8 +207,9 @@ async fn describe(
                 String::new()
             };
             Some(format!(
-                "{time} event  {topic} {} published by {from}, delivered to {delivered} subscription(s){dropped}",
-                record.shown("data")
+                "{time} event  {topic} {} published by {}, delivered to {delivered} subscription(s){dropped}",
+                record.shown("data"),
+                record.party("from")
             ))
         }
         _ => Some(format!(
@@ -391,44 +223,38 @@ async fn describe(
 mod tests {
     use super::*;
 
-    #[test]
-    fn messages_name_what_they_are_about() {
-        assert_eq!(
-            connection_named("the worker, connection 7 (pid 42, plexus-echo), disconnected"),
-            Some(7)
-        );
-        assert_eq!(connection_named("no reply within 5 ms"), None);
-        assert_eq!(
-            object_named("no object named 'slow' is registered on the bus"),
-            Some("slow")
-        );
-        assert!(object_may_match("slow.*", "slow"));
-        assert!(object_may_match("slow.work", "slow"));
-        assert!(object_may_match(">", "fast"));
-        assert!(!object_may_match("slow.*", "fast"));
+    fn record(text: &str) -> Record {
+        Record(serde_json::from_str(text).expect("a record"))
     }
 
     #[test]
-    fn a_timeout_ends_the_call_whose_deadline_it_is() {
-        let mut m = Monitor::default();
-        let call = |subject: &str, deadline_us| OpenCall {
-            subject: subject.to_owned(),
-            object: String::new(),
-            method: String::new(),
-            from: 3,
-            to: 4,
-            deadline_us,
-        };
-        m.calls.insert(10, call("a.x", 1_000_000));
-        m.calls.insert(11, call("a.y", 2_000_000));
-        let (id, c) = m
-            .take_ended_call(3, "timeout", "no reply within 1000 ms", 2_000_100)
-            .expect("a call");
-        assert_eq!((id, c.subject.as_str()), (11, "a.y"));
-        assert!(m.take_ended_call(9, "timeout", "", 2_000_100).is_none());
+    fn connections_show_as_client_and_pid() {
+        let r =
+            record(r#"{"from":3,"from_client":"w","from_pid":42,"to":4,"to_client":"c","x":5}"#);
+        assert_eq!(r.party("from"), "w[42]");
+        assert_eq!(r.party("to"), "c#4");
+        assert_eq!(r.party("x"), "conn 5");
+    }
+
+    #[test]
+    fn broker_errors_name_their_call_and_a_pattern_filters_by_it() {
+        let timeout = record(
+            r#"{"kind":"error","from":"broker","to":3,"to_client":"c","to_pid":9,"id":7,"call_id":12,"object":"slow","method":"work","code":"timeout","message":"no reply"}"#,
+        );
+        let line = describe(&timeout, Some("*.work")).expect("shown");
         assert!(
-            m.take_ended_call(3, "no_such_object", "", 2_000_100)
-                .is_none()
+            line.ends_with("slow.work #12 failed, the broker answered c[9] timeout: no reply"),
+            "{line}"
+        );
+        assert!(describe(&timeout, Some("fast.*")).is_none());
+        let other = record(
+            r#"{"kind":"error","from":"broker","to":3,"id":7,"code":"invalid_params","message":"bad pattern"}"#,
+        );
+        assert!(describe(&other, Some(">")).is_none());
+        assert!(
+            describe(&other, None)
+                .expect("shown")
+                .contains("request #7 of conn 3 refused by the broker")
         );
     }
 }

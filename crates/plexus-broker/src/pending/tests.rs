@@ -13,6 +13,7 @@ fn call(caller: ConnId, caller_id: u64, worker: ConnId, deadline: Instant) -> Pe
         deadline,
         timeout_ms: 1000,
         started: deadline,
+        label: None,
     }
 }
 
@@ -188,7 +189,7 @@ fn a_closing_connection_takes_its_calls_as_worker_and_as_caller_and_its_waiters(
     let as_worker: Vec<(ConnId, u64)> = orphans
         .as_worker
         .iter()
-        .map(|c| (c.caller, c.caller_id))
+        .map(|(_, c)| (c.caller, c.caller_id))
         .collect();
     assert_eq!(as_worker, [(1, 1)], "its callers are to be told it is gone");
     let as_caller: Vec<(u64, ConnId)> = orphans

@@ -8,9 +8,9 @@ use serde_json::json;
 
 use super::State;
 use super::broker_object::{self, BrokerAnswer};
-use super::monitor;
+use super::monitor::{self, CallName};
 use crate::conn_id::ConnId;
-use crate::pending::{PendingCall, Taken, Waiter};
+use crate::pending::{CallLabel, PendingCall, Taken, Waiter};
 
 /// Who made an answer the router forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,10 +37,16 @@ impl State {
     /// Routes a call from `conn` to the owner of its object, or answers it when it cannot be.
     pub(super) fn call(&mut self, conn: ConnId, frame: Frame, now: Instant) {
         let id = frame.id();
+        let name = CallName {
+            call_id: None,
+            object: Some(frame.string(0)),
+            method: Some(frame.string(1)),
+        };
         if self.shutting_down {
-            return self.fail(
+            return self.fail_call(
                 conn,
                 id,
+                name,
                 ErrorCode::ShuttingDown,
                 "the broker is shutting down",
                 b"",
@@ -50,7 +56,7 @@ impl State {
             let msg = format!(
                 "request id {id} is already in use by an open request on this connection; this call was not routed, and the open request goes on"
             );
-            return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b"");
+            return self.fail_call(conn, id, name, ErrorCode::InvalidParams, &msg, b"");
         }
         let timeout = self.call_timeout(frame.aux());
         if frame.string(0) == BROKER_OBJECT {
@@ -59,7 +65,7 @@ impl State {
         }
         if let Err(msg) = self.room_for_request(conn) {
             self.stats.record_call(Some(ErrorCode::Overloaded), None);
-            return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
+            return self.fail_call(conn, id, name, ErrorCode::Overloaded, &msg, b"");
         }
         let object = frame.string(0);
         let routed = self.pending.next_routed_id();
@@ -78,7 +84,14 @@ impl State {
                 let msg = format!("no object named '{object}' is registered on the bus");
                 let data = json!({ "object": object }).to_string();
                 self.stats.record_call(Some(ErrorCode::NoSuchObject), None);
-                return self.fail(conn, id, ErrorCode::NoSuchObject, &msg, data.as_bytes());
+                return self.fail_call(
+                    conn,
+                    id,
+                    name,
+                    ErrorCode::NoSuchObject,
+                    &msg,
+                    data.as_bytes(),
+                );
             }
             Some(Err(owners)) => {
                 let whose = if owners == 1 {
@@ -91,7 +104,7 @@ impl State {
                     self.config.outbox_limit
                 );
                 self.stats.record_call(Some(ErrorCode::Overloaded), None);
-                return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
+                return self.fail_call(conn, id, name, ErrorCode::Overloaded, &msg, b"");
             }
         };
         let call = PendingCall {
@@ -101,12 +114,20 @@ impl State {
             deadline: now + timeout,
             timeout_ms: timeout_ms.into(),
             started: now,
+            label: (self.monitor_subs > 0).then(|| {
+                Box::new(CallLabel {
+                    object: object.into(),
+                    method: frame.string(1).into(),
+                })
+            }),
         };
         if let Ok(earliest) = self.pending.insert_call(routed, call) {
             self.timer_dirty |= earliest;
         }
         self.stats.calls_routed += 1;
-        self.feed_monitor(|| monitor::call_record(conn, worker, routed, &frame));
+        self.feed_monitor(|st| {
+            monitor::call_record(st.party(conn), st.party(worker), routed, &frame)
+        });
     }
 
     /// A call's timeout: the broker's default for 0, and at most `max_call_timeout`.
@@ -142,7 +163,14 @@ impl State {
         let id = frame.id();
         match broker_object::answer(self, conn, frame, now, deadline) {
             BrokerAnswer::Reply(result) => self.send_always(conn, Frame::reply(id, &result)),
-            BrokerAnswer::Fail(code, message) => self.fail(conn, id, code, &message, b""),
+            BrokerAnswer::Fail(code, message) => {
+                let name = CallName {
+                    call_id: None,
+                    object: Some(frame.string(0)),
+                    method: Some(frame.string(1)),
+                };
+                self.fail_call(conn, id, name, code, &message, b"");
+            }
             BrokerAnswer::Wait(waiter) => self.wait_for(waiter),
         }
     }
@@ -178,8 +206,9 @@ impl State {
             self.stats.record_call(None, Some(elapsed));
         }
         self.stats.replies_routed += 1;
-        self.feed_monitor(|| {
-            monitor::answer_record(worker, call.caller, frame.id(), elapsed, &answer)
+        self.feed_monitor(|st| {
+            let (from, to) = (st.party(worker), st.party(call.caller));
+            monitor::answer_record(from, to, call.name(frame.id()), elapsed, &answer)
         });
         self.send_always(call.caller, answer);
     }
@@ -200,7 +229,14 @@ impl State {
                     call.timeout_ms
                 );
                 self.stats.record_call(Some(ErrorCode::Timeout), None);
-                self.fail(call.caller, call.caller_id, ErrorCode::Timeout, &msg, b"");
+                self.fail_call(
+                    call.caller,
+                    call.caller_id,
+                    call.name(routed),
+                    ErrorCode::Timeout,
+                    &msg,
+                    b"",
+                );
                 self.send_always(call.worker, Frame::cancel(routed));
             }
             Taken::Wait(w) => {
@@ -211,9 +247,10 @@ impl State {
                     .collect();
                 let msg = format!("still not registered when the wait ended: {missing:?}");
                 let data = json!({ "missing": missing }).to_string();
-                self.fail(
+                self.fail_call(
                     w.caller,
                     w.caller_id,
+                    CallName::WAIT_FOR,
                     ErrorCode::Timeout,
                     &msg,
                     data.as_bytes(),
@@ -230,7 +267,14 @@ impl State {
         }
         let (caller, id) = (waiter.caller, waiter.caller_id);
         if let Err(msg) = self.room_for_request(caller) {
-            return self.fail(caller, id, ErrorCode::Overloaded, &msg, b"");
+            return self.fail_call(
+                caller,
+                id,
+                CallName::WAIT_FOR,
+                ErrorCode::Overloaded,
+                &msg,
+                b"",
+            );
         }
         match self.pending.insert_waiter(waiter) {
             Ok(earliest) => self.timer_dirty |= earliest,
@@ -238,7 +282,14 @@ impl State {
                 let msg = format!(
                     "request id {id} is already in use by an open request on this connection"
                 );
-                self.fail(caller, id, ErrorCode::InvalidParams, &msg, b"");
+                self.fail_call(
+                    caller,
+                    id,
+                    CallName::WAIT_FOR,
+                    ErrorCode::InvalidParams,
+                    &msg,
+                    b"",
+                );
             }
         }
     }

@@ -95,7 +95,9 @@ impl State {
         self.stats.events_published += 1;
         self.stats.events_delivered += reach.delivered;
         self.stats.events_dropped += reach.dropped;
-        self.feed_monitor(|| monitor::event_record(conn, frame, reach.delivered, reach.dropped));
+        self.feed_monitor(|st| {
+            monitor::event_record(st.party(conn), frame, reach.delivered, reach.dropped)
+        });
         if frame.flags() & flags::ACK != 0 {
             let data =
                 json!({ "delivered": reach.delivered, "dropped": reach.dropped }).to_string();
@@ -105,9 +107,10 @@ impl State {
 
     /// Delivers the record `build` makes to the monitor feed; builds nothing while nobody
     /// subscribes to it. Records are counted apart from events.
-    pub(super) fn feed_monitor(&mut self, build: impl FnOnce() -> Frame) {
+    pub(super) fn feed_monitor(&mut self, build: impl FnOnce(&State) -> Frame) {
         if self.monitor_subs > 0 {
-            let reach = self.deliver(&build());
+            let record = build(self);
+            let reach = self.deliver(&record);
             self.stats.monitor_delivered += reach.delivered;
             self.stats.monitor_dropped += reach.dropped;
         }

@@ -24,10 +24,11 @@ use crate::config::Config;
 use crate::conn_id::ConnId;
 use crate::outbox::Outbox;
 use crate::peer::PeerInfo;
-use crate::pending::{Pending, Taken};
+use crate::pending::{Pending, PendingCall, Taken};
 use crate::registry::Registry;
 use crate::stats::Stats;
 use crate::subscriptions::{SubKey, Subscriptions};
+use monitor::{CallName, Party};
 
 /// One subscription of a connection.
 #[derive(Debug)]
@@ -276,16 +277,17 @@ impl Router {
         let mut st = self.lock();
         st.shutting_down = true;
         for taken in st.pending.take_all() {
-            let (caller, caller_id) = match &taken {
-                Taken::Call(_, c) => {
+            let (caller, caller_id, call) = match &taken {
+                Taken::Call(routed, c) => {
                     st.stats.record_call(Some(ErrorCode::ShuttingDown), None);
-                    (c.caller, c.caller_id)
+                    (c.caller, c.caller_id, c.name(*routed))
                 }
-                Taken::Wait(w) => (w.caller, w.caller_id),
+                Taken::Wait(w) => (w.caller, w.caller_id, CallName::WAIT_FOR),
             };
-            st.fail(
+            st.fail_call(
                 caller,
                 caller_id,
+                call,
                 ErrorCode::ShuttingDown,
                 "the broker is shutting down",
                 b"",
@@ -326,12 +328,13 @@ impl State {
         }
         let orphans = self.pending.take_connection(conn);
         let who = gone.peer.describe(conn);
-        for call in orphans.as_worker {
+        for (routed, call) in orphans.as_worker {
             self.stats.record_call(Some(ErrorCode::WorkerGone), None);
             let msg = format!("the worker, {who}, disconnected before answering");
-            self.fail(
+            self.fail_call(
                 call.caller,
                 call.caller_id,
+                call.name(routed),
                 ErrorCode::WorkerGone,
                 &msg,
                 b"",
@@ -416,9 +419,43 @@ impl State {
 
     /// Answers request `id` of `conn` with an error, counts it, and shows it on the monitor feed.
     fn fail(&mut self, conn: ConnId, id: u64, code: ErrorCode, message: &str, data: &[u8]) {
+        self.fail_call(conn, id, CallName::default(), code, message, data);
+    }
+
+    /// [`State::fail`] for a call: the monitor record names the call it ends or refuses.
+    fn fail_call(
+        &mut self,
+        conn: ConnId,
+        id: u64,
+        call: CallName<'_>,
+        code: ErrorCode,
+        message: &str,
+        data: &[u8],
+    ) {
         self.stats.count_error(code);
-        self.feed_monitor(|| monitor::error_record(conn, id, code, message));
+        self.feed_monitor(|st| monitor::error_record(st.party(conn), id, call, code, message));
         self.send_always(conn, Frame::error(id, code, message, data));
+    }
+
+    /// A connection as monitor records name it.
+    fn party(&self, conn: ConnId) -> Party<'_> {
+        let peer = self.conns.get(&conn).map(|c| &c.peer);
+        Party {
+            conn,
+            client: peer.map_or("", |p| p.client.as_str()),
+            pid: peer.and_then(|p| p.pid),
+        }
+    }
+}
+
+impl PendingCall {
+    /// The call as monitor records name it, `routed` being its routed id.
+    fn name(&self, routed: u64) -> CallName<'_> {
+        CallName {
+            call_id: Some(routed),
+            object: self.label.as_ref().map(|l| &*l.object),
+            method: self.label.as_ref().map(|l| &*l.method),
+        }
     }
 }
 

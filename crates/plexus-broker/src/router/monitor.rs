@@ -71,12 +71,51 @@ fn publish(topic: &str, record: &impl Serialize) -> Frame {
     Frame::publish(0, topic, &body, false)
 }
 
+/// A connection as a record names it: its id, the client name it gave in `hello` and its pid
+/// (Unix socket peers).
+#[derive(Debug, Clone, Copy)]
+pub struct Party<'a> {
+    /// The connection id.
+    pub conn: ConnId,
+    /// Its client name (empty when it is gone or gave none).
+    pub client: &'a str,
+    /// Its process id.
+    pub pid: Option<i32>,
+}
+
+/// What a call was: its routed id once it was routed, and its object and method when known (a
+/// routed call's are kept only while someone watches the feed).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallName<'a> {
+    /// The routed call id; `None` for a call the broker refused before routing it.
+    pub call_id: Option<u64>,
+    /// The called object.
+    pub object: Option<&'a str>,
+    /// The called method.
+    pub method: Option<&'a str>,
+}
+
+impl CallName<'static> {
+    /// A `plexus.wait_for` call (never routed).
+    pub const WAIT_FOR: CallName<'static> = CallName {
+        call_id: None,
+        object: Some("plexus"),
+        method: Some("wait_for"),
+    };
+}
+
 #[derive(Serialize)]
 struct CallRecord<'a> {
     kind: &'static str,
     ts_us: u128,
     from: ConnId,
+    from_client: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_pid: Option<i32>,
     to: ConnId,
+    to_client: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to_pid: Option<i32>,
     call_id: u64,
     object: &'a str,
     method: &'a str,
@@ -86,13 +125,17 @@ struct CallRecord<'a> {
 }
 
 /// The record of a call routed from `from` to `to` as `call_id`.
-pub fn call_record(from: ConnId, to: ConnId, call_id: u64, frame: &Frame) -> Frame {
+pub fn call_record(from: Party<'_>, to: Party<'_>, call_id: u64, frame: &Frame) -> Frame {
     let payload = frame.payload();
     let record = CallRecord {
         kind: "call",
         ts_us: now_us(),
-        from,
-        to,
+        from: from.conn,
+        from_client: from.client,
+        from_pid: from.pid,
+        to: to.conn,
+        to_client: to.client,
+        to_pid: to.pid,
         call_id,
         object: frame.string(0),
         method: frame.string(1),
@@ -108,8 +151,18 @@ struct AnswerRecord<'a> {
     kind: &'static str,
     ts_us: u128,
     from: ConnId,
+    from_client: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_pid: Option<i32>,
     to: ConnId,
+    to_client: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to_pid: Option<i32>,
     call_id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'a str>,
     elapsed_us: u128,
     bytes: usize,
     result: Option<Shown<'a>>,
@@ -119,11 +172,12 @@ struct AnswerRecord<'a> {
     message: Option<&'a str>,
 }
 
-/// The record of a worker's answer to `call_id`, `elapsed` after the call, as forwarded.
+/// The record of a worker's answer to `call`, `elapsed` after the call, as forwarded; its
+/// object and method are named when the broker kept them (it was watched when routed).
 pub fn answer_record(
-    from: ConnId,
-    to: ConnId,
-    call_id: u64,
+    from: Party<'_>,
+    to: Party<'_>,
+    call: CallName<'_>,
     elapsed: Duration,
     frame: &Frame,
 ) -> Frame {
@@ -132,9 +186,15 @@ pub fn answer_record(
     let record = AnswerRecord {
         kind: if error { "error" } else { "reply" },
         ts_us: now_us(),
-        from,
-        to,
-        call_id,
+        from: from.conn,
+        from_client: from.client,
+        from_pid: from.pid,
+        to: to.conn,
+        to_client: to.client,
+        to_pid: to.pid,
+        call_id: call.call_id.unwrap_or_default(),
+        object: call.object,
+        method: call.method,
         elapsed_us: elapsed.as_micros(),
         bytes: payload.len(),
         result: shown(&payload),
@@ -150,19 +210,40 @@ struct BrokerErrorRecord<'a> {
     ts_us: u128,
     from: &'static str,
     to: ConnId,
+    to_client: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to_pid: Option<i32>,
     id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    call_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'a str>,
     code: &'static str,
     message: &'a str,
 }
 
-/// The record of an error the broker itself answered `to`'s request `id` with.
-pub fn error_record(to: ConnId, id: u64, code: ErrorCode, message: &str) -> Frame {
+/// The record of an error the broker itself answered `to`'s request `id` with; `call` names the
+/// call it ends or refuses, when the request was a call (else it is empty).
+pub fn error_record(
+    to: Party<'_>,
+    id: u64,
+    call: CallName<'_>,
+    code: ErrorCode,
+    message: &str,
+) -> Frame {
     let record = BrokerErrorRecord {
         kind: "error",
         ts_us: now_us(),
         from: "broker",
-        to,
+        to: to.conn,
+        to_client: to.client,
+        to_pid: to.pid,
         id,
+        call_id: call.call_id,
+        object: call.object,
+        method: call.method,
         code: code.name(),
         message,
     };
@@ -174,6 +255,9 @@ struct EventRecord<'a> {
     kind: &'static str,
     ts_us: u128,
     from: ConnId,
+    from_client: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_pid: Option<i32>,
     topic: &'a str,
     bytes: usize,
     data: Option<Shown<'a>>,
@@ -182,12 +266,14 @@ struct EventRecord<'a> {
 }
 
 /// The record of an event published by `from` and what it reached.
-pub fn event_record(from: ConnId, frame: &Frame, delivered: u64, dropped: u64) -> Frame {
+pub fn event_record(from: Party<'_>, frame: &Frame, delivered: u64, dropped: u64) -> Frame {
     let payload = frame.payload();
     let record = EventRecord {
         kind: "event",
         ts_us: now_us(),
-        from,
+        from: from.conn,
+        from_client: from.client,
+        from_pid: from.pid,
         topic: frame.string(0),
         bytes: payload.len(),
         data: shown(&payload),

@@ -6,6 +6,7 @@ use plexus_broker::{Broker, BrokerError, Config};
 use plexus_proto::{ErrorCode, Frame, Kind};
 
 use plexus_test_support::{TestBroker, json};
+use serde_json::json;
 
 #[tokio::test]
 async fn socket_is_private_and_a_second_broker_is_refused() {
@@ -313,5 +314,66 @@ async fn shutdown_closes_a_peer_that_never_reads_after_the_grace_period() {
     assert!(
         received < EVENTS,
         "the writer was stopped at the grace period, not left writing ({received} events arrived)"
+    );
+}
+
+#[tokio::test]
+async fn monitor_error_records_name_the_call_they_end_and_who_made_it() {
+    let broker = TestBroker::start().await;
+    let mut m = broker.raw_client("monitor").await;
+    m.subscribe(1, "plexus.monitor.error").await;
+    let mut w = broker.raw_client("slow-worker").await;
+    w.register(1, "slow").await;
+    let mut c = broker.raw_client("caller").await;
+    c.send(Frame::call(7, "slow", "work", 20, b"")).await;
+    let routed = w.recv().await.id();
+    c.expect_error(ErrorCode::Timeout).await;
+    let timeout = json(&m.recv().await);
+    assert_eq!(
+        (
+            &timeout["code"],
+            &timeout["object"],
+            &timeout["method"],
+            &timeout["call_id"],
+            &timeout["id"],
+            &timeout["to_client"],
+        ),
+        (
+            &json!("timeout"),
+            &json!("slow"),
+            &json!("work"),
+            &json!(routed),
+            &json!(7),
+            &json!("caller"),
+        )
+    );
+    assert_eq!(timeout["to_pid"], json!(std::process::id()));
+
+    c.send(Frame::call(8, "slow", "again", 0, b"")).await;
+    let routed = loop {
+        let f = w.recv().await;
+        if f.kind() == Kind::Call {
+            break f.id();
+        }
+    };
+    drop(w);
+    c.expect_error(ErrorCode::WorkerGone).await;
+    let gone = json(&m.recv().await);
+    assert_eq!(
+        (&gone["code"], &gone["method"], &gone["call_id"]),
+        (&json!("worker_gone"), &json!("again"), &json!(routed))
+    );
+
+    c.send(Frame::call(9, "nobody", "m", 0, b"")).await;
+    c.expect_error(ErrorCode::NoSuchObject).await;
+    let refused = json(&m.recv().await);
+    assert_eq!(
+        (
+            &refused["object"],
+            &refused["method"],
+            refused.get("call_id")
+        ),
+        (&json!("nobody"), &json!("m"), None),
+        "a call refused before routing has no call id"
     );
 }
