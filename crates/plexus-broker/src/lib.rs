@@ -15,6 +15,7 @@ mod metrics;
 mod outbox;
 mod peer;
 mod pending;
+mod queue_groups;
 mod registry;
 mod router;
 mod shutdown;

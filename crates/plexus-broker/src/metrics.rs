@@ -159,7 +159,7 @@ pub fn render(st: &State) -> String {
         "plexus_subscriptions",
         "gauge",
         "Subscriptions now.",
-        st.subs.count(),
+        st.subscription_count(),
     );
     metric(
         &mut out,

@@ -4,23 +4,35 @@
 //! the pattern.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 use crate::conn_id::ConnId;
 
 /// One subscription: the connection and its subscription id.
 pub type SubKey = (ConnId, u64);
 
-#[derive(Debug, Default)]
-struct Node {
-    children: HashMap<String, Node>,
-    star: Option<Box<Node>>,
+#[derive(Debug)]
+struct Node<K> {
+    children: HashMap<String, Node<K>>,
+    star: Option<Box<Node<K>>>,
     /// Subscriptions whose pattern ends here.
-    here: HashSet<SubKey>,
+    here: HashSet<K>,
     /// Subscriptions whose pattern ends with `>` after this node.
-    rest: HashSet<SubKey>,
+    rest: HashSet<K>,
 }
 
-impl Node {
+impl<K> Default for Node<K> {
+    fn default() -> Self {
+        Node {
+            children: HashMap::new(),
+            star: None,
+            here: HashSet::new(),
+            rest: HashSet::new(),
+        }
+    }
+}
+
+impl<K: Copy + Eq + Hash> Node<K> {
     fn is_empty(&self) -> bool {
         self.children.is_empty()
             && self.star.is_none()
@@ -28,7 +40,7 @@ impl Node {
             && self.rest.is_empty()
     }
 
-    fn collect(&self, segments: &[&str], out: &mut Vec<SubKey>) {
+    fn collect(&self, segments: &[&str], out: &mut Vec<K>) {
         let Some((first, tail)) = segments.split_first() else {
             out.extend(&self.here);
             return;
@@ -44,7 +56,7 @@ impl Node {
 
     /// Removes `key` from the node the segments lead to. Returns whether it was there, and whether
     /// this node is now empty.
-    fn remove(&mut self, segments: &[&str], key: SubKey) -> (bool, bool) {
+    fn remove(&mut self, segments: &[&str], key: K) -> (bool, bool) {
         let removed = match segments.split_first() {
             None => self.here.remove(&key),
             Some((&">", [])) => self.rest.remove(&key),
@@ -73,16 +85,26 @@ impl Node {
     }
 }
 
-/// Every subscription on the bus.
-#[derive(Debug, Default)]
-pub struct Subscriptions {
-    root: Node,
+/// Every subscription on the bus, each known by a key: a connection's subscription
+/// ([`SubKey`], the default) or a queue group's id.
+#[derive(Debug)]
+pub struct Subscriptions<K = SubKey> {
+    root: Node<K>,
     count: usize,
 }
 
-impl Subscriptions {
+impl<K> Default for Subscriptions<K> {
+    fn default() -> Self {
+        Subscriptions {
+            root: Node::default(),
+            count: 0,
+        }
+    }
+}
+
+impl<K: Copy + Eq + Hash> Subscriptions<K> {
     /// Adds a subscription to a valid pattern.
-    pub fn insert(&mut self, pattern: &str, key: SubKey) {
+    pub fn insert(&mut self, pattern: &str, key: K) {
         let mut node = &mut self.root;
         let segments: Vec<&str> = pattern.split('.').collect();
         for (i, seg) in segments.iter().enumerate() {
@@ -100,14 +122,14 @@ impl Subscriptions {
     }
 
     /// Removes a subscription added with `pattern`.
-    pub fn remove(&mut self, pattern: &str, key: SubKey) {
+    pub fn remove(&mut self, pattern: &str, key: K) {
         let segments: Vec<&str> = pattern.split('.').collect();
         let (removed, _) = self.root.remove(&segments, key);
         self.count -= usize::from(removed);
     }
 
     /// Appends every subscription matching `topic` to `out`.
-    pub fn matches(&self, topic: &str, out: &mut Vec<SubKey>) {
+    pub fn matches(&self, topic: &str, out: &mut Vec<K>) {
         let segments: Vec<&str> = topic.split('.').collect();
         self.root.collect(&segments, out);
     }
@@ -129,7 +151,7 @@ mod tests {
             "a", "a.b", "a.*", "a.>", "*.b", ">", "*.*.c", "a.b.>", "x.y",
         ];
         let topics = ["a", "a.b", "a.c", "a.b.c", "b.b", "x.y", "q.r.c", "x"];
-        let mut subs = Subscriptions::default();
+        let mut subs = Subscriptions::<SubKey>::default();
         for (i, p) in patterns.iter().enumerate() {
             subs.insert(p, (1, i as u64));
         }
@@ -156,7 +178,7 @@ mod tests {
 
     #[test]
     fn many_connections_on_one_pattern_are_added_and_removed_one_by_one() {
-        let mut subs = Subscriptions::default();
+        let mut subs = Subscriptions::<SubKey>::default();
         for conn in 0..10_000 {
             subs.insert(">", (conn, 1));
             subs.insert("a.*", (conn, 2));

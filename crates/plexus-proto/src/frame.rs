@@ -274,6 +274,11 @@ impl Frame {
         Frame::build(Kind::Subscribe, id, 0, 0, &[pattern], b"")
     }
 
+    /// `Subscribe` to `pattern` as subscription `id`, a member of queue group `group`.
+    pub fn subscribe_queue(id: u64, pattern: &str, group: &str) -> Frame {
+        Frame::build(Kind::Subscribe, id, 0, flags::QUEUE, &[pattern, group], b"")
+    }
+
     /// `Unsubscribe` subscription `id`.
     pub fn unsubscribe(id: u64) -> Frame {
         Frame::build(Kind::Unsubscribe, id, 0, 0, &[], b"")

@@ -22,7 +22,8 @@ pub enum Kind {
     Error = 0x14,
     /// Caller → broker: abandon call `id`; broker → worker: stop working on call `id`.
     Cancel = 0x15,
-    /// Subscribe: id = subscription id, strings `[pattern]`.
+    /// Subscribe: id = subscription id, strings `[pattern]`, or `[pattern, group]` with
+    /// [`flags::QUEUE`] for a queue group.
     Subscribe = 0x20,
     /// Unsubscribe: id = subscription id. No answer.
     Unsubscribe = 0x21,
@@ -88,4 +89,7 @@ pub mod flags {
     pub const SHARED: u8 = 0x01;
     /// On `Publish`: answer with a `Reply` whose payload is `{"delivered":N,"dropped":M}`.
     pub const ACK: u8 = 0x01;
+    /// On `Subscribe`: join the queue group named by the frame's second string; each event goes
+    /// to one member of the group.
+    pub const QUEUE: u8 = 0x01;
 }

@@ -215,7 +215,7 @@ fn stats(st: &State) -> Value {
     let mut out = st.stats.to_json(&[
         ("connections", st.conns.len()),
         ("names", st.registry.count()),
-        ("subscriptions", st.subs.count()),
+        ("subscriptions", st.subscription_count()),
         ("pending_calls", st.pending.calls_len()),
         ("pending_waits", st.pending.waiters_len()),
     ]);

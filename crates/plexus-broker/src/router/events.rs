@@ -2,7 +2,9 @@
 //! monitor record) to every matching subscription, with what happens to a subscriber that cannot
 //! keep up.
 
-use plexus_proto::{ErrorCode, Frame, Kind, flags, validate_pattern, validate_topic};
+use plexus_proto::{
+    ErrorCode, Frame, Kind, flags, validate_name, validate_pattern, validate_topic,
+};
 use serde_json::json;
 
 use super::monitor;
@@ -18,17 +20,26 @@ struct Reach {
 }
 
 impl State {
-    /// Adds subscription `id` of `conn` to the frame's pattern, within the per-connection and
-    /// broker-wide subscription limits.
+    /// Adds subscription `id` of `conn` to the frame's pattern (as a member of the queue group
+    /// its second string names, with [`flags::QUEUE`]), within the per-connection and
+    /// broker-wide subscription limits; a queue group member counts as a subscription.
     pub(super) fn subscribe(&mut self, conn: ConnId, frame: &Frame) {
         let (id, pattern) = (frame.id(), frame.string(0));
         if let Err(e) = validate_pattern(pattern) {
             return self.fail(conn, id, ErrorCode::InvalidParams, &e.to_string(), b"");
         }
+        let group = (frame.flags() & flags::QUEUE != 0).then(|| frame.string(1));
+        if let Some(group) = group
+            && let Err(e) = validate_name(group)
+        {
+            let msg = format!("queue group {group:?}: {e}");
+            return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b"");
+        }
         let (per_conn, total) = (
             self.config.max_subscriptions_per_connection,
             self.config.max_subscriptions,
         );
+        let held = self.subscription_count();
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -43,34 +54,53 @@ impl State {
             );
             return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
         }
-        if self.subs.count() >= total {
+        if held >= total {
             let msg = format!(
-                "the broker already holds {} subscriptions, the limit (max_subscriptions = {total}); try again later",
-                self.subs.count()
+                "the broker already holds {held} subscriptions, the limit (max_subscriptions = {total}); try again later"
             );
             return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
         }
         let feed = monitor::is_monitor_pattern(pattern);
+        let queue = match group {
+            Some(group) => Some(self.queues.join(pattern, group, (conn, id), feed)),
+            None => {
+                self.subs.insert(pattern, (conn, id));
+                None
+            }
+        };
         c.subs.insert(
             id,
             Subscription {
                 pattern: pattern.to_owned(),
                 dropped: 0,
                 monitor: feed,
+                queue,
             },
         );
         self.monitor_subs += usize::from(feed);
-        self.subs.insert(pattern, (conn, id));
         self.ok(conn, id);
+    }
+
+    /// Subscriptions on the bus, queue group members included.
+    pub fn subscription_count(&self) -> usize {
+        self.subs.count() + self.queues.members()
     }
 
     /// Removes subscription `id` of `conn`, if it exists.
     pub(super) fn unsubscribe(&mut self, conn: ConnId, id: u64) {
         let removed = self.conns.get_mut(&conn).and_then(|c| c.subs.remove(&id));
         if let Some(sub) = removed {
-            self.subs.remove(&sub.pattern, (conn, id));
-            self.monitor_subs -= usize::from(sub.monitor);
+            self.drop_subscription(conn, id, &sub);
         }
+    }
+
+    /// Takes subscription `id` of `conn`, already removed from its connection, off the bus.
+    pub(super) fn drop_subscription(&mut self, conn: ConnId, id: u64, sub: &Subscription) {
+        match sub.queue {
+            Some(group) => self.queues.leave(group, (conn, id)),
+            None => self.subs.remove(&sub.pattern, (conn, id)),
+        }
+        self.monitor_subs -= usize::from(sub.monitor);
     }
 
     /// Delivers a published event, and acknowledges it when the publisher asked.
@@ -116,15 +146,19 @@ impl State {
         }
     }
 
-    /// Queues `frame` (a publish) as an event to every matching subscription. An event that does
-    /// not fit in a subscriber's outbox is dropped and counted on its subscription; with
-    /// `slow_consumer = "disconnect"` the subscriber is also marked to be disconnected.
+    /// Queues `frame` (a publish) as an event to every matching subscription, and to one member
+    /// of every matching queue group. An event that does not fit in a subscriber's outbox (in a
+    /// group: in any member's) is dropped and counted on its subscription (its group); with
+    /// `slow_consumer = "disconnect"` the subscriber (the member whose turn it was) is also
+    /// marked to be disconnected.
     fn deliver(&mut self, frame: &Frame) -> Reach {
-        let feed = monitor::is_monitor_topic(frame.string(0));
+        let topic = frame.string(0);
+        let feed = monitor::is_monitor_topic(topic);
         let disconnect = self.config.slow_consumer == SlowConsumer::Disconnect;
+        let outbox_limit = self.config.outbox_limit;
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
-        self.subs.matches(frame.string(0), &mut matches);
+        self.subs.matches(topic, &mut matches);
         let mut reach = Reach {
             delivered: 0,
             dropped: 0,
@@ -151,21 +185,66 @@ impl State {
                     sub.dropped = sub.dropped.saturating_add(1);
                     reach.dropped += 1;
                     if disconnect && let Some(kick) = c.kick.take() {
-                        let message = format!(
-                            "slow consumer: an event on '{}' for subscription {sub_id} did not fit in this connection's outbox (outbox_limit = {} bytes), and the broker disconnects slow consumers (slow_consumer = \"disconnect\")",
-                            frame.string(0),
-                            self.config.outbox_limit
-                        );
-                        let why = Kick {
-                            code: ErrorCode::Overloaded,
-                            message,
-                        };
+                        let why = slow_consumer(topic, sub_id, outbox_limit);
                         self.to_kick.push((target, kick, why));
                     }
                 }
             }
         }
         self.matches = matches;
+        let mut groups = std::mem::take(&mut self.group_matches);
+        groups.clear();
+        self.queues.matches(topic, &mut groups);
+        for group in groups.iter().copied() {
+            let Some(g) = self.queues.get_mut(group) else {
+                continue;
+            };
+            if feed && !g.monitor {
+                continue;
+            }
+            let n = g.members.len();
+            let taker = (0..n).map(|k| (g.next + k) % n).find(|&i| {
+                let (target, sub_id) = g.members[i];
+                self.conns.get(&target).is_some_and(|c| {
+                    c.outbox
+                        .push(frame.readdress(Kind::Event, sub_id, g.dropped))
+                        .is_ok()
+                })
+            });
+            match taker {
+                Some(i) => {
+                    g.next = (i + 1) % n;
+                    g.dropped = 0;
+                    reach.delivered += 1;
+                }
+                None => {
+                    g.dropped = g.dropped.saturating_add(1);
+                    reach.dropped += 1;
+                    let Some(&(target, sub_id)) = g.members.get(g.next) else {
+                        continue;
+                    };
+                    if disconnect
+                        && let Some(kick) = self.conns.get_mut(&target).and_then(|c| c.kick.take())
+                    {
+                        let why = slow_consumer(topic, sub_id, outbox_limit);
+                        self.to_kick.push((target, kick, why));
+                    }
+                }
+            }
+        }
+        self.group_matches = groups;
         reach
+    }
+}
+
+/// Why a slow consumer is disconnected: an event on `topic` for subscription `sub_id` did not
+/// fit in its outbox.
+fn slow_consumer(topic: &str, sub_id: u64, outbox_limit: usize) -> Kick {
+    let message = format!(
+        "slow consumer: an event on '{topic}' for subscription {sub_id} did not fit in this connection's outbox (outbox_limit = {outbox_limit} bytes), and the broker disconnects slow consumers (slow_consumer = \"disconnect\")"
+    );
+    Kick {
+        code: ErrorCode::Overloaded,
+        message,
     }
 }

@@ -25,6 +25,7 @@ use crate::conn_id::ConnId;
 use crate::outbox::Outbox;
 use crate::peer::PeerInfo;
 use crate::pending::{Pending, PendingCall, Taken};
+use crate::queue_groups::QueueGroups;
 use crate::registry::Registry;
 use crate::stats::Stats;
 use crate::subscriptions::{SubKey, Subscriptions};
@@ -39,6 +40,8 @@ pub struct Subscription {
     pub dropped: u32,
     /// Whether it receives the monitor feed.
     pub monitor: bool,
+    /// The queue group it is a member of, if any.
+    pub queue: Option<u64>,
 }
 
 /// A connection that finished its handshake.
@@ -74,8 +77,10 @@ pub struct State {
     pub conns: HashMap<ConnId, Conn>,
     /// Names.
     pub registry: Registry,
-    /// Subscriptions.
+    /// Subscriptions outside queue groups.
     pub subs: Subscriptions,
+    /// Queue groups of subscriptions.
+    pub queues: QueueGroups,
     /// Open calls and waiters.
     pub pending: Pending,
     /// Counters.
@@ -88,6 +93,8 @@ pub struct State {
     pub monitor_subs: usize,
     /// Scratch space for the subscriptions an event matches, kept to reuse its allocation.
     matches: Vec<SubKey>,
+    /// Scratch space for the queue groups an event matches.
+    group_matches: Vec<u64>,
     /// Connections to disconnect once the current frame is routed, with the error to tell them.
     to_kick: Vec<(ConnId, oneshot::Sender<Kick>, Kick)>,
 }
@@ -304,12 +311,14 @@ impl State {
             conns: HashMap::new(),
             registry: Registry::default(),
             subs: Subscriptions::default(),
+            queues: QueueGroups::default(),
             pending: Pending::default(),
             stats: Stats::default(),
             shutting_down: false,
             timer_dirty: false,
             monitor_subs: 0,
             matches: Vec::new(),
+            group_matches: Vec::new(),
             to_kick: Vec::new(),
         }
     }
@@ -323,8 +332,7 @@ impl State {
             let _ = self.registry.unregister(name, conn);
         }
         for (id, sub) in &gone.subs {
-            self.subs.remove(&sub.pattern, (conn, *id));
-            self.monitor_subs -= usize::from(sub.monitor);
+            self.drop_subscription(conn, *id, sub);
         }
         let orphans = self.pending.take_connection(conn);
         let who = gone.peer.describe(conn);

@@ -153,3 +153,106 @@ async fn a_slow_subscriber_loses_events_counted_and_told_and_others_get_all() {
         Some(dropped_by_broker)
     );
 }
+
+/// Reads a member's queue events (subscription `queue_sub`) until the event on `done.`, which
+/// it also subscribes to; returns how many it got.
+async fn queue_events_until_done(
+    c: &mut plexus_test_support::RawClient<tokio::net::UnixStream>,
+    queue_sub: u64,
+) -> usize {
+    let mut got = 0;
+    loop {
+        let ev = c.recv().await;
+        assert_eq!(ev.kind(), Kind::Event, "{ev:?}");
+        if ev.string(0) == "done" {
+            return got;
+        }
+        assert_eq!(ev.id(), queue_sub);
+        assert_eq!(ev.aux(), 0, "nothing was dropped");
+        got += 1;
+    }
+}
+
+#[tokio::test]
+async fn each_event_reaches_one_member_of_a_queue_group_and_every_plain_subscriber() {
+    let broker = TestBroker::start().await;
+    let mut members = Vec::new();
+    for i in 0..3 {
+        let mut m = broker.raw_client(&format!("member-{i}")).await;
+        let r = m
+            .request(Frame::subscribe_queue(7, "jobs.*", "workers"))
+            .await;
+        assert_eq!(r.kind(), Kind::Reply, "{r:?}");
+        m.subscribe(8, "done").await;
+        members.push(m);
+    }
+    let mut plain = broker.raw_client("plain").await;
+    plain.subscribe(1, "jobs.*").await;
+    let mut p = broker.raw_client("publisher").await;
+    for i in 0..30 {
+        let ack = p
+            .request(Frame::publish(i + 1, "jobs.run", b"1", true))
+            .await;
+        assert_eq!(
+            json(&ack)["delivered"],
+            2,
+            "the plain subscriber and one member"
+        );
+    }
+    p.request(Frame::publish(99, "done", b"", true)).await;
+    for _ in 0..30 {
+        assert_eq!(plain.recv().await.string(0), "jobs.run");
+    }
+    let mut counts = Vec::new();
+    for m in &mut members {
+        counts.push(queue_events_until_done(m, 7).await);
+    }
+    assert_eq!(counts.iter().sum::<usize>(), 30, "{counts:?}");
+    assert!(counts.iter().all(|n| *n >= 1), "{counts:?}");
+    assert_eq!(counts, [10, 10, 10], "round-robin while no outbox is full");
+
+    let stats = p.request(Frame::call(100, "plexus", "stats", 0, b"")).await;
+    assert_eq!(
+        json(&stats)["subscriptions"],
+        7,
+        "members count as subscriptions"
+    );
+    for m in &mut members[..2] {
+        m.send(Frame::unsubscribe(7)).await;
+        assert_eq!(m.request(Frame::ping(9, b"")).await.kind(), Kind::Pong);
+    }
+    for i in 0..3 {
+        let ack = p
+            .request(Frame::publish(101 + i, "jobs.run", b"1", true))
+            .await;
+        assert_eq!(json(&ack)["delivered"], 2);
+    }
+    p.request(Frame::publish(200, "done", b"", true)).await;
+    assert_eq!(
+        queue_events_until_done(&mut members[2], 7).await,
+        3,
+        "the member left gets every event"
+    );
+}
+
+#[tokio::test]
+async fn queue_group_members_count_against_the_subscription_limits() {
+    let broker = TestBroker::with_config(Config {
+        max_subscriptions_per_connection: 1,
+        ..Config::default()
+    })
+    .await;
+    let mut c = broker.raw_client("c").await;
+    let r = c.request(Frame::subscribe_queue(1, "a.>", "g")).await;
+    assert_eq!(r.kind(), Kind::Reply);
+    let r = c.request(Frame::subscribe_queue(2, "a.>", "g")).await;
+    assert_eq!(r.kind(), Kind::Error);
+    assert!(
+        r.string(0).contains("max_subscriptions_per_connection = 1"),
+        "{r:?}"
+    );
+    let r = c
+        .request(Frame::subscribe_queue(3, "a.>", "bad group!"))
+        .await;
+    assert_eq!(r.kind(), Kind::Error, "a group is named like an object");
+}
