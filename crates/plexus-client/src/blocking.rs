@@ -90,6 +90,17 @@ impl Client {
         })
     }
 
+    /// Subscribes as a member of queue group `group` (see [`crate::Client::subscribe_queue`]).
+    pub fn subscribe_queue(&self, pattern: &str, group: &str) -> Result<Subscription, Error> {
+        let inner = self
+            .runtime
+            .block_on(self.inner.subscribe_queue(pattern, group))?;
+        Ok(Subscription {
+            inner,
+            runtime: self.runtime.clone(),
+        })
+    }
+
     /// Serves a blocking function `(method, params) -> result` under `name`; each call runs on a
     /// blocking thread.
     pub fn serve_fn<F>(&self, name: &str, f: F) -> Result<(), Error>

@@ -191,12 +191,27 @@ impl Client {
 
     /// Subscribes to a pattern (`*` = one segment, `>` = the rest).
     pub async fn subscribe(&self, pattern: &str) -> Result<Subscription, Error> {
+        self.subscribe_with(pattern, None).await
+    }
+
+    /// Subscribes to a pattern as a member of queue group `group`: each matching event goes to
+    /// one member of the group (round-robin), not to all of them.
+    pub async fn subscribe_queue(&self, pattern: &str, group: &str) -> Result<Subscription, Error> {
+        self.subscribe_with(pattern, Some(group)).await
+    }
+
+    async fn subscribe_with(
+        &self,
+        pattern: &str,
+        group: Option<&str>,
+    ) -> Result<Subscription, Error> {
         let id = self.next_id();
         let (events, rx) = mpsc::channel(self.inner.options.subscription_capacity);
         let (answer, answered) = oneshot::channel();
         self.send(Command::Subscribe {
             id,
             pattern: pattern.to_owned(),
+            group: group.map(str::to_owned),
             events,
             answer,
         })?;

@@ -33,10 +33,11 @@ pub(crate) enum Command {
     },
     /// The caller gave up on request `id`: forget it and cancel it at the broker.
     Cancel { id: u64 },
-    /// Subscribe as `id`; events go to `events`.
+    /// Subscribe as `id` (a member of queue group `group`, if any); events go to `events`.
     Subscribe {
         id: u64,
         pattern: String,
+        group: Option<String>,
         events: mpsc::Sender<Event>,
         answer: Answer,
     },

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use plexus_proto::validate_pattern;
+use plexus_proto::{validate_name, validate_pattern};
 use serde_json::json;
 
 use crate::bus::{Global, ReconnectArgs, now_rfc3339, parse_duration, stop_signal};
@@ -19,6 +19,9 @@ pub struct ListenArgs {
     /// Exit after N events.
     #[arg(short = 'c', long, value_name = "N")]
     count: Option<u64>,
+    /// Join queue group GROUP on each pattern: each event goes to one listener of the group.
+    #[arg(short = 'q', long, value_name = "GROUP")]
+    queue: Option<String>,
     /// Give up (exit 124) if the events have not come by then.
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
@@ -34,10 +37,18 @@ pub async fn listen(args: ListenArgs, g: Global) -> Result<u8, Failure> {
             Failure::new(INVALID_ARGS, format!("{pattern:?} is not a pattern: {e}"))
         })?;
     }
+    if let Some(group) = &args.queue {
+        validate_name(group).map_err(|e| {
+            Failure::new(INVALID_ARGS, format!("{group:?} is not a queue group: {e}"))
+        })?;
+    }
     let (client, mut watch) = g.connect_long("listen", &args.reconnect).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     for pattern in &args.patterns {
-        let mut sub = client.subscribe(pattern).await?;
+        let mut sub = match &args.queue {
+            Some(group) => client.subscribe_queue(pattern, group).await?,
+            None => client.subscribe(pattern).await?,
+        };
         let tx = tx.clone();
         tokio::spawn(async move {
             while let Some(event) = sub.next().await {

@@ -155,6 +155,36 @@ fn listen_prints_events_and_stops_after_count() {
 }
 
 #[test]
+fn listeners_in_a_queue_group_share_the_events() {
+    let bus = Bus::start();
+    let mut a = bus.spawn(&["listen", "jobs.*", "--queue", "workers", "-c", "2"]);
+    let mut b = bus.spawn(&["listen", "jobs.*", "-q", "workers", "-c", "2"]);
+    bus.wait_subscriptions(2);
+    for i in 0..4 {
+        let n = format!("n={i}");
+        assert!(bus.run(&["publish", "jobs.run", &n]).status.success());
+    }
+    assert!(
+        a.wait().success() && b.wait().success(),
+        "each got two of the four"
+    );
+    let mut got: Vec<String> = a.out.rest().into_iter().chain(b.out.rest()).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        (0..4)
+            .map(|i| format!("jobs.run {{\"n\":\"{i}\"}}"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        bus.run(&["listen", "x", "--queue", "bad group"])
+            .status
+            .code(),
+        Some(64)
+    );
+}
+
+#[test]
 fn listen_with_count_and_timeout_exits_0_once_its_events_came() {
     let bus = Bus::start();
     let mut listener = bus.spawn(&["listen", "job.done", "--count", "1", "--timeout", "10s"]);

@@ -26,6 +26,7 @@ use crate::worker::{Answered, DynObject, IncomingCall};
 /// A subscription: its pattern (to restore it) and where its events go.
 struct Sub {
     pattern: String,
+    group: Option<String>,
     events: mpsc::Sender<Event>,
     /// Events lost here since the last one delivered.
     dropped: u32,
@@ -123,12 +124,15 @@ impl Session {
             Command::Subscribe {
                 id,
                 pattern,
+                group,
                 events,
                 answer,
             } => {
-                self.out.push(&Frame::subscribe(id, &pattern));
+                self.out
+                    .push(&subscribe_frame(id, &pattern, group.as_deref()));
                 let sub = Sub {
                     pattern,
+                    group,
                     events,
                     dropped: 0,
                 };
@@ -228,7 +232,8 @@ impl Session {
                 .insert(id, Waiter::Reregister { name, serve_id });
         }
         for (id, sub) in &self.subs {
-            self.out.push(&Frame::subscribe(*id, &sub.pattern));
+            self.out
+                .push(&subscribe_frame(*id, &sub.pattern, sub.group.as_deref()));
             let pattern = sub.pattern.clone();
             self.pending.insert(*id, Waiter::Resubscribe { pattern });
         }
@@ -373,4 +378,12 @@ fn register_frame(id: u64, name: &str, shared: bool, object: &dyn DynObject) -> 
         0
     };
     Frame::build(Kind::Register, id, 0, flags, &[name], &object.describe())
+}
+
+/// The `subscribe` frame for subscription `id`, in queue group `group` if any.
+fn subscribe_frame(id: u64, pattern: &str, group: Option<&str>) -> Frame {
+    match group {
+        Some(group) => Frame::subscribe_queue(id, pattern, group),
+        None => Frame::subscribe(id, pattern),
+    }
 }

@@ -85,6 +85,7 @@ fn subscribe(
     session.command(Command::Subscribe {
         id,
         pattern: pattern.to_owned(),
+        group: None,
         events,
         answer,
     });
@@ -628,4 +629,30 @@ fn a_call_beyond_the_limit_is_answered_overloaded_at_once_and_a_finished_one_fre
         s.incoming(Frame::call(6, "math", "add", 0, b"")).is_some(),
         "a call that finished gave its place back"
     );
+}
+
+#[test]
+fn a_queue_subscription_is_restored_in_its_group() {
+    let mut s = session();
+    let (events, _received) = mpsc::channel(8);
+    let (answer, _answered) = oneshot::channel();
+    s.command(Command::Subscribe {
+        id: 3,
+        pattern: "jobs.*".to_owned(),
+        group: Some("workers".to_owned()),
+        events,
+        answer,
+    });
+    s.incoming(Frame::reply(3, b""));
+    for sent in [written(&mut s), {
+        s.connection_lost("gone");
+        s.connection_restored();
+        written(&mut s)
+    }] {
+        let f = &sent[0];
+        assert_eq!(
+            (f.kind(), f.id(), f.flags(), f.string(0), f.string(1)),
+            (Kind::Subscribe, 3, flags::QUEUE, "jobs.*", "workers")
+        );
+    }
 }
