@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any, Dict, Iterable, List, Optional, Union
 
-from ._codec import FLAG_ACK, FLAG_SHARED, Frame, Kind
+from ._codec import FLAG_ACK, FLAG_QUEUE, FLAG_SHARED, Frame, Kind
 from ._dispatch import dumps
 from ._names import validate_name, validate_pattern, validate_topic
 
@@ -60,10 +60,13 @@ def publish_frame(rid: int, topic: str, payload: Any, ack: bool) -> Frame:
     return Frame(Kind.PUBLISH, rid, flags=FLAG_ACK if ack else 0, strings=(topic,), payload=dumps(payload))
 
 
-def subscribe_frame(rid: int, pattern: str) -> Frame:
-    """A `subscribe` to `pattern` as subscription `rid`."""
+def subscribe_frame(rid: int, pattern: str, queue: Optional[str] = None) -> Frame:
+    """A `subscribe` to `pattern` as subscription `rid`, a member of queue group `queue` if given."""
     validate_pattern(pattern)
-    return Frame(Kind.SUBSCRIBE, rid, strings=(pattern,))
+    if queue is None:
+        return Frame(Kind.SUBSCRIBE, rid, strings=(pattern,))
+    validate_name(queue)
+    return Frame(Kind.SUBSCRIBE, rid, flags=FLAG_QUEUE, strings=(pattern, queue))
 
 
 def register_frame(rid: int, name: str, shared: bool, methods: Iterable[str] = ()) -> Frame:

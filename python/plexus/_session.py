@@ -177,7 +177,7 @@ class Session(Generic[W, S]):
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._pending: Dict[int, _Pending[W]] = {}
-        self._subs: Dict[int, Tuple[str, S]] = {}
+        self._subs: Dict[int, Tuple[Tuple[str, Optional[str]], S]] = {}
         self._objects: Dict[str, _Served] = {}
         self._serving: Dict[int, CallContext] = {}
         self._epoch = 1
@@ -207,13 +207,16 @@ class Session(Generic[W, S]):
         with self._lock:
             return self._start(frame, REQUEST_TIMEOUT, f"publish on {topic}")
 
-    def subscribe(self, pattern: str, make: Callable[[int], S]) -> Tuple[Request[W], S]:
-        """A `subscribe` to `pattern`, and the subscription `make(id)` returns, which gets its events."""
-        frame = subscribe_frame(0, pattern)
+    def subscribe(
+        self, pattern: str, make: Callable[[int], S], queue: Optional[str] = None
+    ) -> Tuple[Request[W], S]:
+        """A `subscribe` to `pattern` (in queue group `queue`, if given), and the subscription
+        `make(id)` returns, which gets its events."""
+        frame = subscribe_frame(0, pattern, queue)
         with self._lock:
             request = self._start(frame, REQUEST_TIMEOUT, f"subscribe {pattern}")
             sub = make(request.id)
-            self._subs[request.id] = (pattern, sub)
+            self._subs[request.id] = ((pattern, queue), sub)
         return request, sub
 
     def unsubscribe(self, sub_id: int) -> bytes:
@@ -405,9 +408,9 @@ class Session(Generic[W, S]):
                 rid = next(self._ids)
                 self._pending[rid] = _Pending(None, f"registering {name!r} again")
                 data.append(self._encode(register_frame(rid, name, served.shared, list(served.methods))))
-            for sub_id, (pattern, _) in self._subs.items():
+            for sub_id, ((pattern, queue), _) in self._subs.items():
                 self._pending[sub_id] = _Pending(None, f"subscribing to {pattern!r} again")
-                data.append(self._encode(subscribe_frame(sub_id, pattern)))
+                data.append(self._encode(subscribe_frame(sub_id, pattern, queue)))
         return data
 
     def give_up(self, waited: float, error: Optional[BaseException]) -> List[Outcome[W, S]]:

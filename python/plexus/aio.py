@@ -214,14 +214,17 @@ class Client:
         return counts
 
     async def subscribe(
-        self, pattern: str, callback: Optional[Callable[[Event], Any]] = None
+        self, pattern: str, callback: Optional[Callable[[Event], Any]] = None, queue: Optional[str] = None
     ) -> Subscription:
-        """Subscribes to topics matching `pattern`.
+        """Subscribes to topics matching `pattern`; with `queue`, as a member of that queue group
+        (each matching event goes to one member).
 
         Returns a `Subscription` to `async for` over. With `callback` (a function or a coroutine
         function), each event is passed to it from a task of its own instead.
         """
-        request, sub = self._session.subscribe(pattern, lambda sub_id: Subscription(sub_id, pattern, self._unsubscribe))
+        request, sub = self._session.subscribe(
+            pattern, lambda sub_id: Subscription(sub_id, pattern, self._unsubscribe), queue
+        )
         await self._finish(request)
         if callback is not None:
             self._spawn(_run_callback(sub, callback))

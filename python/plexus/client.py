@@ -170,13 +170,20 @@ class Client:
         counts: Dict[str, int] = self._finish(self._session.publish_acked(topic, payload))
         return counts
 
-    def subscribe(self, pattern: str, callback: Optional[Callable[[Event], Any]] = None) -> Subscription:
+    def subscribe(
+        self, pattern: str, callback: Optional[Callable[[Event], Any]] = None, queue: Optional[str] = None
+    ) -> Subscription:
         """Subscribes to topics matching `pattern` (`*` is one segment, a last `>` one or more).
+
+        With `queue`, the subscription joins that queue group: each matching event goes to one
+        member of the group, round-robin.
 
         Returns a `Subscription`: iterate it or call `get(timeout)`. With `callback`, each event is
         passed to `callback` on a thread of its own instead (an exception it raises is logged).
         """
-        request, sub = self._session.subscribe(pattern, lambda sub_id: Subscription(sub_id, pattern, self._unsubscribe))
+        request, sub = self._session.subscribe(
+            pattern, lambda sub_id: Subscription(sub_id, pattern, self._unsubscribe), queue
+        )
         self._finish(request)
         if callback is not None:
             thread = threading.Thread(

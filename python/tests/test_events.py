@@ -81,3 +81,14 @@ def test_bad_topics_and_patterns_are_refused(broker: Broker) -> None:
         bus.publish("sensor.*", 1)
     with pytest.raises(plexus.InvalidParams):
         bus.subscribe("sensor.>.x")
+
+
+def test_a_queue_group_shares_the_events(broker: Broker) -> None:
+    members = [broker.client(f"member-{i}").subscribe("jobs.*", queue="workers") for i in range(2)]
+    everyone = broker.client("plain").subscribe("jobs.*")
+    publisher = broker.client("publisher")
+    for i in range(4):
+        publisher.publish("jobs.run", i)
+    assert [next_event(everyone).data for _ in range(4)] == [0, 1, 2, 3]
+    got = sorted(next_event(m).data for m in members for _ in range(2))
+    assert got == [0, 1, 2, 3], "round-robin: two each"
