@@ -347,8 +347,8 @@ fn many_members_description(bytes: usize) -> String {
     s
 }
 
-/// Registers `name` with `description` on `conn`; whether the broker accepted it (an error
-/// answer, e.g. a size limit, is a refusal).
+/// Registers `name` with `description` on `conn`; whether the broker accepted it. A refusal must
+/// be `invalid_params` naming `max_description_bytes`.
 async fn register_described(
     bus: &Bus,
     conn: &mut Conn,
@@ -365,42 +365,72 @@ async fn register_described(
     )
     .await;
     assert_eq!(answer.id(), id, "{answer:?}");
-    answer.kind() == Kind::Reply
+    if answer.kind() == Kind::Reply {
+        return true;
+    }
+    assert_eq!(error_code(&answer), ErrorCode::InvalidParams, "{answer:?}");
+    assert!(
+        answer.string(0).contains("max_description_bytes"),
+        "a refused description is refused naming the limit: {}",
+        answer.string(0)
+    );
+    false
 }
 
-/// 40 names registered with 8 MiB descriptions each (320 MiB if all were kept). Bound: 128 MiB
-/// — a broker that bounds what it keeps per description or per connection holds far less.
+/// Fails the test unless registering `name` with `description` (over `max_description_bytes`)
+/// was refused `invalid_params` naming the limit.
+async fn refused_description(bus: &Bus, conn: &mut Conn, id: u64, name: &str, description: &str) {
+    let max = bus.limit("max_description_bytes").await;
+    assert!(
+        !register_described(bus, conn, id, name, description).await,
+        "a {}-byte description was kept, over max_description_bytes = {max}",
+        description.len()
+    );
+}
+
+/// 40 names registered with 8 MiB descriptions each (320 MiB if all were kept): each is refused
+/// `invalid_params` naming `max_description_bytes` (64 KiB by default) and nothing is kept.
+/// Bound: the read buffer holding one 8 MiB frame (at most twice its size, as it doubles while
+/// the frame arrives: 16 MiB) plus [`SLACK_MIB`]: 32 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forty_8_mib_descriptions() {
     let bus = Bus::start(&[]).await;
     let mut owner = Conn::hello(bus.socket(), "describer").await;
     let big = padded_description(8 << 20);
-    let mut accepted = 0;
     for i in 0..40u64 {
         if bus.broker.rss_mib() > RSS_CEILING_MIB {
             panic!("the broker's RSS passed {RSS_CEILING_MIB} MiB after {i} descriptions");
         }
         let name = format!("huge.desc.n{i}");
-        if register_described(&bus, &mut owner, i + 1, &name, &big).await {
-            accepted += 1;
-        }
+        refused_description(&bus, &mut owner, i + 1, &name, &big).await;
     }
-    eprintln!("[descriptions] {accepted} of 40 8 MiB descriptions accepted");
-    bus.holds("40 registrations with 8 MiB descriptions", 128)
-        .await;
+    assert_eq!(
+        bus.stats().await["names"].as_u64(),
+        Some(1),
+        "only the echo worker's name is registered"
+    );
+    bus.holds(
+        "40 registrations with 8 MiB descriptions",
+        2 * 8 + SLACK_MIB,
+    )
+    .await;
 }
 
-/// One name registered with a 15 MiB description made of two million tiny members, which takes
-/// several times its size once parsed. Bound: 128 MiB.
+/// One name registered with a 15 MiB description made of two million tiny members, which would
+/// take several times its size once parsed: it is refused by its size, before it is parsed.
+/// Bound: the read buffer holding the 15 MiB frame (at most twice its size: 30 MiB) plus
+/// [`SLACK_MIB`]: 46 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn description_of_two_million_members() {
     let bus = Bus::start(&[]).await;
     let mut owner = Conn::hello(bus.socket(), "describer").await;
     let many = many_members_description(15 << 20);
-    let took = register_described(&bus, &mut owner, 1, "huge.desc.members", &many).await;
-    eprintln!("[descriptions] a 15 MiB description of tiny members accepted: {took}");
-    bus.holds("a 15 MiB description of two million members", 128)
-        .await;
+    refused_description(&bus, &mut owner, 1, "huge.desc.members", &many).await;
+    bus.holds(
+        "a 15 MiB description of two million members",
+        2 * 15 + SLACK_MIB,
+    )
+    .await;
 }
 
 /// A description of exactly `bytes` bytes (at least 29), padded as [`padded_description`].
