@@ -104,21 +104,27 @@ impl Outbox {
         self.queued() > self.limit
     }
 
-    /// Waits until the queue is back within its limit, or its writer is gone. Returns at once
-    /// when it is within. Cancel safe.
-    pub async fn room(&self) {
+    /// Waits until the queue is back within its limit: `true`, at once when it is within.
+    /// `false` once its writer is gone (the socket failed, or the peer closed it): nothing queued
+    /// will be written any more, so the queue never drains and the connection is over. Cancel
+    /// safe.
+    pub async fn room(&self) -> bool {
         while self.over_limit() {
+            if self.tx.is_closed() {
+                return false;
+            }
             let drained = self.shared.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
             if !self.over_limit() {
-                return;
+                return true;
             }
             tokio::select! {
                 _ = drained => {}
-                _ = self.tx.closed() => return,
+                _ = self.tx.closed() => return !self.over_limit(),
             }
         }
+        true
     }
 }
 

@@ -105,7 +105,15 @@ async fn route_frames<R: AsyncRead + Unpin>(
             tokio::select! {
                 _ = &mut stopping => return Stop::Closed,
                 kick = attached.kicked() => return Stop::Refused(kick.code, kick.message),
-                _ = outbox.room() => input.resume(),
+                drained = outbox.room() => {
+                    // The writer is gone (the peer closed, or its socket failed) while answers
+                    // held the reader: the outbox never drains, so the connection is over. Going
+                    // round again would spin on the held frames for ever, never detached.
+                    if !drained {
+                        return Stop::Closed;
+                    }
+                    input.resume();
+                }
             }
         }
         if let Some(stop) = stop {
@@ -116,7 +124,9 @@ async fn route_frames<R: AsyncRead + Unpin>(
             kick = attached.kicked() => return Stop::Refused(kick.code, kick.message),
             r = async {
                 if outbox.over_limit() {
-                    outbox.room().await;
+                    if !outbox.room().await {
+                        return Err(Stop::Closed);
+                    }
                     input.resume();
                 }
                 input.fill().await

@@ -258,3 +258,57 @@ async fn a_dialect_peer_that_stops_sending_and_never_reads_is_closed_after_the_g
         "output was dropped at the grace period ({received} of {EVENTS} events arrived)"
     );
 }
+
+/// The `connections` count in `plexus.stats`, asked on `c`.
+async fn connections(c: &mut RawClient<UnixStream>, id: u64) -> u64 {
+    let stats = c.request(Frame::call(id, "plexus", "stats", 0, b"")).await;
+    plexus_test_support::json(&stats)["connections"]
+        .as_u64()
+        .expect("a connection count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_closes_while_its_answers_hold_its_reader_is_detached() {
+    // Small pings: one read brings hundreds, so the outbox goes over its limit with pings still
+    // decoded and not routed, which the reader holds until the outbox drains.
+    const PINGS: u64 = 20_000;
+    let limit = 64 * 1024;
+    let broker = broker_with_metrics(limit).await;
+    let metrics = broker.metrics.expect("metrics address");
+    let mut other = broker.raw_client("other").await;
+    let (hog, mut writer) = split_client(&broker, "hog").await;
+    let pings = tokio::spawn(async move {
+        let mut batch = Vec::new();
+        for id in 1..=PINGS {
+            batch.extend_from_slice(&Frame::ping(id, &[7u8; 200]).to_bytes());
+        }
+        let _ = writer.write_all(&batch).await;
+    });
+    until_outbox_over(metrics, limit).await;
+    assert_eq!(connections(&mut other, 1).await, 2, "the hog and this one");
+
+    // The hog goes away without reading: its writer fails, and the outbox it held never drains.
+    pings.abort();
+    let _ = pings.await;
+    drop(hog);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut id = 2;
+    loop {
+        let started = tokio::time::Instant::now();
+        let now = connections(&mut other, id).await;
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "another client's call took {:?} while the hog's connection ended",
+            started.elapsed()
+        );
+        if now == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hog's connection is still attached {WAIT:?} after it closed: its reader, held by the full outbox, never saw that the writer was gone"
+        );
+        id += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -138,6 +138,14 @@ impl Bus {
             .expect("stats")
     }
 
+    /// The broker's limit `key` (a config-file key) as `plexus.stats` shows it under `limits`.
+    pub async fn limit(&self, key: &str) -> u64 {
+        let stats = self.stats().await;
+        stats["limits"][key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no limit {key} in plexus.stats: {}", stats["limits"]))
+    }
+
     /// Waits (up to [`WAIT`]) until `plexus.stats` shows `connections`; fails the test with
     /// the last count otherwise.
     pub async fn await_connections(&self, connections: u64, after: &str) {

@@ -182,6 +182,43 @@ impl Conn {
         }
     }
 
+    /// Sends `chunks` (each with one write) while reading the native frames the broker sends
+    /// meanwhile, handing each to `seen` until it returns `true`. The broker stops reading a peer
+    /// whose answers fill its outbox, so a peer that sent everything before reading would be
+    /// held for ever; this one never is. Fails the test if the broker takes no bytes or sends no
+    /// frame for [`WAIT`], or closes the connection.
+    pub async fn pipeline(&mut self, chunks: Vec<Vec<u8>>, mut seen: impl FnMut(Frame) -> bool) {
+        let (mut reader, mut writer) = self.stream.split();
+        let buf = &mut self.buf;
+        let send = async move {
+            for chunk in chunks {
+                tokio::time::timeout(WAIT, writer.write_all(&chunk))
+                    .await
+                    .expect("the broker takes the bytes in time (while they are answered)")
+                    .expect("write");
+            }
+        };
+        let receive = async move {
+            loop {
+                while let Some(frame) =
+                    decode(buf, u32::MAX).expect("the broker sends valid frames")
+                {
+                    if seen(frame) {
+                        return;
+                    }
+                }
+                let read = tokio::time::timeout(WAIT, reader.read_buf(buf))
+                    .await
+                    .expect("a frame from the broker in time");
+                assert!(
+                    matches!(read, Ok(n) if n > 0),
+                    "the broker closed the connection: {read:?}"
+                );
+            }
+        };
+        tokio::join!(send, receive);
+    }
+
     /// The next NDJSON line (without its newline) within `wait`.
     pub async fn next_line(&mut self, wait: Duration) -> Next<String> {
         self.next_with(wait, |buf| {
