@@ -1,7 +1,7 @@
 //! Chaos against the real `plexus broker` process (issue 11, "Proving it"): worker processes
 //! killed and restarted at random while clients make 20,000 calls, and the broker itself killed
 //! and restarted under connected Rust clients. Every call gets exactly one answer, none hangs,
-//! and nothing is answered twice. `docs/security-tests.md` says what each test proves.
+//! and nothing is answered twice. `docs/security.md` ("Proving it") says what each test proves.
 
 mod support;
 

@@ -5,7 +5,7 @@
 //! act, [`Bus::holds`] checks that the broker process is alive and logged no panic, that its peak
 //! resident memory grew less than the bound documented at the act, and that the well-behaved
 //! client (connected before the act) and a client connecting now each get an echo call answered
-//! within 5 s. `docs/security-tests.md` says what each test proves.
+//! within 5 s. `docs/security.md` ("Proving it") says what each test proves.
 
 mod support;
 

@@ -244,7 +244,7 @@ async fn raw_echo_worker(bus: &Bus, name: &str) -> Drain {
 
 /// 300 calls with 1 MiB params to a worker that echoes them at once, pipelined by a caller that
 /// never reads the 1 MiB answers. The caller is no longer read once the replies fill its outbox,
-/// but the replies to the calls already routed still arrive (`docs/security-connection.md`):
+/// but the replies to the calls already routed still arrive (`docs/security.md`, "Answers count"):
 /// those are the calls queued for the worker then, at most the worker's `outbox_limit` of them.
 /// Bound: the caller's outbox and the worker's (`outbox_limit` each; the second is the replies
 /// still on their way), one reply past the limit (1 MiB), a read buffer on each side holding the
