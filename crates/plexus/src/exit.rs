@@ -112,9 +112,7 @@ fn hint(code: ErrorCode) -> &'static str {
         ErrorCode::NoSuchObject => " — `plexus list` shows what is registered",
         ErrorCode::NoSuchMethod => " — `plexus introspect OBJECT` shows the methods it declared",
         ErrorCode::Timeout => " — raise --timeout, or check the worker with `plexus list`",
-        ErrorCode::NameTaken => {
-            " — `plexus list` shows who owns it; pick another name, or --shared to join its queue group"
-        }
+        ErrorCode::NameTaken => " — `plexus list` shows who owns it",
         ErrorCode::ShuttingDown => " — the broker is stopping; try again once it is back",
         ErrorCode::Overloaded => " — try again later",
         _ => "",

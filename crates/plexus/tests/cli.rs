@@ -74,6 +74,23 @@ fn exit_codes_follow_the_table() {
         "{}",
         stderr(&taken)
     );
+    let group = bus.spawn(&["echo", "--name", "group", "--shared"]);
+    let first = group.out.next();
+    assert!(first.starts_with("serving group"), "{first}");
+    let taken = bus.run(&["echo", "--name", "group"]);
+    assert_eq!(taken.status.code(), Some(73), "a group taken exclusively");
+    assert!(
+        stderr(&taken).contains("join it as a queue group member with --shared"),
+        "{}",
+        stderr(&taken)
+    );
+    let taken = bus.run(&["echo", "--name", "echo", "--shared"]);
+    assert_eq!(taken.status.code(), Some(73), "an exclusive name joined");
+    assert!(
+        stderr(&taken).contains("not a queue group"),
+        "{}",
+        stderr(&taken)
+    );
     assert_eq!(
         code(&["wait", "never", "--timeout", "100ms"]),
         Some(124),

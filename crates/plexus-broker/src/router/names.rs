@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 
 use super::{State, raw_json};
 use crate::conn_id::ConnId;
-use crate::registry::RegistryRefusal;
+use crate::registry::{Owners, RegistryRefusal};
 
 impl State {
     /// Registers the frame's name for `conn` (in a queue group when flagged `shared`) and answers
@@ -50,8 +50,19 @@ impl State {
                     .get(&owner)
                     .map(|c| c.peer.describe(owner))
                     .unwrap_or_default();
-                let how = if shared { "exclusively" } else { "already" };
-                let msg = format!("name '{name}' is {how} owned by {who}");
+                let group = matches!(
+                    self.registry.get(name).map(|entry| &entry.owners),
+                    Some(Owners::Shared { .. })
+                );
+                let msg = match (group, shared) {
+                    (true, _) => format!(
+                        "name '{name}' is a queue group (first member {who}); join it as a queue group member with --shared (Client::serve_shared)"
+                    ),
+                    (false, true) => format!(
+                        "name '{name}' is exclusively owned by {who}, not a queue group; a group forms only when every member registers with --shared (Client::serve_shared)"
+                    ),
+                    (false, false) => format!("name '{name}' is already owned by {who}"),
+                };
                 let data = json!({ "name": name, "owner_conn": owner }).to_string();
                 self.fail(conn, id, ErrorCode::NameTaken, &msg, data.as_bytes());
             }

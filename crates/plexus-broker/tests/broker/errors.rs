@@ -115,11 +115,21 @@ async fn name_taken_names_the_owner() {
         "{}",
         err.string(0)
     );
+    assert!(
+        !err.string(0).contains("--shared"),
+        "an exclusive name taken exclusively has nothing to join: {}",
+        err.string(0)
+    );
     let err = other.request(Frame::register(2, "math", true)).await;
     assert_eq!(
         err.error_code(),
         ErrorCode::NameTaken,
         "an exclusive name cannot be joined as a group"
+    );
+    assert!(
+        err.string(0).contains("not a queue group") && err.string(0).contains("--shared"),
+        "{}",
+        err.string(0)
     );
     other.register_shared(3, "group").await;
     let err = owner.request(Frame::register(4, "group", false)).await;
@@ -127,6 +137,15 @@ async fn name_taken_names_the_owner() {
         err.error_code(),
         ErrorCode::NameTaken,
         "a group cannot be taken exclusively"
+    );
+    assert!(
+        err.string(0).contains("is a queue group")
+            && err
+                .string(0)
+                .contains("join it as a queue group member with --shared")
+            && err.string(0).contains("Client::serve_shared"),
+        "{}",
+        err.string(0)
     );
 }
 
