@@ -102,6 +102,11 @@ impl QueueGroups {
         self.trie.matches(topic, out);
     }
 
+    /// Group `id`, to read.
+    pub fn get(&self, id: u64) -> Option<&Group> {
+        self.groups.get(&id)
+    }
+
     /// Group `id`.
     pub fn get_mut(&mut self, id: u64) -> Option<&mut Group> {
         self.groups.get_mut(&id)

@@ -1,4 +1,5 @@
-//! `plexus list`, `plexus introspect` and `plexus wait`: the names on the bus.
+//! `plexus list` (names, or subscriptions), `plexus introspect` and `plexus wait`: what is on the
+//! bus.
 
 use std::time::Duration;
 
@@ -9,21 +10,41 @@ use crate::bus::{Global, parse_duration};
 use crate::exit::{Failure, OK};
 use crate::output::{cell, json_text, print_table};
 
-/// `plexus list`.
+/// `plexus list [--subscriptions]`.
 #[derive(Args, Debug)]
-pub struct ListArgs {}
+pub struct ListArgs {
+    /// List the subscriptions (pattern, queue group, connection) instead of the names.
+    #[arg(long)]
+    subscriptions: bool,
+}
 
-/// Runs `plexus list`: a table of names and their owners, or the broker's JSON.
-pub async fn list(_args: ListArgs, g: Global) -> Result<u8, Failure> {
+/// Runs `plexus list`: a table of names and their owners (or with --subscriptions of every
+/// subscription), or the broker's JSON.
+pub async fn list(args: ListArgs, g: Global) -> Result<u8, Failure> {
     let client = g.connect("list").await?;
+    let method = if args.subscriptions {
+        "subscriptions"
+    } else {
+        "list"
+    };
     let raw = client
-        .call_raw("plexus", "list", b"", Duration::from_secs(30))
+        .call_raw("plexus", method, b"", Duration::from_secs(30))
         .await?;
     if g.json {
         println!("{}", json_text(&raw));
         return Ok(OK);
     }
-    let names: Value = serde_json::from_slice(&raw).map_err(plexus_client::Error::from)?;
+    let answer: Value = serde_json::from_slice(&raw).map_err(plexus_client::Error::from)?;
+    if args.subscriptions {
+        print_subscriptions(&answer);
+    } else {
+        print_names(&answer);
+    }
+    Ok(OK)
+}
+
+/// The answer of `plexus.list` as a table, one row per owner.
+fn print_names(names: &Value) {
     let mut rows = vec![
         [
             "NAME", "KIND", "CONN", "PID", "UID", "CALLS", "CLIENT", "EXE",
@@ -46,7 +67,23 @@ pub async fn list(_args: ListArgs, g: Global) -> Result<u8, Failure> {
         }
     }
     print_table(&rows);
-    Ok(OK)
+}
+
+/// The answer of `plexus.subscriptions` as a table: the connection as `client[pid]`.
+fn print_subscriptions(subs: &Value) {
+    let mut rows = vec![
+        ["PATTERN", "QUEUE", "CONNECTION"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for sub in subs.as_array().into_iter().flatten() {
+        let connection = match &sub["pid"] {
+            Value::Null => format!("{}[conn {}]", cell(&sub["client"]), cell(&sub["conn_id"])),
+            pid => format!("{}[{}]", cell(&sub["client"]), cell(pid)),
+        };
+        rows.push(vec![cell(&sub["pattern"]), cell(&sub["queue"]), connection]);
+    }
+    print_table(&rows);
 }
 
 /// `plexus wait NAME... --timeout T`.

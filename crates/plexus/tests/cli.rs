@@ -172,6 +172,48 @@ fn listen_prints_events_and_stops_after_count() {
 }
 
 #[test]
+fn list_subscriptions_shows_patterns_queues_and_connections() {
+    let bus = Bus::start();
+    let plain = bus.spawn(&["listen", "sensor.>", "alerts.*"]);
+    let queued = bus.spawn(&["listen", "jobs.*", "--queue", "workers"]);
+    bus.wait_subscriptions(3);
+    let subs = stdout_json(&bus.run(&["list", "--subscriptions", "--json"]));
+    let subs = subs.as_array().expect("an array");
+    assert_eq!(subs.len(), 3, "{subs:?}");
+    let jobs = subs
+        .iter()
+        .find(|s| s["pattern"] == "jobs.*")
+        .expect("jobs.* is listed");
+    assert_eq!(
+        (&jobs["queue"], &jobs["client"], &jobs["pid"]),
+        (
+            &json!("workers"),
+            &json!("plexus-listen"),
+            &json!(queued.child.id())
+        )
+    );
+    let text = stdout(&bus.run(&["list", "--subscriptions"]));
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows.first(),
+        Some(&vec!["PATTERN", "QUEUE", "CONNECTION"]),
+        "{text}"
+    );
+    let plain_conn = format!("plexus-listen[{}]", plain.child.id());
+    let queued_conn = format!("plexus-listen[{}]", queued.child.id());
+    for want in [
+        vec!["sensor.>", "-", plain_conn.as_str()],
+        vec!["alerts.*", "-", plain_conn.as_str()],
+        vec!["jobs.*", "workers", queued_conn.as_str()],
+    ] {
+        assert!(rows.contains(&want), "{want:?} in {text}");
+    }
+}
+
+#[test]
 fn listeners_in_a_queue_group_share_the_events() {
     let bus = Bus::start();
     let mut a = bus.spawn(&["listen", "jobs.*", "--queue", "workers", "-c", "2"]);

@@ -1,5 +1,5 @@
-//! The broker's own object, `plexus`: works out the answer to `ping`, `list`, `wait_for`, `stats`
-//! and `introspect` from the router's state, for the router to send.
+//! The broker's own object, `plexus`: works out the answer to `ping`, `list`, `subscriptions`,
+//! `wait_for`, `stats` and `introspect` from the router's state, for the router to send.
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use crate::pending::Waiter;
 use crate::registry::Owners;
 
 /// The methods, for `no_such_method` messages.
-const METHODS: &str = "ping, list, wait_for, stats, introspect";
+const METHODS: &str = "ping, list, subscriptions, wait_for, stats, introspect";
 
 /// How the broker object answers a call.
 #[derive(Debug)]
@@ -52,6 +52,7 @@ pub fn answer(
             .to_string()
             .into_bytes()),
         "list" => Ok(list(st).to_string().into_bytes()),
+        "subscriptions" => Ok(subscriptions(st).to_string().into_bytes()),
         "stats" => Ok(stats(st).to_string().into_bytes()),
         "wait_for" => return wait_for(st, conn, frame, now, deadline),
         "introspect" => introspect(st, &frame.payload()),
@@ -122,6 +123,7 @@ fn own_description() -> Value {
     json!({ "methods": {
         "ping": { "params": "anything", "result": "{pong, conn_id}" },
         "list": { "params": "none", "result": "[{name, kind, owners, calls_served}]" },
+        "subscriptions": { "params": "none", "result": "[{pattern, queue?, conn_id, client, pid}]" },
         "wait_for": { "params": "{names, timeout_ms} or [names]", "result": "{names}" },
         "stats": { "params": "none", "result": "counters" },
         "introspect": { "params": "{name} or name", "result": "{name, kind, owners, description}" },
@@ -209,6 +211,42 @@ fn list(st: &State) -> Value {
         .collect();
     names.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     Value::Array(names)
+}
+
+/// Every subscription on the bus, with its queue group if it is in one, by connection then
+/// pattern.
+fn subscriptions(st: &State) -> Value {
+    let mut subs: Vec<(ConnId, &str, Option<&str>)> = st
+        .conns
+        .iter()
+        .flat_map(|(conn_id, conn)| {
+            conn.subs.values().map(move |sub| {
+                let queue = sub
+                    .queue
+                    .and_then(|group| st.queues.get(group))
+                    .map(|group| group.name.as_str());
+                (*conn_id, sub.pattern.as_str(), queue)
+            })
+        })
+        .collect();
+    subs.sort_unstable();
+    let subs = subs
+        .into_iter()
+        .map(|(conn_id, pattern, queue)| {
+            let peer = st.conns.get(&conn_id).map(|conn| &conn.peer);
+            let mut sub = json!({
+                "pattern": pattern,
+                "conn_id": conn_id,
+                "client": peer.map(|p| p.client.as_str()),
+                "pid": peer.and_then(|p| p.pid),
+            });
+            if let (Some(queue), Some(map)) = (queue, sub.as_object_mut()) {
+                map.insert("queue".into(), queue.into());
+            }
+            sub
+        })
+        .collect();
+    Value::Array(subs)
 }
 
 fn stats(st: &State) -> Value {

@@ -256,3 +256,58 @@ async fn queue_group_members_count_against_the_subscription_limits() {
         .await;
     assert_eq!(r.kind(), Kind::Error, "a group is named like an object");
 }
+
+#[tokio::test]
+async fn plexus_subscriptions_lists_every_subscription_with_its_queue_and_connection() {
+    let broker = TestBroker::start().await;
+    let mut plain = broker.raw_client("plain-listener").await;
+    plain.subscribe(1, "sensor.>").await;
+    plain.subscribe(2, "alerts.*").await;
+    let mut member = broker.raw_client("queue-member").await;
+    let r = member
+        .request(Frame::subscribe_queue(1, "jobs.*", "workers"))
+        .await;
+    assert_eq!(r.kind(), Kind::Reply);
+    let mut asker = broker.raw_client("asker").await;
+    let answer = asker
+        .request(Frame::call(1, "plexus", "subscriptions", 0, b""))
+        .await;
+    assert_eq!(answer.kind(), Kind::Reply, "{answer:?}");
+    let subs = json(&answer);
+    let subs = subs.as_array().expect("an array");
+    assert_eq!(subs.len(), 3, "{subs:?}");
+    let find = |pattern: &str| {
+        subs.iter()
+            .find(|s| s["pattern"] == pattern)
+            .unwrap_or_else(|| panic!("{pattern} is listed: {subs:?}"))
+    };
+    for pattern in ["sensor.>", "alerts.*"] {
+        let sub = find(pattern);
+        assert_eq!(sub["client"], "plain-listener");
+        assert!(sub.get("queue").is_none(), "not in a group: {sub}");
+        assert_eq!(sub["pid"], std::process::id());
+    }
+    let queued = find("jobs.*");
+    assert_eq!(queued["client"], "queue-member");
+    assert_eq!(queued["queue"], "workers");
+    assert_ne!(queued["conn_id"], find("sensor.>")["conn_id"]);
+
+    plain.send(Frame::unsubscribe(2)).await;
+    let pong = plain.request(Frame::ping(3, b"")).await;
+    assert_eq!(pong.kind(), Kind::Pong, "the unsubscribe before it is done");
+    let answer = asker
+        .request(Frame::call(2, "plexus", "subscriptions", 0, b""))
+        .await;
+    let patterns: Vec<_> = json(&answer)
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|s| s["pattern"].clone())
+        .collect();
+    assert_eq!(
+        patterns.len(),
+        2,
+        "the unsubscribed one is gone: {patterns:?}"
+    );
+    assert!(!patterns.contains(&serde_json::json!("alerts.*")));
+}

@@ -364,6 +364,26 @@ async fn a_broker_answer_over_the_frame_limit_is_refused() {
 }
 
 #[tokio::test]
+async fn a_subscriptions_answer_over_the_frame_limit_is_refused() {
+    let broker = TestBroker::with_config(Config {
+        max_frame: 4096,
+        outbox_limit: 4096,
+        ..Config::default()
+    })
+    .await;
+    let mut s = broker.raw_client("s").await;
+    for id in 1..=100 {
+        s.subscribe(id, &format!("a.rather.long.topic.number.{id}"))
+            .await;
+    }
+    s.send(Frame::call(101, "plexus", "subscriptions", 0, b""))
+        .await;
+    expect_refused(&mut s, 101, ErrorCode::Overloaded, "max_frame = 4096").await;
+    let pong = s.request(Frame::ping(102, b"")).await;
+    assert_eq!(pong.kind(), Kind::Pong, "the connection goes on");
+}
+
+#[tokio::test]
 async fn stats_show_every_limit() {
     let broker = TestBroker::with_config(Config {
         max_pending: 7,
