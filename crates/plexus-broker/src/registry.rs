@@ -1,7 +1,9 @@
 //! The name registry: which connection owns which object name, exclusive or as a queue group.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use crate::conn_id::ConnId;
@@ -30,6 +32,16 @@ pub struct NameEntry {
     /// What its owner declared at registration (`{"methods": {...}}`), if anything, kept as the
     /// JSON text it was sent as, so `plexus.introspect` copies it instead of serializing it.
     pub description: Option<Box<RawValue>>,
+    /// The method names its description declares (the keys of its `methods` object, sorted),
+    /// read once when it is described, so that a call to another method is answered
+    /// `no_such_method` without parsing anything; `None` when it declares none.
+    pub methods: Option<Box<[String]>>,
+}
+
+/// The part of a description the router reads: the names of its declared methods.
+#[derive(Deserialize)]
+struct Declared {
+    methods: BTreeMap<String, IgnoredAny>,
 }
 
 /// Why a registration or unregistration was refused.
@@ -73,6 +85,7 @@ impl Registry {
                         owners,
                         calls_served: 0,
                         description: None,
+                        methods: None,
                     },
                 );
                 Ok(())
@@ -156,11 +169,21 @@ impl Registry {
         Some(taken)
     }
 
-    /// Records what the owner of `name` declared about it.
+    /// Records what the owner of `name` declared about it, and the methods it declares (a
+    /// `methods` object with at least one key; anything else declares none).
     pub fn describe(&mut self, name: &str, description: Box<RawValue>) {
         if let Some(entry) = self.names.get_mut(name) {
+            entry.methods = serde_json::from_str::<Declared>(description.get())
+                .ok()
+                .map(|declared| declared.methods.into_keys().collect::<Box<[String]>>())
+                .filter(|methods| !methods.is_empty());
             entry.description = Some(description);
         }
+    }
+
+    /// The methods `name` declares, when it is registered and declares some.
+    pub fn declared_methods(&self, name: &str) -> Option<&[String]> {
+        self.names.get(name)?.methods.as_deref()
     }
 
     /// The entry for `name`.
@@ -188,6 +211,31 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn declared_methods_are_read_once_from_a_methods_object() {
+        let mut r = Registry::default();
+        assert_eq!(r.register("a", 1, false), Ok(()));
+        assert_eq!(r.declared_methods("a"), None, "nothing declared");
+        let cases: &[(&str, Option<&[&str]>)] = &[
+            (
+                r#"{"methods":{"mul":{},"add":{"params":"{a,b}"}}}"#,
+                Some(&["add", "mul"]),
+            ),
+            (r#"{"methods":{}}"#, None),
+            (r#"{"methods":["add"]}"#, None),
+            (r#"{"doc":"no methods key"}"#, None),
+        ];
+        for (text, want) in cases {
+            let raw = RawValue::from_string((*text).to_owned()).expect("JSON");
+            r.describe("a", raw);
+            let got: Option<Vec<&str>> = r
+                .declared_methods("a")
+                .map(|m| m.iter().map(String::as_str).collect());
+            assert_eq!(got.as_deref(), *want, "{text}");
+        }
+        assert_eq!(r.declared_methods("unregistered"), None);
+    }
 
     #[test]
     fn exclusive_and_shared() {

@@ -68,6 +68,17 @@ impl State {
             return self.fail_call(conn, id, name, ErrorCode::Overloaded, &msg, b"");
         }
         let object = frame.string(0);
+        if let Some((msg, data)) = self.undeclared_method(object, frame.string(1)) {
+            self.stats.record_call(Some(ErrorCode::NoSuchMethod), None);
+            return self.fail_call(
+                conn,
+                id,
+                name,
+                ErrorCode::NoSuchMethod,
+                &msg,
+                data.as_bytes(),
+            );
+        }
         let routed = self.pending.next_routed_id();
         let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
         let conns = &self.conns;
@@ -128,6 +139,25 @@ impl State {
         self.feed_monitor(|st| {
             monitor::call_record(st.party(conn), st.party(worker), routed, &frame)
         });
+    }
+
+    /// When `object` declared its methods and `method` is not one of them: the `no_such_method`
+    /// message and data (listing the declared methods) to answer with. An object that declared
+    /// none gets every call.
+    fn undeclared_method(&self, object: &str, method: &str) -> Option<(String, String)> {
+        let declared = self.registry.declared_methods(object)?;
+        if declared
+            .binary_search_by(|m| m.as_str().cmp(method))
+            .is_ok()
+        {
+            return None;
+        }
+        let msg = format!(
+            "object '{object}' has no method '{method}'; it declared {}",
+            declared.join(", ")
+        );
+        let data = json!({ "object": object, "method": method, "methods": declared }).to_string();
+        Some((msg, data))
     }
 
     /// A call's timeout: the broker's default for 0, and at most `max_call_timeout`.

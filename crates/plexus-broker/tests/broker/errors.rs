@@ -37,6 +37,64 @@ async fn no_such_method_on_the_broker_object() {
 }
 
 #[tokio::test]
+async fn a_call_to_an_undeclared_method_is_answered_by_the_broker_listing_the_declared_ones() {
+    let broker = TestBroker::start().await;
+    let register = |id, name: &str, body: &str| {
+        Frame::build(Kind::Register, id, 0, 0, &[name], body.as_bytes())
+    };
+    let mut w = broker.raw_client("w").await;
+    let r = w
+        .request(register(1, "calc", r#"{"methods":{"mul":{},"add":{}}}"#))
+        .await;
+    assert_eq!(r.kind(), Kind::Reply);
+    w.register(2, "free").await;
+    let mut c = broker.raw_client("c").await;
+
+    c.send(Frame::call(1, "calc", "div", 0, b"")).await;
+    let err = c.expect_error(ErrorCode::NoSuchMethod).await;
+    assert_eq!(err.id(), 1);
+    assert!(
+        err.string(0).contains("'div'") && err.string(0).contains("it declared add, mul"),
+        "{}",
+        err.string(0)
+    );
+    assert_eq!(json(&err)["methods"], serde_json::json!(["add", "mul"]));
+    assert_eq!(json(&err)["object"], "calc");
+
+    c.send(Frame::call(2, "calc", "add", 0, b"")).await;
+    let call = w.recv().await;
+    assert_eq!(
+        (call.kind(), call.string(1)),
+        (Kind::Call, "add"),
+        "the undeclared call never reached the worker; a declared one does"
+    );
+    w.send(Frame::reply(call.id(), b"3")).await;
+    assert_eq!(c.recv().await.id(), 2);
+
+    c.send(Frame::call(3, "free", "anything", 0, b"")).await;
+    let call = w.recv().await;
+    assert_eq!(
+        call.string(1),
+        "anything",
+        "an object that declared no methods gets every call"
+    );
+
+    let r = w
+        .request(register(3, "calc", r#"{"methods":{"div":{}}}"#))
+        .await;
+    assert_eq!(r.kind(), Kind::Reply, "declared again, with another method");
+    c.send(Frame::call(4, "calc", "add", 0, b"")).await;
+    let err = c.expect_error(ErrorCode::NoSuchMethod).await;
+    assert!(
+        err.string(0).contains("it declared div"),
+        "{}",
+        err.string(0)
+    );
+    c.send(Frame::call(5, "calc", "div", 0, b"")).await;
+    assert_eq!(w.recv().await.string(1), "div");
+}
+
+#[tokio::test]
 async fn worker_errors_are_forwarded_with_code_message_and_data() {
     let broker = TestBroker::start().await;
     let mut w = broker.raw_client("w").await;
