@@ -5,10 +5,12 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use plexus_proto::{Frame, Kind, decode};
+
+mod cli_support;
 
 const WAIT: Duration = Duration::from_secs(30);
 const MIB: u64 = 1024 * 1024;
@@ -33,11 +35,7 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn broker");
-        let deadline = Instant::now() + WAIT;
-        while UnixStream::connect(&socket).is_err() {
-            assert!(Instant::now() < deadline, "broker listens in time");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        cli_support::wait_listening(&socket, WAIT, "broker listens in time");
         Broker {
             child,
             socket,
