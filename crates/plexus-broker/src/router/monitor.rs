@@ -83,6 +83,44 @@ pub struct Party<'a> {
     pub pid: Option<i32>,
 }
 
+/// A record's `from`, `from_client` and `from_pid`: the party that sent what it shows.
+#[derive(Serialize)]
+struct Sender<'a> {
+    from: ConnId,
+    from_client: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_pid: Option<i32>,
+}
+
+impl<'a> From<Party<'a>> for Sender<'a> {
+    fn from(party: Party<'a>) -> Self {
+        Sender {
+            from: party.conn,
+            from_client: party.client,
+            from_pid: party.pid,
+        }
+    }
+}
+
+/// A record's `to`, `to_client` and `to_pid`: the party it went to.
+#[derive(Serialize)]
+struct Recipient<'a> {
+    to: ConnId,
+    to_client: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to_pid: Option<i32>,
+}
+
+impl<'a> From<Party<'a>> for Recipient<'a> {
+    fn from(party: Party<'a>) -> Self {
+        Recipient {
+            to: party.conn,
+            to_client: party.client,
+            to_pid: party.pid,
+        }
+    }
+}
+
 /// What a call was: its routed id once it was routed, and its object and method when known (a
 /// routed call's are kept only while someone watches the feed).
 #[derive(Debug, Clone, Copy, Default)]
@@ -108,14 +146,10 @@ impl CallName<'static> {
 struct CallRecord<'a> {
     kind: &'static str,
     ts_us: u128,
-    from: ConnId,
-    from_client: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    from_pid: Option<i32>,
-    to: ConnId,
-    to_client: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    to_pid: Option<i32>,
+    #[serde(flatten)]
+    from: Sender<'a>,
+    #[serde(flatten)]
+    to: Recipient<'a>,
     call_id: u64,
     object: &'a str,
     method: &'a str,
@@ -130,12 +164,8 @@ pub fn call_record(from: Party<'_>, to: Party<'_>, call_id: u64, frame: &Frame) 
     let record = CallRecord {
         kind: "call",
         ts_us: now_us(),
-        from: from.conn,
-        from_client: from.client,
-        from_pid: from.pid,
-        to: to.conn,
-        to_client: to.client,
-        to_pid: to.pid,
+        from: from.into(),
+        to: to.into(),
         call_id,
         object: frame.string(0),
         method: frame.string(1),
@@ -150,14 +180,10 @@ pub fn call_record(from: Party<'_>, to: Party<'_>, call_id: u64, frame: &Frame) 
 struct AnswerRecord<'a> {
     kind: &'static str,
     ts_us: u128,
-    from: ConnId,
-    from_client: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    from_pid: Option<i32>,
-    to: ConnId,
-    to_client: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    to_pid: Option<i32>,
+    #[serde(flatten)]
+    from: Sender<'a>,
+    #[serde(flatten)]
+    to: Recipient<'a>,
     call_id: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     object: Option<&'a str>,
@@ -186,12 +212,8 @@ pub fn answer_record(
     let record = AnswerRecord {
         kind: if error { "error" } else { "reply" },
         ts_us: now_us(),
-        from: from.conn,
-        from_client: from.client,
-        from_pid: from.pid,
-        to: to.conn,
-        to_client: to.client,
-        to_pid: to.pid,
+        from: from.into(),
+        to: to.into(),
         call_id: call.call_id.unwrap_or_default(),
         object: call.object,
         method: call.method,
@@ -209,10 +231,8 @@ struct BrokerErrorRecord<'a> {
     kind: &'static str,
     ts_us: u128,
     from: &'static str,
-    to: ConnId,
-    to_client: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    to_pid: Option<i32>,
+    #[serde(flatten)]
+    to: Recipient<'a>,
     id: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     call_id: Option<u64>,
@@ -237,9 +257,7 @@ pub fn error_record(
         kind: "error",
         ts_us: now_us(),
         from: "broker",
-        to: to.conn,
-        to_client: to.client,
-        to_pid: to.pid,
+        to: to.into(),
         id,
         call_id: call.call_id,
         object: call.object,
@@ -254,10 +272,8 @@ pub fn error_record(
 struct EventRecord<'a> {
     kind: &'static str,
     ts_us: u128,
-    from: ConnId,
-    from_client: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    from_pid: Option<i32>,
+    #[serde(flatten)]
+    from: Sender<'a>,
     topic: &'a str,
     bytes: usize,
     data: Option<Shown<'a>>,
@@ -271,9 +287,7 @@ pub fn event_record(from: Party<'_>, frame: &Frame, delivered: u64, dropped: u64
     let record = EventRecord {
         kind: "event",
         ts_us: now_us(),
-        from: from.conn,
-        from_client: from.client,
-        from_pid: from.pid,
+        from: from.into(),
         topic: frame.string(0),
         bytes: payload.len(),
         data: shown(&payload),
