@@ -121,6 +121,30 @@ impl<'a> From<Party<'a>> for Recipient<'a> {
     }
 }
 
+/// How a record of something routed from one connection to another begins: its kind, when
+/// (`ts_us`), and the two parties.
+#[derive(Serialize)]
+struct Routed<'a> {
+    kind: &'static str,
+    ts_us: u128,
+    #[serde(flatten)]
+    from: Sender<'a>,
+    #[serde(flatten)]
+    to: Recipient<'a>,
+}
+
+impl<'a> Routed<'a> {
+    /// The beginning of a record of `kind`, now, of something sent by `from` to `to`.
+    fn new(kind: &'static str, from: Party<'a>, to: Party<'a>) -> Self {
+        Routed {
+            kind,
+            ts_us: now_us(),
+            from: from.into(),
+            to: to.into(),
+        }
+    }
+}
+
 /// What a call was: its routed id once it was routed, and its object and method when known (a
 /// routed call's are kept only while someone watches the feed).
 #[derive(Debug, Clone, Copy, Default)]
@@ -144,12 +168,8 @@ impl CallName<'static> {
 
 #[derive(Serialize)]
 struct CallRecord<'a> {
-    kind: &'static str,
-    ts_us: u128,
     #[serde(flatten)]
-    from: Sender<'a>,
-    #[serde(flatten)]
-    to: Recipient<'a>,
+    head: Routed<'a>,
     call_id: u64,
     object: &'a str,
     method: &'a str,
@@ -162,10 +182,7 @@ struct CallRecord<'a> {
 pub fn call_record(from: Party<'_>, to: Party<'_>, call_id: u64, frame: &Frame) -> Frame {
     let payload = frame.payload();
     let record = CallRecord {
-        kind: "call",
-        ts_us: now_us(),
-        from: from.into(),
-        to: to.into(),
+        head: Routed::new("call", from, to),
         call_id,
         object: frame.string(0),
         method: frame.string(1),
@@ -178,12 +195,8 @@ pub fn call_record(from: Party<'_>, to: Party<'_>, call_id: u64, frame: &Frame) 
 
 #[derive(Serialize)]
 struct AnswerRecord<'a> {
-    kind: &'static str,
-    ts_us: u128,
     #[serde(flatten)]
-    from: Sender<'a>,
-    #[serde(flatten)]
-    to: Recipient<'a>,
+    head: Routed<'a>,
     call_id: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     object: Option<&'a str>,
@@ -210,10 +223,7 @@ pub fn answer_record(
     let payload = frame.payload();
     let error = frame.kind() == Kind::Error;
     let record = AnswerRecord {
-        kind: if error { "error" } else { "reply" },
-        ts_us: now_us(),
-        from: from.into(),
-        to: to.into(),
+        head: Routed::new(if error { "error" } else { "reply" }, from, to),
         call_id: call.call_id.unwrap_or_default(),
         object: call.object,
         method: call.method,
