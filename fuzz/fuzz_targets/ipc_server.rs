@@ -6,47 +6,23 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
+use plexus_proto::Frame;
+use plexus_proto::dialect::DialectCodec;
 use plexus_proto::dialect::ipc_server::{CHUNK_SIZE, IpcServerCodec};
-use plexus_proto::dialect::{Decoded, DialectCodec};
-use plexus_proto::{Frame, Kind};
-use plexus_proto_fuzz::{Input, answer_for, check_decoded, feed, summary};
+use plexus_proto_fuzz::{Input, answer_every_request, decode_whole_and_chunked};
 
 fuzz_target!(|data: &[u8]| {
     let Some(input) = Input::split(data) else {
         return;
     };
-    let new = || IpcServerCodec::new(input.max_frame, input.max_outstanding);
-    let mut codec = new();
-    let (decoded, fatal) = feed(&mut codec, &[input.stream]);
-    let (chunked, chunked_fatal) = feed(&mut new(), &input.chunks());
-    assert_eq!(summary(&decoded), summary(&chunked));
-    assert_eq!(fatal.map(|f| f.code), chunked_fatal.map(|f| f.code));
-    check_decoded(&decoded, input.max_frame);
+    let (mut codec, decoded, _) = decode_whole_and_chunked(&input, IpcServerCodec::new);
 
     let payload = input.tail();
     let text = String::from_utf8_lossy(payload);
-    let mut dst = BytesMut::new();
-    let mut bounce = Vec::new();
-    let mut subs = Vec::new();
-    for d in &decoded {
-        match d {
-            Decoded::Route(f) => {
-                if f.kind() == Kind::Subscribe {
-                    subs.push(f.id());
-                }
-                if let Some(answer) = answer_for(f, payload) {
-                    codec.encode(&answer, &mut dst, &mut bounce);
-                }
-            }
-            Decoded::Answer(f) => codec.encode(f, &mut dst, &mut bounce),
-            Decoded::Dropped(_) => {}
-        }
-    }
-    for sub in subs {
-        codec.encode(&Frame::event(sub, 0, &text, payload), &mut dst, &mut bounce);
-    }
-    codec.encode(&Frame::call(7, &text, &text, 0, payload), &mut dst, &mut bounce);
-    assert!(dst.is_empty(), "messages are held for next_message");
+    let mut written = answer_every_request(&mut codec, &decoded, payload);
+    written.events(&mut codec, 0, &text, payload);
+    written.encode(&mut codec, &Frame::call(7, &text, &text, 0, payload));
+    assert!(written.dst.is_empty(), "messages are held for next_message");
     let mut messages = 0;
     loop {
         let mut message = BytesMut::new();
@@ -60,5 +36,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(value.get().starts_with('{'), "an object");
         assert!(messages < 1_000_000);
     }
-    assert_eq!(codec.outstanding(), 0, "every request was answered and written");
+    assert_eq!(
+        codec.outstanding(),
+        0,
+        "every request was answered and written"
+    );
 });

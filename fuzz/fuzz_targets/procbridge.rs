@@ -8,19 +8,13 @@ use libfuzzer_sys::fuzz_target;
 use plexus_proto::dialect::procbridge::{ProcBridgeCodec, parse_response, take_packet};
 use plexus_proto::dialect::{Decoded, DialectCodec};
 use plexus_proto::{ErrorCode, Frame};
-use plexus_proto_fuzz::{Input, check_decoded, feed, summary};
+use plexus_proto_fuzz::{Input, decode_whole_and_chunked};
 
 fuzz_target!(|data: &[u8]| {
     let Some(input) = Input::split(data) else {
         return;
     };
-    let new = || ProcBridgeCodec::new(input.max_frame, input.max_outstanding);
-    let mut codec = new();
-    let (decoded, fatal) = feed(&mut codec, &[input.stream]);
-    let (chunked, chunked_fatal) = feed(&mut new(), &input.chunks());
-    assert_eq!(summary(&decoded), summary(&chunked));
-    assert_eq!(fatal.map(|f| f.code), chunked_fatal.map(|f| f.code));
-    check_decoded(&decoded, input.max_frame);
+    let (mut codec, decoded, _) = decode_whole_and_chunked(&input, ProcBridgeCodec::new);
 
     let mut buf = BytesMut::from(input.stream);
     let mut requests = 0;

@@ -133,3 +133,79 @@ pub fn answer_for(f: &Frame, payload: &[u8]) -> Option<Frame> {
         _ => None,
     }
 }
+
+/// Decodes the input's stream whole with one codec made by `new` and in chunks with another, and
+/// checks that the cut does not matter (the same [`summary`], the same fatal error if any) and
+/// that the output passes [`check_decoded`]. Returns the codec that took the stream whole, what it
+/// decoded and the fatal error that stopped it, if one did.
+pub fn decode_whole_and_chunked<C: DialectCodec>(
+    input: &Input,
+    new: impl Fn(u32, usize) -> C,
+) -> (C, Vec<Decoded>, Option<Fatal>) {
+    let mut codec = new(input.max_frame, input.max_outstanding);
+    let (decoded, fatal) = feed(&mut codec, &[input.stream]);
+    let mut chunked_codec = new(input.max_frame, input.max_outstanding);
+    let (chunked, chunked_fatal) = feed(&mut chunked_codec, &input.chunks());
+    assert_eq!(summary(&decoded), summary(&chunked));
+    assert_eq!(
+        fatal.as_ref().map(|f| f.code),
+        chunked_fatal.map(|f| f.code)
+    );
+    check_decoded(&decoded, input.max_frame);
+    (codec, decoded, fatal)
+}
+
+/// What a codec wrote back to its peer, and the subscriptions it was asked for.
+#[derive(Default)]
+pub struct Written {
+    /// The bytes for the peer.
+    pub dst: BytesMut,
+    /// What the codec could not give the peer.
+    pub bounce: Vec<Frame>,
+    /// The id of every subscription routed, in order.
+    pub subs: Vec<u64>,
+}
+
+impl Written {
+    /// Encodes `frame` with `codec`.
+    pub fn encode(&mut self, codec: &mut dyn DialectCodec, frame: &Frame) {
+        codec.encode(frame, &mut self.dst, &mut self.bounce);
+    }
+
+    /// Encodes one event (with `dropped` and topic `topic`) for every subscription, carrying
+    /// `body`.
+    pub fn events(&mut self, codec: &mut dyn DialectCodec, dropped: u32, topic: &str, body: &[u8]) {
+        for sub in std::mem::take(&mut self.subs) {
+            codec.encode(
+                &Frame::event(sub, dropped, topic, body),
+                &mut self.dst,
+                &mut self.bounce,
+            );
+        }
+    }
+}
+
+/// Answers every request in `decoded` as the broker would: a routed request gets the router's
+/// answer ([`answer_for`], carrying `payload`), an answer the codec made is written as it is.
+pub fn answer_every_request(
+    codec: &mut dyn DialectCodec,
+    decoded: &[Decoded],
+    payload: &[u8],
+) -> Written {
+    let mut written = Written::default();
+    for d in decoded {
+        match d {
+            Decoded::Route(f) => {
+                if f.kind() == plexus_proto::Kind::Subscribe {
+                    written.subs.push(f.id());
+                }
+                if let Some(answer) = answer_for(f, payload) {
+                    written.encode(codec, &answer);
+                }
+            }
+            Decoded::Answer(f) => written.encode(codec, f),
+            Decoded::Dropped(_) => {}
+        }
+    }
+    written
+}

@@ -4,9 +4,11 @@
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use plexus_proto::Frame;
+
+mod cli_support;
 
 const WAIT: Duration = Duration::from_secs(10);
 /// The broker's descriptor limit: a few for itself, the rest for connections.
@@ -45,11 +47,7 @@ fn out_of_descriptors_the_accept_loops_back_off_instead_of_spinning() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn broker");
-    let deadline = Instant::now() + WAIT;
-    while UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "the broker listens in time");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cli_support::wait_listening(&socket, WAIT, "the broker listens in time");
     // More connections than the broker has descriptors: the last ones wait in the backlog,
     // and every accept fails.
     let hello = Frame::hello("filler").to_bytes();

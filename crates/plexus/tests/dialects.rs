@@ -1,88 +1,14 @@
 //! The dialects as processes: `plexus broker --ipc-broker-compat/--ipc-broker-tcp` listeners, and
 //! `plexus bridge procbridge` in front of a real PyPI `procbridge` server.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(10);
+mod cli_support;
 
-/// A child process killed (by its pid) when the test ends, however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        rustix::process::kill_process(
-            rustix::process::Pid::from_child(&self.0),
-            rustix::process::Signal::TERM,
-        )
-        .expect("send SIGTERM");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "process did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// Lines of a child's output, read on a thread so every wait is bounded.
-fn lines(out: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// The first line containing `needle`.
-fn line_with(rx: &mpsc::Receiver<String>, needle: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(_) => {}
-            Err(e) => panic!("no line with {needle:?}: {e}"),
-        }
-    }
-}
-
-fn plexus() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_plexus"))
-}
-
-/// Sends one NDJSON line and reads the answer line.
-fn ndjson_request(socket: &Path, line: Value) -> Value {
-    let mut stream = UnixStream::connect(socket).expect("connect");
-    stream.set_read_timeout(Some(WAIT)).expect("timeout");
-    stream
-        .write_all(format!("{line}\n").as_bytes())
-        .expect("write");
-    let mut answer = String::new();
-    BufReader::new(stream)
-        .read_line(&mut answer)
-        .expect("an answer line");
-    serde_json::from_str(&answer).expect("JSON")
-}
+use cli_support::{Guard, Lines, WAIT, ndjson_request, plexus};
 
 #[test]
 fn broker_flags_add_ipc_broker_listeners_that_speak_every_dialect() {
@@ -98,10 +24,10 @@ fn broker_flags_add_ipc_broker_listeners_that_speak_every_dialect() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn plexus broker");
-    let stderr = lines(child.stderr.take().expect("stderr"));
-    let mut broker = Proc(child);
-    line_with(&stderr, "for ipc-broker programs on unix:");
-    let tcp_line = line_with(&stderr, "listening on tcp://");
+    let stderr = Lines::read(child.stderr.take().expect("stderr"), "broker stderr".into());
+    let mut broker = Guard(child);
+    stderr.until("for ipc-broker programs on unix:");
+    let tcp_line = stderr.until("listening on tcp://");
     let addr = tcp_line
         .rsplit("tcp://")
         .next()
@@ -203,9 +129,12 @@ fn bridge_makes_a_procbridge_server_a_bus_object() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn the ProcBridge server");
-    let server_out = lines(server.stdout.take().expect("stdout"));
-    let _server = Proc(server);
-    let ready = line_with(&server_out, "ready");
+    let server_out = Lines::read(
+        server.stdout.take().expect("stdout"),
+        "server stdout".into(),
+    );
+    let _server = Guard(server);
+    let ready = server_out.until("ready");
     let port = ready.rsplit(' ').next().expect("a port").to_owned();
 
     let mut broker = plexus()
@@ -214,9 +143,12 @@ fn bridge_makes_a_procbridge_server_a_bus_object() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn plexus broker");
-    let broker_err = lines(broker.stderr.take().expect("stderr"));
-    let _broker = Proc(broker);
-    line_with(&broker_err, "listening on unix:");
+    let broker_err = Lines::read(
+        broker.stderr.take().expect("stderr"),
+        "broker stderr".into(),
+    );
+    let _broker = Guard(broker);
+    broker_err.until("listening on unix:");
 
     let mut bridges = Vec::new();
     for (name, connect) in [
@@ -237,9 +169,12 @@ fn bridge_makes_a_procbridge_server_a_bus_object() {
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn plexus bridge");
-        let out = lines(bridge.stdout.take().expect("stdout"));
-        line_with(&out, "bridging");
-        bridges.push(Proc(bridge));
+        let out = Lines::read(
+            bridge.stdout.take().expect("stdout"),
+            "bridge stdout".into(),
+        );
+        out.until("bridging");
+        bridges.push(Guard(bridge));
     }
 
     for name in ["py.unix", "py.tcp"] {

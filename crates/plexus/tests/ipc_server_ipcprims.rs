@@ -1,89 +1,19 @@
 //! ipc-server and ipcprims as processes: `plexus broker --ipc-server-compat` and
 //! `plexus bridge ipcprims` in front of a small ipcprims echo listener written here.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(10);
+mod cli_support;
 
-/// A child process killed (by its pid) when the test ends, however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn terminate(&mut self) -> Option<i32> {
-        rustix::process::kill_process(
-            rustix::process::Pid::from_child(&self.0),
-            rustix::process::Signal::TERM,
-        )
-        .expect("send SIGTERM");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("wait") {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "process did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// Lines of a child's output, read on a thread so every wait is bounded.
-fn lines(out: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// The first line containing `needle`.
-fn line_with(rx: &mpsc::Receiver<String>, needle: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(_) => {}
-            Err(e) => panic!("no line with {needle:?}: {e}"),
-        }
-    }
-}
-
-fn plexus() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_plexus"))
-}
-
-/// Sends one NDJSON line and reads the answer line.
-fn ndjson_request(socket: &Path, line: Value) -> Value {
-    let mut stream = UnixStream::connect(socket).expect("connect");
-    stream.set_read_timeout(Some(WAIT)).expect("timeout");
-    stream
-        .write_all(format!("{line}\n").as_bytes())
-        .expect("write");
-    let mut answer = String::new();
-    BufReader::new(stream)
-        .read_line(&mut answer)
-        .expect("an answer line");
-    serde_json::from_str(&answer).expect("JSON")
-}
+use cli_support::{Guard, Lines, WAIT, ndjson_request, plexus};
 
 /// One ipcprims frame: `IP`, u32 LE length, u16 LE channel, payload.
 fn write_frame(stream: &mut UnixStream, channel: u16, payload: &Value) {
@@ -239,9 +169,12 @@ fn the_broker_serves_ipc_server_programs_and_bridges_an_ipcprims_listener() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn plexus broker");
-    let broker_err = lines(broker.stderr.take().expect("stderr"));
-    let mut broker = Proc(broker);
-    let line = line_with(&broker_err, "for ipc-server programs on tcp://");
+    let broker_err = Lines::read(
+        broker.stderr.take().expect("stderr"),
+        "broker stderr".into(),
+    );
+    let mut broker = Guard(broker);
+    let line = broker_err.until("for ipc-server programs on tcp://");
     let addr = line.rsplit("tcp://").next().expect("an address").to_owned();
 
     let mut bridge = plexus()
@@ -252,9 +185,12 @@ fn the_broker_serves_ipc_server_programs_and_bridges_an_ipcprims_listener() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn plexus bridge ipcprims");
-    let out = lines(bridge.stdout.take().expect("stdout"));
-    line_with(&out, "bridging echo.box");
-    let mut bridge = Proc(bridge);
+    let out = Lines::read(
+        bridge.stdout.take().expect("stdout"),
+        "bridge stdout".into(),
+    );
+    out.until("bridging echo.box");
+    let mut bridge = Guard(bridge);
 
     let echoed = ndjson_request(
         &socket,
@@ -338,6 +274,14 @@ fn the_broker_serves_ipc_server_programs_and_bridges_an_ipcprims_listener() {
         json!({"response":{"k":"v"}})
     );
 
-    assert_eq!(bridge.terminate(), Some(0), "the bridge stops cleanly");
-    assert_eq!(broker.terminate(), Some(0), "the broker stops cleanly");
+    assert_eq!(
+        bridge.terminate().code(),
+        Some(0),
+        "the bridge stops cleanly"
+    );
+    assert_eq!(
+        broker.terminate().code(),
+        Some(0),
+        "the broker stops cleanly"
+    );
 }

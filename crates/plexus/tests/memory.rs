@@ -5,10 +5,12 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use plexus_proto::{Frame, Kind, decode};
+
+mod cli_support;
 
 const WAIT: Duration = Duration::from_secs(30);
 const MIB: u64 = 1024 * 1024;
@@ -33,16 +35,24 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn broker");
-        let deadline = Instant::now() + WAIT;
-        while UnixStream::connect(&socket).is_err() {
-            assert!(Instant::now() < deadline, "broker listens in time");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        cli_support::wait_listening(&socket, WAIT, "broker listens in time");
         Broker {
             child,
             socket,
             _dir: dir,
         }
+    }
+
+    /// A client subscribed to `topic` that never reads, and a publisher the broker has welcomed.
+    fn subscriber_and_publisher(&self, topic: &str) -> (Client, Client) {
+        let mut subscriber = self.client("subscriber");
+        assert_eq!(
+            subscriber.request(&Frame::subscribe(1, topic)).kind(),
+            Kind::Reply
+        );
+        let mut publisher = self.client("publisher");
+        assert_eq!(publisher.request(&Frame::ping(1, b"")).kind(), Kind::Pong);
+        (subscriber, publisher)
     }
 
     /// Resident memory of the broker process, in bytes.
@@ -116,13 +126,7 @@ impl Client {
 #[test]
 fn small_events_queued_for_a_subscriber_that_does_not_read_hold_their_own_bytes_not_read_buffers() {
     let broker = Broker::start(&[]);
-    let mut subscriber = broker.client("subscriber");
-    assert_eq!(
-        subscriber.request(&Frame::subscribe(1, "t")).kind(),
-        Kind::Reply
-    );
-    let mut publisher = broker.client("publisher");
-    assert_eq!(publisher.request(&Frame::ping(1, b"")).kind(), Kind::Pong);
+    let (_subscriber, mut publisher) = broker.subscriber_and_publisher("t");
     let before = broker.rss();
     // One event per read of the broker: each waits for its acknowledgement.
     for id in 1..=20_000 {
@@ -140,13 +144,7 @@ fn small_events_queued_for_a_subscriber_that_does_not_read_hold_their_own_bytes_
 #[test]
 fn a_full_outbox_of_one_byte_events_holds_about_its_limit() {
     let broker = Broker::start(&["--outbox-limit", "8388608", "--max-frame", "8388608"]);
-    let mut subscriber = broker.client("subscriber");
-    assert_eq!(
-        subscriber.request(&Frame::subscribe(1, "t")).kind(),
-        Kind::Reply
-    );
-    let mut publisher = broker.client("publisher");
-    assert_eq!(publisher.request(&Frame::ping(1, b"")).kind(), Kind::Pong);
+    let (_subscriber, mut publisher) = broker.subscriber_and_publisher("t");
     let before = broker.rss();
     for id in 1..=300_000 {
         publisher.send(&Frame::publish(id, "t", b"x", false));

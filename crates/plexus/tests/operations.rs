@@ -2,24 +2,17 @@
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
+
+mod cli_support;
+
+use cli_support::plexus;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn plexus() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_plexus"))
-}
-
 fn wait_exit(child: &mut Child) -> Option<i32> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status.code();
-        }
-        assert!(Instant::now() < deadline, "process did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cli_support::wait_exit(child, "process").code()
 }
 
 fn stop(child: &mut Child) -> Option<i32> {
@@ -96,14 +89,7 @@ fn config_file_settings_apply_and_flags_win() {
         .stderr(Stdio::null())
         .spawn()
         .expect("broker");
-    let deadline = Instant::now() + WAIT;
-    while std::os::unix::net::UnixStream::connect(&from_file).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "broker listens on the file's socket"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cli_support::wait_listening(&from_file, WAIT, "broker listens on the file's socket");
     let out = plexus()
         .args(["doctor", "--bus"])
         .arg(&from_file)
@@ -124,11 +110,7 @@ fn config_file_settings_apply_and_flags_win() {
         .stderr(Stdio::null())
         .spawn()
         .expect("broker");
-    let deadline = Instant::now() + WAIT;
-    while std::os::unix::net::UnixStream::connect(&from_flag).is_err() {
-        assert!(Instant::now() < deadline, "the flag's socket wins");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cli_support::wait_listening(&from_flag, WAIT, "the flag's socket wins");
     assert!(!from_file.exists());
     assert_eq!(stop(&mut broker), Some(0));
 }
@@ -159,11 +141,7 @@ fn router_limits_from_the_config_file_apply_and_show_in_stats() {
         .stderr(Stdio::null())
         .spawn()
         .expect("broker");
-    let deadline = Instant::now() + WAIT;
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "broker listens");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cli_support::wait_listening(&socket, WAIT, "broker listens");
     let out = plexus()
         .args(["call", "plexus", "stats", "--bus"])
         .arg(&socket)
@@ -246,11 +224,7 @@ fn metrics_endpoint_serves_prometheus_text() {
         .stderr(Stdio::null())
         .spawn()
         .expect("broker");
-    let deadline = Instant::now() + WAIT;
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "broker started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cli_support::wait_listening(&socket, WAIT, "broker started");
     let bus = format!("unix:{}", socket.display());
     let out = plexus()
         .args(["call", "nobody", "x", "--bus", &bus])

@@ -2,14 +2,14 @@
 //! made, and clients refuse a broker that runs as a user they do not trust.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(10);
+mod cli_support;
 
-fn plexus() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_plexus"))
-}
+use cli_support::plexus;
+
+const WAIT: Duration = Duration::from_secs(10);
 
 /// Runs `plexus broker` with `XDG_RUNTIME_DIR` set to `runtime`, so it uses the default path.
 fn broker_in(runtime: &std::path::Path) -> Child {
@@ -23,14 +23,7 @@ fn broker_in(runtime: &std::path::Path) -> Child {
 }
 
 fn wait_exit(child: &mut Child) -> Option<i32> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status.code();
-        }
-        assert!(Instant::now() < deadline, "process did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cli_support::wait_exit(child, "process").code()
 }
 
 #[test]
@@ -85,11 +78,7 @@ fn plexus_broker_uid_set_to_another_user_makes_clients_refuse_the_broker() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn broker");
-    let deadline = Instant::now() + WAIT;
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "the broker listens in time");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cli_support::wait_listening(&socket, WAIT, "the broker listens in time");
     let bus = format!("unix:{}", socket.display());
     let ping = |uid: Option<&str>| {
         let mut cmd = plexus();

@@ -3,10 +3,12 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use plexus_proto::{ErrorCode, Frame, Kind, decode};
+
+mod cli_support;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -37,11 +39,7 @@ fn handshake_and_partial_frame_timeouts_come_from_the_config_file_and_flags() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn broker");
-    let deadline = Instant::now() + WAIT;
-    while UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "the broker listens in time");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cli_support::wait_listening(&socket, WAIT, "the broker listens in time");
 
     let silent = UnixStream::connect(&socket).expect("connect");
     let told = frames_until_closed(silent);

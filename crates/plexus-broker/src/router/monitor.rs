@@ -83,6 +83,68 @@ pub struct Party<'a> {
     pub pid: Option<i32>,
 }
 
+/// A record's `from`, `from_client` and `from_pid`: the party that sent what it shows.
+#[derive(Serialize)]
+struct Sender<'a> {
+    from: ConnId,
+    from_client: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_pid: Option<i32>,
+}
+
+impl<'a> From<Party<'a>> for Sender<'a> {
+    fn from(party: Party<'a>) -> Self {
+        Sender {
+            from: party.conn,
+            from_client: party.client,
+            from_pid: party.pid,
+        }
+    }
+}
+
+/// A record's `to`, `to_client` and `to_pid`: the party it went to.
+#[derive(Serialize)]
+struct Recipient<'a> {
+    to: ConnId,
+    to_client: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to_pid: Option<i32>,
+}
+
+impl<'a> From<Party<'a>> for Recipient<'a> {
+    fn from(party: Party<'a>) -> Self {
+        Recipient {
+            to: party.conn,
+            to_client: party.client,
+            to_pid: party.pid,
+        }
+    }
+}
+
+/// How a record of something routed from one connection to another begins: its kind, when
+/// (`ts_us`), and the two parties.
+#[derive(Serialize)]
+struct Routed<'a> {
+    kind: &'static str,
+    ts_us: u128,
+    #[serde(flatten)]
+    from: Sender<'a>,
+    #[serde(flatten)]
+    to: Recipient<'a>,
+}
+
+impl<'a> Routed<'a> {
+    /// The beginning of a record of `kind`, now, of something sent by `from` to `to`.
+    fn new(kind: &'static str, from: Party<'a>, to: Party<'a>) -> Self {
+        Routed {
+            kind,
+            ts_us: now_us(),
+            from: from.into(),
+            to: to.into(),
+        }
+    }
+}
+
 /// What a call was: its routed id once it was routed, and its object and method when known (a
 /// routed call's are kept only while someone watches the feed).
 #[derive(Debug, Clone, Copy, Default)]
@@ -106,16 +168,8 @@ impl CallName<'static> {
 
 #[derive(Serialize)]
 struct CallRecord<'a> {
-    kind: &'static str,
-    ts_us: u128,
-    from: ConnId,
-    from_client: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    from_pid: Option<i32>,
-    to: ConnId,
-    to_client: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    to_pid: Option<i32>,
+    #[serde(flatten)]
+    head: Routed<'a>,
     call_id: u64,
     object: &'a str,
     method: &'a str,
@@ -128,14 +182,7 @@ struct CallRecord<'a> {
 pub fn call_record(from: Party<'_>, to: Party<'_>, call_id: u64, frame: &Frame) -> Frame {
     let payload = frame.payload();
     let record = CallRecord {
-        kind: "call",
-        ts_us: now_us(),
-        from: from.conn,
-        from_client: from.client,
-        from_pid: from.pid,
-        to: to.conn,
-        to_client: to.client,
-        to_pid: to.pid,
+        head: Routed::new("call", from, to),
         call_id,
         object: frame.string(0),
         method: frame.string(1),
@@ -148,16 +195,8 @@ pub fn call_record(from: Party<'_>, to: Party<'_>, call_id: u64, frame: &Frame) 
 
 #[derive(Serialize)]
 struct AnswerRecord<'a> {
-    kind: &'static str,
-    ts_us: u128,
-    from: ConnId,
-    from_client: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    from_pid: Option<i32>,
-    to: ConnId,
-    to_client: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    to_pid: Option<i32>,
+    #[serde(flatten)]
+    head: Routed<'a>,
     call_id: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     object: Option<&'a str>,
@@ -184,14 +223,7 @@ pub fn answer_record(
     let payload = frame.payload();
     let error = frame.kind() == Kind::Error;
     let record = AnswerRecord {
-        kind: if error { "error" } else { "reply" },
-        ts_us: now_us(),
-        from: from.conn,
-        from_client: from.client,
-        from_pid: from.pid,
-        to: to.conn,
-        to_client: to.client,
-        to_pid: to.pid,
+        head: Routed::new(if error { "error" } else { "reply" }, from, to),
         call_id: call.call_id.unwrap_or_default(),
         object: call.object,
         method: call.method,
@@ -209,10 +241,8 @@ struct BrokerErrorRecord<'a> {
     kind: &'static str,
     ts_us: u128,
     from: &'static str,
-    to: ConnId,
-    to_client: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    to_pid: Option<i32>,
+    #[serde(flatten)]
+    to: Recipient<'a>,
     id: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     call_id: Option<u64>,
@@ -237,9 +267,7 @@ pub fn error_record(
         kind: "error",
         ts_us: now_us(),
         from: "broker",
-        to: to.conn,
-        to_client: to.client,
-        to_pid: to.pid,
+        to: to.into(),
         id,
         call_id: call.call_id,
         object: call.object,
@@ -254,10 +282,8 @@ pub fn error_record(
 struct EventRecord<'a> {
     kind: &'static str,
     ts_us: u128,
-    from: ConnId,
-    from_client: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    from_pid: Option<i32>,
+    #[serde(flatten)]
+    from: Sender<'a>,
     topic: &'a str,
     bytes: usize,
     data: Option<Shown<'a>>,
@@ -271,9 +297,7 @@ pub fn event_record(from: Party<'_>, frame: &Frame, delivered: u64, dropped: u64
     let record = EventRecord {
         kind: "event",
         ts_us: now_us(),
-        from: from.conn,
-        from_client: from.client,
-        from_pid: from.pid,
+        from: from.into(),
         topic: frame.string(0),
         bytes: payload.len(),
         data: shown(&payload),

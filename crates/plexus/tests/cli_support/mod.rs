@@ -5,7 +5,8 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
@@ -45,7 +46,8 @@ pub struct Lines {
 }
 
 impl Lines {
-    fn read(stream: impl Read + Send + 'static, what: String) -> Lines {
+    /// The lines of `stream`, read on a thread; `what` names it in failures.
+    pub fn read(stream: impl Read + Send + 'static, what: String) -> Lines {
         let (tx, lines) = channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines() {
@@ -114,6 +116,48 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Any child process, killed (by its pid) when the test ends, however it ends.
+pub struct Guard(pub Child);
+
+impl Guard {
+    /// Sends it SIGTERM and waits for it to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        signal(&self.0, rustix::process::Signal::TERM);
+        wait_exit(&mut self.0, "process")
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits up to `within` until something accepts connections on the Unix socket `socket`; fails
+/// the test with `what` if nothing does.
+pub fn wait_listening(socket: &Path, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while UnixStream::connect(socket).is_err() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends one NDJSON line on a new connection to `socket` and reads the answer line.
+pub fn ndjson_request(socket: &Path, line: Value) -> Value {
+    let mut stream = UnixStream::connect(socket).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream
+        .write_all(format!("{line}\n").as_bytes())
+        .expect("write");
+    let mut answer = String::new();
+    BufReader::new(stream)
+        .read_line(&mut answer)
+        .expect("an answer line");
+    serde_json::from_str(&answer).expect("JSON")
 }
 
 /// A broker process and the bus it serves.
