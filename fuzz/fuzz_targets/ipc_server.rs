@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
             break;
         }
         messages += 1;
-        assert!(message.len() % CHUNK_SIZE != 0);
+        assert!(!message.len().is_multiple_of(CHUNK_SIZE));
         let value: &serde_json::value::RawValue =
             serde_json::from_slice(&message).expect("one JSON message");
         assert!(value.get().starts_with('{'), "an object");
