@@ -167,27 +167,14 @@ async fn procbridge(args: ProcBridgeArgs, g: Global) -> Result<u8, Failure> {
     let object = ProcBridgeObject {
         server: server.clone(),
     };
-    if args.shared {
-        client.serve_shared(&args.name, object).await?;
-    } else {
-        client.serve(&args.name, object).await?;
-    }
-    if g.json {
-        println!(
-            "{}",
-            serde_json::json!({ "bridging": args.name, "bus": client.address().to_string(), "procbridge": server.to_string() })
-        );
-    } else {
-        println!(
-            "bridging {} on {} to the ProcBridge server {server}",
-            args.name,
-            client.address()
-        );
-    }
-    tokio::select! {
-        () = stop_signal() => Ok(exit::OK),
-        failure = watch.failure() => Err(failure),
-    }
+    let bridged = Bridged {
+        name: &args.name,
+        shared: args.shared,
+        dialect: "procbridge",
+        target: server.to_string(),
+        described: format!("the ProcBridge server {server}"),
+    };
+    bridged.serve(&client, &mut watch, &g, object).await
 }
 
 /// Runs `plexus bridge` until SIGINT or SIGTERM.
@@ -195,5 +182,54 @@ pub async fn bridge(args: BridgeArgs, g: Global) -> Result<u8, Failure> {
     match args.kind {
         BridgeKind::Procbridge(args) => procbridge(args, g).await,
         BridgeKind::Ipcprims(args) => crate::bridge_ipcprims_cmd::ipcprims(args, g).await,
+    }
+}
+
+/// What a bridge puts on the bus, and where its calls go.
+pub struct Bridged<'a> {
+    /// The bus name.
+    pub name: &'a str,
+    /// Join the name as a queue group member.
+    pub shared: bool,
+    /// The dialect, as the key of `--json` output.
+    pub dialect: &'static str,
+    /// Where calls go, as `--json` shows it.
+    pub target: String,
+    /// Where calls go, in words.
+    pub described: String,
+}
+
+impl Bridged<'_> {
+    /// Serves `object` under the name, says what is bridged, and runs until a stop signal or
+    /// until the connection to the bus fails for good.
+    pub async fn serve<O: Object>(
+        self,
+        client: &plexus_client::Client,
+        watch: &mut crate::watch::Watch,
+        g: &Global,
+        object: O,
+    ) -> Result<u8, Failure> {
+        if self.shared {
+            client.serve_shared(self.name, object).await?;
+        } else {
+            client.serve(self.name, object).await?;
+        }
+        if g.json {
+            let mut line =
+                serde_json::json!({ "bridging": self.name, "bus": client.address().to_string() });
+            line[self.dialect] = serde_json::Value::String(self.target);
+            println!("{line}");
+        } else {
+            println!(
+                "bridging {} on {} to {}",
+                self.name,
+                client.address(),
+                self.described
+            );
+        }
+        tokio::select! {
+            () = stop_signal() => Ok(exit::OK),
+            failure = watch.failure() => Err(failure),
+        }
     }
 }

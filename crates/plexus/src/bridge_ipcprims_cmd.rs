@@ -17,7 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::Mutex;
 
-use crate::bus::{Global, ReconnectArgs, stop_signal};
+use crate::bridge_cmd::Bridged;
+use crate::bus::{Global, ReconnectArgs};
 use crate::exit::{self, Failure};
 
 /// How long the listener has to answer the handshake.
@@ -266,26 +267,12 @@ pub async fn ipcprims(args: IpcPrimsArgs, g: Global) -> Result<u8, Failure> {
             stale: None,
         }),
     };
-    if args.shared {
-        client.serve_shared(&args.name, object).await?;
-    } else {
-        client.serve(&args.name, object).await?;
-    }
-    if g.json {
-        println!(
-            "{}",
-            serde_json::json!({ "bridging": args.name, "bus": client.address().to_string(), "ipcprims": args.connect.display().to_string() })
-        );
-    } else {
-        println!(
-            "bridging {} on {} to the ipcprims listener {}",
-            args.name,
-            client.address(),
-            args.connect.display()
-        );
-    }
-    tokio::select! {
-        () = stop_signal() => Ok(exit::OK),
-        failure = watch.failure() => Err(failure),
-    }
+    let bridged = Bridged {
+        name: &args.name,
+        shared: args.shared,
+        dialect: "ipcprims",
+        target: args.connect.display().to_string(),
+        described: format!("the ipcprims listener {}", args.connect.display()),
+    };
+    bridged.serve(&client, &mut watch, &g, object).await
 }
