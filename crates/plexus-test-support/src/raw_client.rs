@@ -59,6 +59,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
             .expect("connection still open")
     }
 
+    /// Reads until the broker closes the connection (failing after [`WAIT`](crate::WAIT) of
+    /// silence), checking every frame is an event; returns how many came.
+    pub async fn events_until_closed(&mut self) -> u64 {
+        let mut received = 0;
+        while let Some(frame) = self
+            .try_recv(crate::WAIT)
+            .await
+            .expect("the broker closes the connection")
+        {
+            assert_eq!(frame.kind(), plexus_proto::Kind::Event);
+            received += 1;
+        }
+        received
+    }
+
     /// The next frame within `wait`: `Err` on timeout, `Ok(None)` when the broker closed.
     pub async fn try_recv(
         &mut self,

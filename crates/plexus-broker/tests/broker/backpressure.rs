@@ -205,15 +205,7 @@ async fn a_native_peer_that_stops_sending_and_never_reads_is_closed_after_the_gr
     stalled.stream.shutdown().await.expect("half-close");
     // Well past the grace period: a writer still running would now send everything.
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let mut received = 0;
-    while let Some(frame) = stalled
-        .try_recv(WAIT)
-        .await
-        .expect("the broker closes the connection")
-    {
-        assert_eq!(frame.kind(), Kind::Event);
-        received += 1;
-    }
+    let received = stalled.events_until_closed().await;
     assert!(
         received < EVENTS,
         "the writer was aborted at the grace period ({received} of {EVENTS} events arrived)"

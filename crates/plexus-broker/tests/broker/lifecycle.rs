@@ -302,15 +302,7 @@ async fn shutdown_closes_a_peer_that_never_reads_after_the_grace_period() {
         assert_eq!(json(&ack)["delivered"], 1, "queued for the stalled peer");
     }
     broker.stop().await;
-    let mut received = 0;
-    while let Some(frame) = stalled
-        .try_recv(plexus_test_support::WAIT)
-        .await
-        .expect("the broker closes the connection")
-    {
-        assert_eq!(frame.kind(), Kind::Event);
-        received += 1;
-    }
+    let received = stalled.events_until_closed().await;
     assert!(
         received < EVENTS,
         "the writer was stopped at the grace period, not left writing ({received} events arrived)"
