@@ -34,8 +34,6 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// How long shutdown waits for outboxes to drain.
     pub shutdown_grace: Duration,
-    /// Serve Prometheus metrics on this address (`GET /metrics`).
-    pub metrics: Option<SocketAddr>,
     /// Also listen on this Unix socket, where programs built on the `ipc-broker` crate connect
     /// (it is [`IPC_BROKER_SOCKET`] for them). Every socket speaks every dialect; this one only
     /// adds the path.
@@ -72,6 +70,11 @@ pub struct Config {
     pub max_description_bytes: usize,
     /// What happens to a subscriber whose outbox has no room for an event.
     pub slow_consumer: SlowConsumer,
+    // Dashboard.
+    /// Serve the dashboard, the JSON monitoring API, the live feed and Prometheus `/metrics` over
+    /// HTTP on this address (`docs/monitoring.md`). Loopback only: nothing checks who a viewer
+    /// is yet.
+    pub http: Option<SocketAddr>,
 }
 
 /// What the broker does with a subscriber whose outbox has no room for an event.
@@ -130,7 +133,6 @@ impl Default for Config {
             max_connections: 4096,
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
-            metrics: None,
             ipc_broker_socket: None,
             ipc_broker_tcp: None,
             // Connection limits.
@@ -147,6 +149,8 @@ impl Default for Config {
             max_subscriptions: 1_000_000,
             max_description_bytes: 64 * 1024,
             slow_consumer: SlowConsumer::Drop,
+            // Dashboard.
+            http: None,
         }
     }
 }
@@ -173,6 +177,14 @@ impl Config {
                 "max_call_timeout {} ms is below the default call timeout {} ms",
                 self.max_call_timeout.as_millis(),
                 self.default_call_timeout.as_millis()
+            ));
+        }
+        // Dashboard.
+        if let Some(addr) = self.http
+            && !addr.ip().is_loopback()
+        {
+            return Err(format!(
+                "http address {addr} is not a loopback address: the dashboard and its API show every connection, name and call, and this broker cannot yet tell viewers apart (no token); serve it on 127.0.0.1 or [::1] and reach it through an SSH tunnel"
             ));
         }
         Ok(())

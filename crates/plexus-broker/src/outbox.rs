@@ -7,7 +7,7 @@
 //! count back under the limit, so a peer that asks and does not read is no longer read from.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::BytesMut;
 use plexus_proto::{Frame, encode};
@@ -44,6 +44,10 @@ struct Shared {
     queued: AtomicUsize,
     /// Signalled when the writer brings `queued` from over the limit to under it.
     drained: Notify,
+    /// Dashboard: frames queued to the socket so far.
+    frames_out: AtomicU64,
+    /// Dashboard: their wire size.
+    bytes_out: AtomicU64,
 }
 
 /// The outbox was over its byte limit; the frame was not queued.
@@ -88,9 +92,22 @@ impl Outbox {
         // Count before the writer can see the frame: it subtracts once the frame is written, and
         // on another thread it could otherwise subtract first and wrap the count.
         self.shared.queued.fetch_add(len, Ordering::Relaxed);
+        let wire = frame.wire_len() as u64;
         if self.tx.send(frame).is_err() {
             self.shared.queued.fetch_sub(len, Ordering::Relaxed);
+        } else {
+            self.shared.frames_out.fetch_add(1, Ordering::Relaxed);
+            self.shared.bytes_out.fetch_add(wire, Ordering::Relaxed);
         }
+    }
+
+    /// Dashboard: frames queued to the socket so far, and their wire size.
+    #[cfg(feature = "http")]
+    pub fn sent(&self) -> (u64, u64) {
+        (
+            self.shared.frames_out.load(Ordering::Relaxed),
+            self.shared.bytes_out.load(Ordering::Relaxed),
+        )
     }
 
     /// Bytes queued and not yet written, as [`held`] counts them.
