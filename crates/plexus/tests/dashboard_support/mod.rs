@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cdp;
+
 use serde_json::{Value, json};
 
 /// How long anything may take before the test fails as hung.
