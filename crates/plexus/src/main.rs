@@ -18,6 +18,9 @@ mod params;
 mod publish_cmd;
 mod serve_cmd;
 mod status_cmd;
+// Dashboard.
+#[cfg(feature = "http")]
+mod top_cmd;
 mod watch;
 
 use std::io::IsTerminal;
@@ -70,6 +73,11 @@ enum Command {
     Ping(status_cmd::PingArgs),
     /// Print the broker's counters.
     Stats(status_cmd::StatsArgs),
+    // Dashboard.
+    /// Live tables of the broker's connections and names, like nats-top (needs the broker's
+    /// --http listener).
+    #[cfg(feature = "http")]
+    Top(top_cmd::TopArgs),
     /// Measure call latency and throughput and publish throughput against the socket floor.
     Bench(bench_cmd::BenchArgs),
     /// Serve an object that answers every method with its params.
@@ -170,6 +178,9 @@ fn main() -> ExitCode {
         Command::Wait(args) => run_client(json, names_cmd::wait(args, g)),
         Command::Ping(args) => run_client(json, status_cmd::ping(args, g)),
         Command::Stats(args) => run_client(json, status_cmd::stats(args, g)),
+        // Dashboard.
+        #[cfg(feature = "http")]
+        Command::Top(args) => run_client(json, top_cmd::top(args, g)),
         Command::Bench(args) => run_client(json, bench_cmd::bench(args, g)),
         Command::Echo(args) => run_client(json, echo_cmd::echo(args, g)),
         Command::Serve(args) => run_client(json, serve_cmd::serve(args, g)),

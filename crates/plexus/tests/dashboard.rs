@@ -286,3 +286,65 @@ async fn viewers_past_the_limit_are_refused() {
     assert!(body.contains("16 viewers already watch"), "{body}");
     drop(viewers);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plexus_top_once_prints_the_connection_and_name_tables() {
+    let broker = DashBroker::start(&[]);
+    let _worker = calculator_worker(&broker);
+    let caller = client(&broker.bus, "caller").await;
+    add_calls(&caller, 50).await;
+    let top = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_plexus"))
+            .args(["top", "--once", "--http", &broker.http.to_string()])
+            .args(extra)
+            .output()
+            .expect("run plexus top")
+    };
+    let out = top(&["--sort", "frames_in"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("connections (sorted by frames_in, 2 of 2)"),
+        "{text}"
+    );
+    let worker_line = text
+        .lines()
+        .find(|l| l.contains("calculator_worker") && l.ends_with("math"))
+        .unwrap_or_else(|| panic!("a row for the worker: {text}"));
+    assert!(
+        worker_line.split_whitespace().any(|w| w == "51"),
+        "51 frames in: {worker_line}"
+    );
+    let name_line = text
+        .lines()
+        .find(|l| l.starts_with("math "))
+        .unwrap_or_else(|| panic!("a row for math: {text}"));
+    assert!(name_line.contains("calculator_worker#"), "{name_line}");
+    assert!(name_line.contains(" 50 "), "50 calls: {name_line}");
+    assert!(name_line.ends_with("add,mul"), "{name_line}");
+
+    let out = top(&["--json"]);
+    let value: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(value["names"]["names"][0]["name"], "math");
+    assert_eq!(value["connections"]["total"], 2);
+
+    let out = top(&["--sort", "colour"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot sort connections by"));
+
+    let nobody = format!("127.0.0.1:{}", dashboard_support::free_port());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(["top", "--once", "--http", &nobody])
+        .output()
+        .expect("run plexus top");
+    assert_eq!(out.status.code(), Some(1), "no listener: exit 1");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("start the broker with --http"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
