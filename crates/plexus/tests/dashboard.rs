@@ -348,3 +348,19 @@ async fn plexus_top_once_prints_the_connection_and_name_tables() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_non_loopback_http_address_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for addr in ["0.0.0.0:7777", "192.0.2.1:7777", "[::]:7777"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_plexus"))
+            .args(["broker", "--socket"])
+            .arg(dir.path().join("bus.sock"))
+            .args(["--http", addr])
+            .output()
+            .expect("run plexus broker");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{addr}: {stderr}");
+        assert!(stderr.contains("is not a loopback address"), "{stderr}");
+    }
+}
