@@ -231,6 +231,9 @@ impl State {
                     let Some(&(target, sub_id)) = g.members.get(g.next) else {
                         continue;
                     };
+                    if let Some(c) = self.conns.get_mut(&target) {
+                        c.traffic.events_dropped += 1;
+                    }
                     if disconnect
                         && let Some(kick) = self.conns.get_mut(&target).and_then(|c| c.kick.take())
                     {
