@@ -33,11 +33,11 @@ pub struct BrokerArgs {
     /// Listen on TCP only, no Unix socket.
     #[arg(long)]
     no_unix: bool,
-    /// Largest frame accepted, in bytes [default: 16777216].
+    /// Largest frame accepted, in bytes [default: 16842752, a 16 MiB payload and its header].
     #[arg(long, value_name = "BYTES")]
     max_frame: Option<u32>,
     /// Bytes a connection's outbox may hold before calls to it fail and its events drop; at
-    /// least max_frame [default: 33554432].
+    /// least max_frame [default: 33685504].
     #[arg(long, value_name = "BYTES")]
     outbox_limit: Option<usize>,
     /// Connections open at once; past it, new ones are told `overloaded` and closed
