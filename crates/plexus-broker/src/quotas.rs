@@ -2,6 +2,8 @@
 //! peers, or all token peers) may hold together, and the book of which connections are whose.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -106,10 +108,40 @@ impl std::fmt::Display for Owner {
     }
 }
 
-/// Which connections each owner has open.
+/// The bytes queued to all the connections of one owner, against `quotas.outgoing_bytes`; the
+/// outboxes of its connections count into it.
+#[derive(Debug)]
+pub struct ByteQuota {
+    queued: AtomicUsize,
+    limit: usize,
+}
+
+impl ByteQuota {
+    /// Whether `len` more bytes fit.
+    pub fn has_room(&self, len: usize) -> bool {
+        self.queued.load(Ordering::Relaxed) + len <= self.limit
+    }
+
+    /// Counts `len` bytes queued.
+    pub fn add(&self, len: usize) {
+        self.queued.fetch_add(len, Ordering::Relaxed);
+    }
+
+    /// Counts `len` bytes written (or dropped).
+    pub fn sub(&self, len: usize) {
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                Some(q.saturating_sub(len))
+            });
+    }
+}
+
+/// Which connections each owner has open, and the byte quota they share.
 #[derive(Debug, Default)]
 pub struct Book {
     conns: HashMap<Owner, HashSet<ConnId>>,
+    bytes: HashMap<Owner, Arc<ByteQuota>>,
 }
 
 impl Book {
@@ -118,14 +150,28 @@ impl Book {
         self.conns.entry(owner).or_default().insert(conn);
     }
 
-    /// Forgets `conn`.
+    /// Forgets `conn`; an owner's byte quota goes with its last connection.
     pub fn close(&mut self, owner: Owner, conn: ConnId) {
         if let Some(set) = self.conns.get_mut(&owner) {
             set.remove(&conn);
             if set.is_empty() {
                 self.conns.remove(&owner);
+                self.bytes.remove(&owner);
             }
         }
+    }
+
+    /// The byte quota `owner`'s connections share, `limit` bytes.
+    pub fn byte_quota(&mut self, owner: Owner, limit: usize) -> Arc<ByteQuota> {
+        self.bytes
+            .entry(owner)
+            .or_insert_with(|| {
+                Arc::new(ByteQuota {
+                    queued: AtomicUsize::new(0),
+                    limit,
+                })
+            })
+            .clone()
     }
 
     /// `owner`'s connections.

@@ -662,3 +662,46 @@ fn without_a_policy_doctor_says_so_and_everything_is_allowed() {
         "other users cannot open a 0600 socket"
     );
 }
+
+#[test]
+fn the_outgoing_bytes_quota_bounds_what_is_queued_to_one_user() {
+    use std::io::Write;
+    let policy = format!("{POLICY}\n[quotas]\noutgoing_bytes = 300000\n");
+    let bus = SecureBus::start(Some(&policy), &[]);
+    // Two of root's connections subscribe and never read: what the broker queues to them stays
+    // queued, counted against root's quota.
+    let stalled: Vec<std::os::unix::net::UnixStream> = (0..2)
+        .map(|i| {
+            let mut s = std::os::unix::net::UnixStream::connect(bus.socket()).expect("connect");
+            let mut bytes = plexus_proto::Frame::hello("stalled").to_bytes().to_vec();
+            bytes.extend_from_slice(&plexus_proto::Frame::subscribe(1 + i, "sensor.>").to_bytes());
+            s.write_all(&bytes).expect("hello and subscribe");
+            s
+        })
+        .collect();
+    let deadline = Instant::now() + WAIT;
+    while stats(&bus)["subscriptions"] != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled subscriptions were not made"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // 3000 events of 1 KiB: 3 MiB for each, far under a connection's own outbox_limit (32 MiB),
+    // far over root's 300 kB of outgoing bytes with the socket buffers.
+    let body = "x".repeat(1024);
+    let out = bus.run_as(
+        ALICE,
+        &["publish", "--ack", "--count", "3000", "sensor.t", &body],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let counters = stats(&bus);
+    let dropped = counters["events_dropped"].as_u64().expect("a count");
+    let delivered = counters["events_delivered"].as_u64().expect("a count");
+    assert!(dropped > 0, "the quota dropped events: {counters}");
+    assert!(
+        delivered < 2 * 1500,
+        "most events did not fit in root's quota: {counters}"
+    );
+    drop(stalled);
+}

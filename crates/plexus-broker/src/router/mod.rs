@@ -200,6 +200,14 @@ impl Router {
         let (kick, kicked) = oneshot::channel();
         let mut st = self.lock();
         st.room_for_connection(owner)?;
+        if let Some(limit) = self
+            .config
+            .policy
+            .as_ref()
+            .and_then(|p| p.quotas.outgoing_bytes)
+        {
+            outbox.count_against(st.book.byte_quota(owner, limit));
+        }
         outbox.push_always(Frame::welcome(
             conn,
             self.config.max_frame,
