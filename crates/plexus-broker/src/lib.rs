@@ -15,7 +15,10 @@ mod metrics;
 mod outbox;
 mod peer;
 mod pending;
+// Access control.
+mod policy;
 mod queue_groups;
+mod quotas;
 mod registry;
 mod router;
 mod shutdown;
@@ -36,6 +39,10 @@ pub use config::{Config, IPC_BROKER_PORT, IPC_BROKER_SOCKET, IPC_SERVER_ADDR, Sl
 pub use error::BrokerError;
 use listener::SocketDir;
 pub use listener::default_path;
+// Access control.
+pub use policy::token::TokenCheck;
+pub use policy::{Accounts, Policy};
+pub use quotas::Quotas;
 use router::Router;
 use shutdown::Shutdown;
 
@@ -82,6 +89,8 @@ impl Broker {
                     None => (default_path(), SocketDir::Default),
                 };
                 let listener = listener::bind_unix(&path, kind)?;
+                // Access control.
+                listener::share(&path, config.socket_mode, config.socket_group)?;
                 Some(UnixSocket {
                     listener,
                     path,

@@ -8,6 +8,8 @@ mod bus;
 mod call_cmd;
 mod complete_cmd;
 mod doctor_cmd;
+// Access control.
+mod doctor_access;
 mod echo_cmd;
 mod exit;
 mod listen_cmd;

@@ -3,6 +3,8 @@
 //! sits behind one `std::sync::Mutex` held only while a batch of frames is routed, never across
 //! an await.
 
+// Access control.
+mod access;
 mod broker_object;
 mod calls;
 mod events;
@@ -25,7 +27,9 @@ use crate::conn_id::ConnId;
 use crate::outbox::Outbox;
 use crate::peer::PeerInfo;
 use crate::pending::{Pending, PendingCall, Taken};
+use crate::policy::Access;
 use crate::queue_groups::QueueGroups;
+use crate::quotas::{Book, Owner};
 use crate::registry::Registry;
 use crate::stats::Stats;
 use crate::subscriptions::{SubKey, Subscriptions};
@@ -55,6 +59,10 @@ pub struct Conn {
     pub names: HashSet<String>,
     /// Its subscriptions by id.
     pub subs: HashMap<u64, Subscription>,
+    /// What it may do (access control).
+    pub access: Access,
+    /// Whose quotas it counts against (access control).
+    pub owner: Owner,
     /// Tells the connection's task that the router disconnected it; taken when it is.
     kick: Option<oneshot::Sender<Kick>>,
 }
@@ -97,6 +105,8 @@ pub struct State {
     group_matches: Vec<u64>,
     /// Connections to disconnect once the current frame is routed, with the error to tell them.
     to_kick: Vec<(ConnId, oneshot::Sender<Kick>, Kick)>,
+    /// Each owner's connections, for per-user quotas (access control).
+    pub book: Book,
 }
 
 /// The router, shared by every connection task.
@@ -175,17 +185,36 @@ impl Router {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a connection that sent `hello` and answers it with `welcome`. The connection stays
-    /// attached until the returned guard is dropped.
-    pub fn attach(&self, conn: ConnId, peer: PeerInfo, outbox: Outbox) -> Attached<'_> {
+    /// Adds a connection that sent `hello` and answers it with `welcome`, with the rights the
+    /// policy gives its peer. The connection stays
+    /// attached until the returned guard is dropped. A peer the policy or a quota refuses gets
+    /// the error to tell it instead.
+    pub fn attach(
+        &self,
+        conn: ConnId,
+        peer: PeerInfo,
+        outbox: Outbox,
+    ) -> Result<Attached<'_>, Kick> {
+        let access = self.admit(&peer)?;
+        let owner = Owner::of(&peer);
+        let (kick, kicked) = oneshot::channel();
+        let mut st = self.lock();
+        st.room_for_connection(owner)?;
+        if let Some(limit) = self
+            .config
+            .policy
+            .as_ref()
+            .and_then(|p| p.quotas.outgoing_bytes)
+        {
+            outbox.count_against(st.book.byte_quota(owner, limit));
+        }
         outbox.push_always(Frame::welcome(
             conn,
             self.config.max_frame,
             env!("CARGO_PKG_VERSION"),
         ));
-        let (kick, kicked) = oneshot::channel();
-        let mut st = self.lock();
         st.stats.connections_total += 1;
+        st.book.open(owner, conn);
         st.conns.insert(
             conn,
             Conn {
@@ -193,14 +222,16 @@ impl Router {
                 peer,
                 names: HashSet::new(),
                 subs: HashMap::new(),
+                access,
+                owner,
                 kick: Some(kick),
             },
         );
-        Attached {
+        Ok(Attached {
             router: self,
             conn,
             kicked: Some(kicked),
-        }
+        })
     }
 
     /// Counts a connection refused at the connection limit.
@@ -320,6 +351,7 @@ impl State {
             matches: Vec::new(),
             group_matches: Vec::new(),
             to_kick: Vec::new(),
+            book: Book::default(),
         }
     }
 
@@ -328,6 +360,7 @@ impl State {
         let Some(gone) = self.conns.remove(&conn) else {
             return;
         };
+        self.book.close(gone.owner, conn);
         for name in &gone.names {
             let _ = self.registry.unregister(name, conn);
         }
