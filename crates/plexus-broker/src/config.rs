@@ -72,6 +72,16 @@ pub struct Config {
     pub max_description_bytes: usize,
     /// What happens to a subscriber whose outbox has no room for an event.
     pub slow_consumer: SlowConsumer,
+    // Contracts.
+    /// A directory of pinned contracts, one `NAME.json` per object name: a worker registering a
+    /// pinned name with a different contract is refused. Each file is at most
+    /// `max_description_bytes`.
+    pub contracts_dir: Option<PathBuf>,
+    /// Whether workers' results are checked against their contracts (params and event payloads
+    /// always are).
+    pub check_results: bool,
+    /// Deepest nesting (objects and arrays) of a contract's JSON.
+    pub max_contract_depth: usize,
 }
 
 /// What the broker does with a subscriber whose outbox has no room for an event.
@@ -147,6 +157,10 @@ impl Default for Config {
             max_subscriptions: 1_000_000,
             max_description_bytes: 64 * 1024,
             slow_consumer: SlowConsumer::Drop,
+            // Contracts.
+            contracts_dir: None,
+            check_results: true,
+            max_contract_depth: 32,
         }
     }
 }

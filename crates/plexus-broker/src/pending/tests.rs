@@ -14,6 +14,7 @@ fn call(caller: ConnId, caller_id: u64, worker: ConnId, deadline: Instant) -> Pe
         timeout_ms: 1000,
         started: deadline,
         label: None,
+        result_check: None,
     }
 }
 

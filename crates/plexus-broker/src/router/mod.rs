@@ -5,6 +5,8 @@
 
 mod broker_object;
 mod calls;
+// Contracts.
+mod contract_checks;
 mod events;
 mod monitor;
 mod names;
@@ -22,6 +24,7 @@ use tracing::error;
 
 use crate::config::Config;
 use crate::conn_id::ConnId;
+use crate::contracts::{self, Published};
 use crate::outbox::Outbox;
 use crate::peer::PeerInfo;
 use crate::pending::{Pending, PendingCall, Taken};
@@ -97,6 +100,11 @@ pub struct State {
     group_matches: Vec<u64>,
     /// Connections to disconnect once the current frame is routed, with the error to tell them.
     to_kick: Vec<(ConnId, oneshot::Sender<Kick>, Kick)>,
+    // Contracts.
+    /// The contracts in force.
+    pub contracts: contracts::Table,
+    /// Workers' results to check against their contracts once the lock is released.
+    results_to_check: Vec<contract_checks::ResultToCheck>,
 }
 
 /// The router, shared by every connection task.
@@ -106,6 +114,8 @@ pub struct Router {
     next_conn: AtomicU64,
     timer: Notify,
     config: Arc<Config>,
+    /// The contracts' snapshot the readers check against.
+    contracts: Arc<Published>,
 }
 
 /// A connection attached to the router. Dropping it detaches the connection, also when the
@@ -145,11 +155,14 @@ impl Router {
     /// A router with no connections.
     pub fn new(config: Config) -> Router {
         let config = Arc::new(config);
+        let state = State::new(config.clone());
+        let contracts = state.contracts.published().clone();
         Router {
-            state: Mutex::new(State::new(config.clone())),
+            state: Mutex::new(state),
             next_conn: AtomicU64::new(1),
             timer: Notify::new(),
             config,
+            contracts,
         }
     }
 
@@ -241,8 +254,8 @@ impl Router {
         mut route: impl FnMut(&mut State, ConnId, Frame, Instant),
     ) {
         let now = Instant::now();
-        let mut st = self.lock();
-        let st = &mut *st;
+        let mut guard = self.lock();
+        let st = &mut *guard;
         for frame in frames {
             let (kind, id, flag_bits) = (frame.kind(), frame.id(), frame.flags());
             if catch_unwind(AssertUnwindSafe(|| route(st, conn, frame, now))).is_err() {
@@ -252,6 +265,11 @@ impl Router {
         }
         if std::mem::take(&mut st.timer_dirty) {
             self.timer.notify_one();
+        }
+        let results = std::mem::take(&mut st.results_to_check);
+        drop(guard);
+        if !results.is_empty() {
+            self.check_results(results);
         }
     }
 
@@ -307,7 +325,6 @@ impl Router {
 impl State {
     fn new(config: Arc<Config>) -> State {
         State {
-            config,
             conns: HashMap::new(),
             registry: Registry::default(),
             subs: Subscriptions::default(),
@@ -320,6 +337,9 @@ impl State {
             matches: Vec::new(),
             group_matches: Vec::new(),
             to_kick: Vec::new(),
+            contracts: contracts::Table::new(config.max_contract_depth, config.check_results),
+            results_to_check: Vec::new(),
+            config,
         }
     }
 
@@ -330,6 +350,7 @@ impl State {
         };
         for name in &gone.names {
             let _ = self.registry.unregister(name, conn);
+            self.drop_contract_if_gone(name);
         }
         for (id, sub) in &gone.subs {
             self.drop_subscription(conn, *id, sub);

@@ -29,8 +29,28 @@ impl State {
         if let Err(msg) = self.room_for_name(conn, name) {
             return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
         }
+        let held_before = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.names.contains(name));
         match self.registry.register(name, conn, shared) {
             Ok(()) => {
+                // Contracts.
+                let verdict = match self.decide_contract(conn, name, description.as_deref()) {
+                    Ok(verdict) => verdict,
+                    Err(msg) => {
+                        if !held_before {
+                            let _ = self.registry.unregister(name, conn);
+                        }
+                        return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b"");
+                    }
+                };
+                self.contracts.install(name, verdict);
+                let description = description.or_else(|| {
+                    self.contracts
+                        .pinned_description(name)
+                        .map(ToOwned::to_owned)
+                });
                 if let Some(description) = description {
                     self.registry.describe(name, description);
                 }
@@ -81,6 +101,7 @@ impl State {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.names.remove(name);
                 }
+                self.drop_contract_if_gone(name);
                 self.ok(conn, id);
             }
             Err(RegistryRefusal::NotRegistered | RegistryRefusal::Taken(_)) => {
