@@ -8,6 +8,8 @@ mod accept;
 mod config;
 mod conn_id;
 mod connection;
+// Contracts.
+mod contracts;
 mod error;
 mod listener;
 // Counted always, read only by the HTTP listener.
@@ -18,7 +20,10 @@ mod observe;
 mod outbox;
 mod peer;
 mod pending;
+// Access control.
+mod policy;
 mod queue_groups;
+mod quotas;
 mod registry;
 mod router;
 mod shutdown;
@@ -39,6 +44,10 @@ pub use config::{Config, IPC_BROKER_PORT, IPC_BROKER_SOCKET, IPC_SERVER_ADDR, Sl
 pub use error::BrokerError;
 use listener::SocketDir;
 pub use listener::default_path;
+// Access control.
+pub use policy::token::TokenCheck;
+pub use policy::{Accounts, Policy};
+pub use quotas::Quotas;
 use router::Router;
 use shutdown::Shutdown;
 
@@ -86,6 +95,8 @@ impl Broker {
                     None => (default_path(), SocketDir::Default),
                 };
                 let listener = listener::bind_unix(&path, kind)?;
+                // Access control.
+                listener::share(&path, config.socket_mode, config.socket_group)?;
                 Some(UnixSocket {
                     listener,
                     path,
@@ -114,8 +125,18 @@ impl Broker {
             Some(addr) => Some(bind_tcp(addr).await?),
             None => None,
         };
+        // Contracts.
+        let pinned = match &config.contracts_dir {
+            Some(dir) => {
+                contracts::load_pinned(dir, config.max_description_bytes, config.max_contract_depth)
+                    .map_err(BrokerError::InvalidConfig)?
+            }
+            None => Vec::new(),
+        };
+        let router = Router::new(config);
+        router.pin_contracts(pinned);
         Ok(Broker {
-            router: Arc::new(Router::new(config)),
+            router: Arc::new(router),
             unix,
             ipc_unix,
             tcp,

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use plexus_broker::{Broker, Config};
+use std::sync::Arc;
+
+use plexus_broker::{Accounts, Broker, Config, Policy, TokenCheck};
 use serde::Deserialize;
 
 use crate::bus::stop_signal;
@@ -21,7 +23,8 @@ pub struct BrokerArgs {
     /// handshake_timeout_ms, partial_frame_timeout_ms, ipc_server_compat), and the router limits
     /// (max_pending_per_connection, max_pending, max_call_timeout_ms, max_wait_names,
     /// max_names_per_connection, max_names, max_subscriptions_per_connection, max_subscriptions,
-    /// max_description_bytes, slow_consumer = "drop" or "disconnect"); flags override it.
+    /// max_description_bytes, slow_consumer = "drop" or "disconnect"), and access control
+    /// (policy, token_file, allow_remote, socket_mode = "0660", socket_group); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Unix socket path [default: $XDG_RUNTIME_DIR/plexus/bus.sock, else /tmp/plexus-$UID/bus.sock].
@@ -33,11 +36,11 @@ pub struct BrokerArgs {
     /// Listen on TCP only, no Unix socket.
     #[arg(long)]
     no_unix: bool,
-    /// Largest frame accepted, in bytes [default: 16777216].
+    /// Largest frame accepted, in bytes [default: 16842752, a 16 MiB payload and its header].
     #[arg(long, value_name = "BYTES")]
     max_frame: Option<u32>,
     /// Bytes a connection's outbox may hold before calls to it fail and its events drop; at
-    /// least max_frame [default: 33554432].
+    /// least max_frame [default: 33685504].
     #[arg(long, value_name = "BYTES")]
     outbox_limit: Option<usize>,
     /// Connections open at once; past it, new ones are told `overloaded` and closed
@@ -72,6 +75,26 @@ pub struct BrokerArgs {
     /// [ADDR default: 127.0.0.1:1986, where they connect unless ENV_SERVER_ADDRESS is set].
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = plexus_broker::IPC_SERVER_ADDR)]
     ipc_server_compat: Option<SocketAddr>,
+    // Access control.
+    /// Who may own, join, call, publish, subscribe, watch the monitor feed and see `list`
+    /// details, and per-user quotas (TOML; docs/security.md). Without one, any peer that can
+    /// open a socket may do everything.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// A file (mode 0600) holding the token TCP peers must present (PLEXUS_TOKEN or --token-file
+    /// on the client); TCP peers without it are refused unless the policy has rules for
+    /// anonymous peers.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Let --tcp listen beyond loopback; needs --token-file.
+    #[arg(long)]
+    allow_remote: bool,
+    /// Mode of the Unix socket, in octal [default: 0600]; 0660 or 0666 needs --policy.
+    #[arg(long, value_name = "MODE")]
+    socket_mode: Option<String>,
+    /// Group (name or gid) given the Unix socket, with --socket-mode 0660; needs --policy.
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
     // Dashboard.
     /// Serve the dashboard at http://ADDR/, the JSON monitoring API at /api/*, and Prometheus
     /// text at /metrics; loopback addresses only (`--metrics` is the same flag)
@@ -114,6 +137,12 @@ struct FileConfig {
     max_subscriptions: Option<usize>,
     max_description_bytes: Option<usize>,
     slow_consumer: Option<String>,
+    // Access control.
+    policy: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    allow_remote: Option<bool>,
+    socket_mode: Option<String>,
+    socket_group: Option<String>,
 }
 
 /// Reads and checks a config file; the error names the file, the line and the key.
@@ -197,6 +226,24 @@ impl BrokerArgs {
                 Some(policy) => policy.parse()?,
                 None => defaults.slow_consumer,
             },
+            // Access control.
+            policy: match self.policy.as_ref().or(file.policy.as_ref()) {
+                Some(path) => Some(Arc::new(Policy::load(path, Accounts::system())?)),
+                None => None,
+            },
+            token: match self.token_file.as_ref().or(file.token_file.as_ref()) {
+                Some(path) => Some(TokenCheck::from_file(path)?),
+                None => None,
+            },
+            allow_remote: self.allow_remote || file.allow_remote.unwrap_or(false),
+            socket_mode: match self.socket_mode.as_ref().or(file.socket_mode.as_ref()) {
+                Some(text) => parse_mode(text)?,
+                None => defaults.socket_mode,
+            },
+            socket_group: match self.socket_group.as_ref().or(file.socket_group.as_ref()) {
+                Some(text) => Some(parse_group(text)?),
+                None => None,
+            },
             // Dashboard.
             http,
             ..defaults
@@ -218,6 +265,20 @@ impl BrokerArgs {
         config.validate()?;
         Ok((config, self.threads.or(file.threads).unwrap_or(1).max(1)))
     }
+}
+
+/// Access control: a socket mode in octal, `0660` or `660`.
+fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("socket_mode {text:?} is not an octal mode like 0660"))
+}
+
+/// Access control: a group name or gid.
+fn parse_group(text: &str) -> Result<u32, String> {
+    text.parse()
+        .ok()
+        .or_else(|| Accounts::system().gid_of(text))
+        .ok_or_else(|| format!("socket_group {text:?} is neither a gid nor a group in /etc/group"))
 }
 
 /// Runs the broker; exit status 0 after a clean shutdown, 64 for a bad config, 3 when it cannot

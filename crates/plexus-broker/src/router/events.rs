@@ -7,10 +7,11 @@ use plexus_proto::{
 };
 use serde_json::json;
 
-use super::monitor;
+use super::monitor::{self, CallName};
 use super::{Kick, State, Subscription};
 use crate::config::SlowConsumer;
 use crate::conn_id::ConnId;
+use crate::quotas::Resource;
 
 /// What a delivery reached.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +29,16 @@ impl State {
         if let Err(e) = validate_pattern(pattern) {
             return self.fail(conn, id, ErrorCode::InvalidParams, &e.to_string(), b"");
         }
+        // Access control.
+        let checked = self
+            .access(conn)
+            .map(|a| match monitor::is_monitor_pattern(pattern) {
+                true => a.monitor(),
+                false => a.subscribe(pattern),
+            });
+        if let Some(Err(denied)) = checked {
+            return self.refuse(conn, id, CallName::default(), denied);
+        }
         let group = (frame.flags() & flags::QUEUE != 0).then(|| frame.string(1));
         if let Some(group) = group
             && let Err(e) = validate_name(group)
@@ -40,6 +51,9 @@ impl State {
             self.config.max_subscriptions,
         );
         let held = self.subscription_count();
+        if let Err(msg) = self.room_under_quota(conn, Resource::Subscriptions) {
+            return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -120,6 +134,10 @@ impl State {
                 "topic '{topic}' is the broker's monitor feed; only the broker publishes there"
             );
             return self.fail(conn, frame.id(), ErrorCode::PermissionDenied, &msg, b"");
+        }
+        // Access control.
+        if let Some(Err(denied)) = self.access(conn).map(|a| a.publish(topic)) {
+            return self.refuse(conn, frame.id(), CallName::default(), denied);
         }
         let reach = self.deliver(frame);
         self.stats.events_published += 1;
