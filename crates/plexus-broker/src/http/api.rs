@@ -320,6 +320,11 @@ pub async fn names(
     if let Some(e) = bad_order(&page) {
         return e;
     }
+    if let Some(sort) = page.sort.as_deref().filter(|s| *s != "name") {
+        return bad_request(format!(
+            "names are listed by name only, not by {sort:?}; use order=desc to reverse"
+        ));
+    }
     let (total, rows) = dashboard.router.with_state(|st| {
         let mut all: Vec<(&String, &NameEntry)> = st.registry.iter().collect();
         all.sort_by(|a, b| a.0.cmp(b.0));

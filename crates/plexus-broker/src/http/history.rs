@@ -20,7 +20,8 @@ pub const SAMPLES: usize = 300;
 pub struct Sample {
     /// When it was taken, in milliseconds since the Unix epoch.
     pub t_ms: u64,
-    /// Calls routed to workers that ended in the second (answered, failed or timed out).
+    /// Calls to workers that ended in the second: answered, failed, timed out, or refused by the
+    /// broker (no such object, overloaded).
     pub calls_per_s: f64,
     /// Of those, the ones that ended in an error.
     pub errors_per_s: f64,
