@@ -90,8 +90,8 @@ pub struct Config {
     pub socket_group: Option<u32>,
     // Dashboard.
     /// Serve the dashboard, the JSON monitoring API, the live feed and Prometheus `/metrics` over
-    /// HTTP on this address (`docs/monitoring.md`). Loopback only: nothing checks who a viewer
-    /// is yet.
+    /// HTTP on this address (`docs/monitoring.md`). Beyond loopback only with `allow_remote` and
+    /// `token`, and then every request must present the token.
     pub http: Option<SocketAddr>,
     // Contracts.
     /// A directory of pinned contracts, one `NAME.json` per object name: a worker registering a
@@ -241,9 +241,10 @@ impl Config {
         // Dashboard.
         if let Some(addr) = self.http
             && !addr.ip().is_loopback()
+            && !(self.allow_remote && self.token.is_some())
         {
             return Err(format!(
-                "http address {addr} is not a loopback address: the dashboard and its API show every connection, name and call, and this broker cannot yet tell viewers apart (no token); serve it on 127.0.0.1 or [::1] and reach it through an SSH tunnel"
+                "http address {addr} is not a loopback address: the dashboard and its API show every connection, name and call to whoever reaches it; pass --allow-remote (allow_remote = true) together with --token-file, so that viewers must present the token, or serve it on 127.0.0.1"
             ));
         }
         Ok(())

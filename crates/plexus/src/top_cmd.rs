@@ -45,8 +45,22 @@ pub struct TopArgs {
     once: bool,
 }
 
-/// `GET path` on the broker's HTTP listener: the JSON it answers.
-async fn get(addr: &str, path: &str) -> Result<Value, Failure> {
+/// The token to present (`--token-file`, else `$PLEXUS_TOKEN`), if any.
+fn token(g: &Global) -> Result<Option<String>, Failure> {
+    if let Some(path) = &g.token_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Failure::new(
+                exit::INVALID_ARGS,
+                format!("cannot read token file {}: {e}", path.display()),
+            )
+        })?;
+        return Ok(Some(text.trim().to_owned()));
+    }
+    Ok(std::env::var("PLEXUS_TOKEN").ok().filter(|t| !t.is_empty()))
+}
+
+/// `GET path` on the broker's HTTP listener, presenting `token`: the JSON it answers.
+async fn get(addr: &str, path: &str, token: Option<&str>) -> Result<Value, Failure> {
     let unreachable = |e: &dyn std::fmt::Display| {
         Failure::new(
             exit::NO_BROKER,
@@ -63,8 +77,11 @@ async fn get(addr: &str, path: &str) -> Result<Value, Failure> {
             .await
             .map_err(|e| unreachable(&e))?;
         tokio::spawn(conn);
-        let request = hyper::Request::get(path)
-            .header(hyper::header::HOST, addr)
+        let mut request = hyper::Request::get(path).header(hyper::header::HOST, addr);
+        if let Some(token) = token {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
             .body(Empty::<Bytes>::new())
             .map_err(|e| Failure::new(exit::INVALID_ARGS, format!("bad address {addr}: {e}")))?;
         let response = sender
@@ -79,8 +96,12 @@ async fn get(addr: &str, path: &str) -> Result<Value, Failure> {
             .map_err(|e| unreachable(&e))?
             .to_bytes();
         if !status.is_success() {
+            let code = match status.as_u16() {
+                401 | 403 => exit::PERMISSION_DENIED,
+                _ => exit::TRANSPORT,
+            };
             return Err(Failure::new(
-                exit::TRANSPORT,
+                code,
                 format!(
                     "GET http://{addr}{path} answered {status}: {}",
                     String::from_utf8_lossy(&body).trim()
@@ -106,15 +127,20 @@ struct Snapshot {
     names: Value,
 }
 
-async fn snapshot(args: &TopArgs) -> Result<Snapshot, Failure> {
+async fn snapshot(args: &TopArgs, token: Option<&str>) -> Result<Snapshot, Failure> {
     let connections = format!(
         "/api/connections?sort={}&order=desc&limit={}",
         args.sort, args.limit
     );
     Ok(Snapshot {
-        server: get(&args.http, "/api/server").await?,
-        connections: get(&args.http, &connections).await?,
-        names: get(&args.http, &format!("/api/names?limit={}", args.limit)).await?,
+        server: get(&args.http, "/api/server", token).await?,
+        connections: get(&args.http, &connections, token).await?,
+        names: get(
+            &args.http,
+            &format!("/api/names?limit={}", args.limit),
+            token,
+        )
+        .await?,
     })
 }
 
@@ -263,10 +289,11 @@ fn print(s: &Snapshot) {
 /// Runs `plexus top` until interrupted (or once).
 pub async fn top(args: TopArgs, g: Global) -> Result<u8, Failure> {
     let clear = !args.once && std::io::stdout().is_terminal();
+    let token = token(&g)?;
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {
-        let s = snapshot(&args).await?;
+        let s = snapshot(&args, token.as_deref()).await?;
         if g.json {
             let out = json!({
                 "server": s.server,

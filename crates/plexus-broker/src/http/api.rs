@@ -7,15 +7,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use axum::Json;
 use axum::extract::{Path, Query, State as Shared};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::Dashboard;
+use super::viewer::Viewer;
 use crate::conn_id::ConnId;
 use crate::observe::latency;
 use crate::registry::{NameEntry, Owners};
@@ -154,26 +155,29 @@ struct ConnRow {
     subscriptions: usize,
 }
 
-fn conn_rows(st: &State) -> Vec<ConnRow> {
+/// The connections; who is behind each (client, pid, uid, executable, address) only with
+/// `details`.
+fn conn_rows(st: &State, details: bool) -> Vec<ConnRow> {
     st.conns
         .iter()
         .map(|(id, c)| {
             let (frames_out, bytes_out) = c.outbox.sent();
             let mut names: Vec<String> = c.names.iter().cloned().collect();
             names.sort();
+            let peer = details.then_some(&c.peer);
             ConnRow {
                 id: *id,
-                client: c.peer.client.clone(),
+                client: peer.map(|p| p.client.clone()).unwrap_or_default(),
                 dialect: DIALECTS
                     .iter()
                     .find(|d| **d == c.peer.client)
                     .copied()
                     .unwrap_or("native"),
                 transport: c.peer.transport,
-                pid: c.peer.pid,
-                uid: c.peer.uid,
-                exe: c.peer.exe.clone(),
-                addr: c.peer.addr.clone(),
+                pid: peer.and_then(|p| p.pid),
+                uid: peer.and_then(|p| p.uid),
+                exe: peer.and_then(|p| p.exe.clone()),
+                addr: peer.and_then(|p| p.addr.clone()),
                 connected_since_ms: ms_since_epoch(c.traffic.since),
                 bytes_in: c.traffic.bytes_in,
                 bytes_out,
@@ -226,6 +230,7 @@ fn compare_conns(key: &str, a: &ConnRow, b: &ConnRow) -> Ordering {
 /// `GET /api/connections?sort=bytes_out&order=desc&offset=0&limit=100`.
 pub async fn connections(
     Shared(dashboard): Shared<Arc<Dashboard>>,
+    Extension(viewer): Extension<Viewer>,
     Query(page): Query<Page>,
 ) -> Response {
     let sort = page.sort.clone().unwrap_or_else(|| "id".to_owned());
@@ -238,7 +243,8 @@ pub async fn connections(
     if let Some(e) = bad_order(&page) {
         return e;
     }
-    let mut rows = dashboard.router.with_state(conn_rows);
+    let details = viewer.details();
+    let mut rows = dashboard.router.with_state(|st| conn_rows(st, details));
     rows.sort_by(|a, b| compare_conns(&sort, a, b));
     if page.descending() {
         rows.reverse();
@@ -280,7 +286,14 @@ struct NameRow {
     contract: Option<Box<RawValue>>,
 }
 
-fn name_row(st: &State, name: &str, entry: &NameEntry, with_contract: bool) -> NameRow {
+/// A name's row; its owners' client and pid only with `details`.
+fn name_row(
+    st: &State,
+    name: &str,
+    entry: &NameEntry,
+    with_contract: bool,
+    details: bool,
+) -> NameRow {
     let (ids, shared): (Vec<ConnId>, bool) = match &entry.owners {
         Owners::Exclusive(owner) => (vec![*owner], false),
         Owners::Shared { members, .. } => (members.clone(), true),
@@ -288,7 +301,7 @@ fn name_row(st: &State, name: &str, entry: &NameEntry, with_contract: bool) -> N
     let owners = ids
         .into_iter()
         .map(|conn| {
-            let peer = st.conns.get(&conn).map(|c| &c.peer);
+            let peer = st.conns.get(&conn).map(|c| &c.peer).filter(|_| details);
             Owner {
                 conn,
                 client: peer.map(|p| p.client.clone()).unwrap_or_default(),
@@ -315,6 +328,7 @@ fn name_row(st: &State, name: &str, entry: &NameEntry, with_contract: bool) -> N
 /// `GET /api/names?offset=0&limit=100`: names in name order, without their contracts.
 pub async fn names(
     Shared(dashboard): Shared<Arc<Dashboard>>,
+    Extension(viewer): Extension<Viewer>,
     Query(page): Query<Page>,
 ) -> Response {
     if let Some(e) = bad_order(&page) {
@@ -325,6 +339,7 @@ pub async fn names(
             "names are listed by name only, not by {sort:?}; use order=desc to reverse"
         ));
     }
+    let details = viewer.details();
     let (total, rows) = dashboard.router.with_state(|st| {
         let mut all: Vec<(&String, &NameEntry)> = st.registry.iter().collect();
         all.sort_by(|a, b| a.0.cmp(b.0));
@@ -335,7 +350,7 @@ pub async fn names(
             .iter()
             .skip(page.offset)
             .take(page.limit())
-            .map(|(name, entry)| name_row(st, name, entry, false))
+            .map(|(name, entry)| name_row(st, name, entry, false, details))
             .collect();
         (all.len(), rows)
     });
@@ -343,11 +358,16 @@ pub async fn names(
 }
 
 /// `GET /api/names/{name}`: one name with its contract (its registration description).
-pub async fn name(Shared(dashboard): Shared<Arc<Dashboard>>, Path(name): Path<String>) -> Response {
+pub async fn name(
+    Shared(dashboard): Shared<Arc<Dashboard>>,
+    Extension(viewer): Extension<Viewer>,
+    Path(name): Path<String>,
+) -> Response {
+    let details = viewer.details();
     let row = dashboard.router.with_state(|st| {
         st.registry
             .get(&name)
-            .map(|entry| name_row(st, &name, entry, true))
+            .map(|entry| name_row(st, &name, entry, true, details))
     });
     match row {
         Some(row) => Json(row).into_response(),

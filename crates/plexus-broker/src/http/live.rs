@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State as Shared;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -16,6 +17,8 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Dashboard;
+use super::viewer::Viewer;
+use crate::policy::Denied;
 
 /// Live viewers at once; more are answered 503.
 pub const MAX_VIEWERS: usize = 16;
@@ -24,7 +27,14 @@ pub const MAX_VIEWERS: usize = 16;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// `GET /api/live`.
-pub async fn feed(Shared(dashboard): Shared<Arc<Dashboard>>) -> Response {
+pub async fn feed(
+    Shared(dashboard): Shared<Arc<Dashboard>>,
+    Extension(viewer): Extension<Viewer>,
+) -> Response {
+    if let Err(Denied(message)) = viewer.monitor() {
+        let msg = format!("the live feed shows the monitor feed: {message}\n");
+        return (StatusCode::FORBIDDEN, msg).into_response();
+    }
     let Ok(place) = dashboard.viewers.clone().try_acquire_owned() else {
         let msg = format!(
             "{MAX_VIEWERS} viewers already watch the live feed, the limit; close one and try again\n"

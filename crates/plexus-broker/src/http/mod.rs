@@ -7,16 +7,20 @@ mod assets;
 mod history;
 mod live;
 mod metrics;
+mod viewer;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router as Routes;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper::body::Incoming;
+use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
@@ -65,7 +69,7 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: Shutdow
     tokio::pin!(stop);
     let clients = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut stop => return,
             a = accept_retrying("http", || listener.accept()) => a,
         };
@@ -76,7 +80,7 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: Shutdow
         let app = app.clone();
         let shutdown_conn = shutdown.clone();
         shutdown.spawn(async move {
-            serve_connection(stream, app, &shutdown_conn).await;
+            serve_connection(stream, peer, app, &shutdown_conn).await;
             drop(slot);
         });
     }
@@ -84,13 +88,18 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: Shutdow
 
 /// Serves one HTTP/1.1 connection: one request, then it is closed (no keep-alive, so a client
 /// holds a place only while it is answered or watches the live feed).
-async fn serve_connection(stream: TcpStream, app: Routes, shutdown: &Shutdown) {
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, app: Routes, shutdown: &Shutdown) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(REQUEST_TIMEOUT)
         .max_buf_size(MAX_REQUEST)
         .keep_alive(false);
-    let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    let app = TowerToHyperService::new(app);
+    let service = service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        app.call(request)
+    });
+    let conn = http.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -107,12 +116,11 @@ async fn serve_connection(stream: TcpStream, app: Routes, shutdown: &Shutdown) {
     }
 }
 
-/// The routes, behind the Host check.
+/// The routes: the page (behind the Host check on a loopback listener), the API (also behind
+/// the viewer's admission), `/metrics` (admission only).
 fn routes(dashboard: Arc<Dashboard>) -> Routes {
-    let checked = Routes::new()
-        .route("/", get(assets::page))
-        .route("/dashboard.js", get(assets::script))
-        .route("/dashboard.css", get(assets::style))
+    let identify = middleware::from_fn_with_state(dashboard.clone(), viewer::identify);
+    let api = Routes::new()
         .route("/api/server", get(api::server))
         .route("/api/connections", get(api::connections))
         .route("/api/names", get(api::names))
@@ -121,9 +129,24 @@ fn routes(dashboard: Arc<Dashboard>) -> Routes {
         .route("/api/history", get(api::history))
         .route("/api/health", get(api::health))
         .route("/api/live", get(live::feed))
-        .layer(middleware::from_fn(local_host_only));
+        .layer(identify.clone());
+    let mut checked = Routes::new()
+        .route("/", get(assets::page))
+        .route("/dashboard.js", get(assets::script))
+        .route("/dashboard.css", get(assets::style))
+        .merge(api);
+    // Beyond loopback every request presents the token, and the host is whatever name the
+    // viewers use.
+    if dashboard
+        .router
+        .config()
+        .http
+        .is_none_or(|a| a.ip().is_loopback())
+    {
+        checked = checked.layer(middleware::from_fn(local_host_only));
+    }
     Routes::new()
-        .route("/metrics", get(metrics::metrics))
+        .route("/metrics", get(metrics::metrics).layer(identify))
         .merge(checked)
         .fallback(not_found)
         .with_state(dashboard)

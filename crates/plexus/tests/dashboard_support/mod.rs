@@ -50,14 +50,21 @@ impl DashBroker {
     /// Starts `plexus broker --socket DIR/bus.sock --http 127.0.0.1:PORT EXTRA...` and waits
     /// until both listen.
     pub fn start(extra: &[&str]) -> DashBroker {
+        Self::start_on("127.0.0.1", extra)
+    }
+
+    /// Starts `plexus broker --socket DIR/bus.sock --http IP:PORT EXTRA...`; its `http` is
+    /// 127.0.0.1 on that port (`ip` may be a wildcard).
+    pub fn start_on(ip: &str, extra: &[&str]) -> DashBroker {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("bus.sock");
         let log = dir.path().join("broker.log");
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let port = free_port();
+        let http: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let child = Command::new(env!("CARGO_BIN_EXE_plexus"))
             .args(["broker", "--socket"])
             .arg(&socket)
-            .args(["--http", &http.to_string()])
+            .args(["--http", &format!("{ip}:{port}")])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))
@@ -103,9 +110,15 @@ impl DashBroker {
 /// `GET path` on `addr` with `Host: host`: the status and the body (the server closes after one
 /// response).
 pub fn get(addr: SocketAddr, path: &str, host: &str) -> (u16, String) {
+    get_with(addr, path, host, &[])
+}
+
+/// `GET path` with extra header lines (`"Authorization: Bearer T"`): the status and the body.
+pub fn get_with(addr: SocketAddr, path: &str, host: &str, headers: &[&str]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect http");
     s.set_read_timeout(Some(WAIT)).expect("timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").expect("request");
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n").expect("request");
     let mut text = String::new();
     s.read_to_string(&mut text).expect("response");
     let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
@@ -115,6 +128,33 @@ pub fn get(addr: SocketAddr, path: &str, host: &str) -> (u16, String) {
         .and_then(|s| s.parse().ok())
         .expect("a status");
     (status, body.to_owned())
+}
+
+/// The status line of `GET path` with extra header lines, read up to the end of the head (for
+/// responses that do not end, like the live feed).
+pub fn status_line(addr: SocketAddr, path: &str, headers: &[&str]) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect http");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n").expect("request");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).expect("read the head");
+        assert_eq!(n, 1, "the head ends: {}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    head.lines().next().unwrap_or_default().to_owned()
+}
+
+/// A token file (mode 0600) in `dir` holding `token`.
+pub fn token_file(dir: &Path, token: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("token");
+    std::fs::write(&path, format!("{token}\n")).expect("write the token");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    path
 }
 
 /// The `plexus-bus-client` example `name`, built on first use.

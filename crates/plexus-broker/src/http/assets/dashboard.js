@@ -22,8 +22,28 @@ const state = {
 
 async function getJSON(path) {
   const response = await fetch(path, { cache: "no-store" });
+  if (response.status === 401) askForToken(await response.text());
   if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
   return response.json();
+}
+
+// A broker with a token (--token-file) asks for it once; the page keeps it in a cookie that
+// every request to this origin carries, the live feed's included.
+function askForToken(why) {
+  const form = $("token-form");
+  if (!form.hidden) return;
+  $("token-why").textContent = why;
+  form.hidden = false;
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const token = $("token").value.trim();
+    if (!/^[\x21-\x7e]+$/.test(token) || /[;,]/.test(token)) {
+      $("token-why").textContent = "a token is printable ASCII without spaces, commas or semicolons";
+      return;
+    }
+    document.cookie = `plexus_token=${token}; path=/; SameSite=Strict`;
+    location.reload();
+  });
 }
 
 function node(tag, attrs = {}, text) {
@@ -288,7 +308,8 @@ function connectFeed() {
     showTrafficStatus();
   });
   feed.addEventListener("error", () => {
-    $("feed-status").textContent = "live feed: reconnecting";
+    $("feed-status").textContent =
+      feed.readyState === EventSource.CLOSED ? "live feed: refused (GET /api/live says why)" : "live feed: reconnecting";
   });
 }
 
