@@ -6,7 +6,7 @@ const SVG = "http://www.w3.org/2000/svg";
 const MAX_RECORDS = 400;
 const MAX_SAMPLES = 300;
 const ROW = 22;
-const LANE = 170;
+const LANE = 260;
 
 const state = {
   sort: "id",
@@ -148,14 +148,14 @@ function refreshTables() {
   });
 }
 
-function chart(id, series) {
+function chart(id, series, format = (v) => `${Math.round(v)}`) {
   const svg = $(id);
   const values = series.flatMap((s) => s.values.filter((v) => v !== null));
   const top = Math.max(1, ...values);
   const n = Math.max(...series.map((s) => s.values.length), 2);
   const x = (i) => (i * 300) / (n - 1);
   const y = (v) => 78 - (v / top) * 72;
-  const parts = [shape("text", { x: 2, y: 10 }, `${Math.round(top)}`)];
+  const parts = [shape("text", { x: 2, y: 10 }, format(top))];
   for (const s of series) {
     const points = s.values.map((v, i) => (v === null ? null : `${x(i).toFixed(1)},${y(v).toFixed(1)}`)).filter(Boolean);
     parts.push(shape("polyline", { points: points.join(" "), class: s.cls, stroke: s.color }));
@@ -170,7 +170,7 @@ function drawCharts() {
   chart("chart-latency", [
     { values: s.map((p) => p.p50_us), color: "#2f8a4c" },
     { values: s.map((p) => p.p99_us), color: "#e08a00" },
-  ]);
+  ], micros);
   const last = s[s.length - 1];
   if (last) {
     $("now-calls").textContent = `${last.calls_per_s.toFixed(0)} calls/s`;
@@ -208,7 +208,7 @@ function renderSequence() {
   const records = visibleRecords();
   const lanes = new Map();
   const lane = (p) => {
-    if (!lanes.has(p.key)) lanes.set(p.key, { x: 90 + lanes.size * LANE, label: p.label });
+    if (!lanes.has(p.key)) lanes.set(p.key, { x: 150 + lanes.size * LANE, label: p.label });
     return lanes.get(p.key).x;
   };
   const TOPICS = "topics";
@@ -235,9 +235,12 @@ function renderSequence() {
         text = r.kind === "error" ? `${label} ✗ ${r.code} ${took}` : `${label} ✓ ${took}`;
         const call = calls.get(r.call_id);
         if (call && call.x === to) {
-          const bend = to - 24;
+          // The arc bulges away from the other party, so it crosses no arrow.
+          const out = from < to ? 1 : -1;
+          const bend = to + out * 24;
           g.append(shape("path", { d: `M ${to} ${call.y} C ${bend} ${call.y}, ${bend} ${y}, ${to} ${y}`, class: "arc" }));
-          g.append(shape("text", { x: bend - 4, y: (call.y + y) / 2 + 4, "text-anchor": "end", class: "arc-label" }, took));
+          const anchor = out > 0 ? "start" : "end";
+          g.append(shape("text", { x: bend + out * 4, y: (call.y + y) / 2 + 4, "text-anchor": anchor, class: "arc-label" }, took));
         }
       }
       g.append(shape("text", { x: Math.min(from, to) + 6, y: y - 4, class: `seq-label ${cls === "error" ? "error" : ""}` }, text));
@@ -246,7 +249,7 @@ function renderSequence() {
     parts.push(g);
   });
   const height = 30 + records.length * ROW;
-  const width = Math.max(600, 120 + lanes.size * LANE);
+  const width = Math.max(600, 80 + lanes.size * LANE);
   const lines = [...lanes.values()].map((l) => shape("line", { x1: l.x, y1: 0, x2: l.x, y2: height, class: "lane" }));
   const heads = $("sequence-heads");
   heads.setAttribute("width", width);
