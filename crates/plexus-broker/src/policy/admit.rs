@@ -69,14 +69,14 @@ pub fn check_token(token: Option<&TokenCheck>, presented: &[u8]) -> Result<bool,
 }
 
 /// The rights of a peer about to be attached, or why it is refused: an anonymous TCP peer of a
-/// broker that has a token is refused unless the policy has rules for anonymous peers.
+/// broker that has a token is refused unless the policy grants anonymous peers rights.
 pub fn admit(
     policy: Option<&Policy>,
     token: Option<&TokenCheck>,
     peer: &PeerInfo,
 ) -> Result<Access, Denied> {
     let anonymous = peer.uid.is_none() && !peer.token;
-    if anonymous && token.is_some() && !policy.is_some_and(Policy::mentions_anonymous) {
+    if anonymous && token.is_some() && !policy.is_some_and(Policy::grants_anonymous) {
         return Err(Denied(format!(
             "this broker lets TCP peers in only with its token (--token-file), and {} sent none in hello (set PLEXUS_TOKEN or --token-file on the client)",
             peer.addr.as_deref().unwrap_or("this peer")

@@ -105,8 +105,27 @@ fn rules_apply_by_user_group_and_deny_wins() {
         "{}",
         err.0
     );
-    assert!(policy.mentions_anonymous());
-    assert!(!policy.grants_anonymous());
+    assert!(
+        !policy.grants_anonymous(),
+        "anonymous is named only by a deny rule"
+    );
+    let err = anon.call("secret", "get", false).expect_err("denied");
+    assert!(
+        err.0.contains("deny[1].call[0]"),
+        "* is not anonymous: {}",
+        err.0
+    );
+    let mut token_peer = anon_peer.clone();
+    token_peer.token = true;
+    let token = Access::restricted(policy.compile(&token_peer, accounts));
+    let err = token
+        .call("secret", "get", false)
+        .expect_err("* covers token peers");
+    assert!(
+        err.0.contains("deny[0].call[0]") && err.0.contains("token peer"),
+        "{}",
+        err.0
+    );
 
     let open = Access::unrestricted();
     assert_eq!(open.call("secret", "get", false), Ok(()));
