@@ -39,8 +39,6 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// How long shutdown waits for outboxes to drain.
     pub shutdown_grace: Duration,
-    /// Serve Prometheus metrics on this address (`GET /metrics`).
-    pub metrics: Option<SocketAddr>,
     /// Also listen on this Unix socket, where programs built on the `ipc-broker` crate connect
     /// (it is [`IPC_BROKER_SOCKET`] for them). Every socket speaks every dialect; this one only
     /// adds the path.
@@ -90,6 +88,11 @@ pub struct Config {
     pub socket_mode: u32,
     /// The group the Unix socket is given (with a mode like 0660); needs a policy.
     pub socket_group: Option<u32>,
+    // Dashboard.
+    /// Serve the dashboard, the JSON monitoring API, the live feed and Prometheus `/metrics` over
+    /// HTTP on this address (`docs/monitoring.md`). Loopback only: nothing checks who a viewer
+    /// is yet.
+    pub http: Option<SocketAddr>,
 }
 
 /// What the broker does with a subscriber whose outbox has no room for an event.
@@ -148,7 +151,6 @@ impl Default for Config {
             max_connections: 4096,
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
-            metrics: None,
             ipc_broker_socket: None,
             ipc_broker_tcp: None,
             // Connection limits.
@@ -171,6 +173,8 @@ impl Default for Config {
             allow_remote: false,
             socket_mode: 0o600,
             socket_group: None,
+            // Dashboard.
+            http: None,
         }
     }
 }
@@ -219,6 +223,15 @@ impl Config {
             token: self.token.is_some(),
             shared_socket: self.socket_mode != 0o600 || self.socket_group.is_some(),
         };
-        check_listeners(listeners, self.policy.as_deref())
+        check_listeners(listeners, self.policy.as_deref())?;
+        // Dashboard.
+        if let Some(addr) = self.http
+            && !addr.ip().is_loopback()
+        {
+            return Err(format!(
+                "http address {addr} is not a loopback address: the dashboard and its API show every connection, name and call, and this broker cannot yet tell viewers apart (no token); serve it on 127.0.0.1 or [::1] and reach it through an SSH tunnel"
+            ));
+        }
+        Ok(())
     }
 }

@@ -10,8 +10,11 @@ mod conn_id;
 mod connection;
 mod error;
 mod listener;
-#[cfg(feature = "metrics")]
-mod metrics;
+// Counted always, read only by the HTTP listener.
+#[cfg(feature = "http")]
+mod http;
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+mod observe;
 mod outbox;
 mod peer;
 mod pending;
@@ -53,7 +56,8 @@ pub struct Broker {
     /// ipc-broker's socket path, when asked for.
     ipc_unix: Option<UnixSocket>,
     tcp: Vec<TcpListener>,
-    metrics: Option<TcpListener>,
+    /// Dashboard: the HTTP listener.
+    http: Option<TcpListener>,
     /// ipc-server's TCP address, when asked for.
     ipc_server: Option<TcpListener>,
 }
@@ -114,8 +118,8 @@ impl Broker {
             Some(addr) => Some(bind_tcp(addr).await?),
             None => None,
         };
-        let metrics = match config.metrics {
-            Some(_) if !cfg!(feature = "metrics") => return Err(BrokerError::NoMetrics),
+        let http = match config.http {
+            Some(_) if !cfg!(feature = "http") => return Err(BrokerError::NoHttp),
             Some(addr) => Some(bind_tcp(addr).await?),
             None => None,
         };
@@ -124,7 +128,7 @@ impl Broker {
             unix,
             ipc_unix,
             tcp,
-            metrics,
+            http,
             ipc_server,
         })
     }
@@ -144,9 +148,9 @@ impl Broker {
         self.ipc_server.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// The address metrics are served on.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    /// The address the dashboard, the monitoring API and `/metrics` are served on.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The bound TCP addresses (with real ports when port 0 was asked).
@@ -171,9 +175,9 @@ impl Broker {
                 socket_paths.push(unix.path);
             }
         }
-        #[cfg(feature = "metrics")]
-        if let Some(l) = self.metrics {
-            shutdown.spawn(metrics::serve(l, router.clone(), shutdown.clone()));
+        #[cfg(feature = "http")]
+        if let Some(l) = self.http {
+            shutdown.spawn(http::serve(l, router.clone(), shutdown.clone()));
         }
         for l in self.tcp {
             if let Ok(addr) = l.local_addr() {

@@ -6,7 +6,7 @@
 //! connection's reader then stops reading ([`Outbox::room`]) until the writer has drained the
 //! count back under the limit, so a peer that asks and does not read is no longer read from.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
@@ -48,6 +48,10 @@ struct Shared {
     drained: Notify,
     /// Access control: the per-user quota of bytes this outbox also counts against, if any.
     quota: OnceLock<Arc<ByteQuota>>,
+    /// Dashboard: frames queued to the socket so far.
+    frames_out: AtomicU64,
+    /// Dashboard: their wire size.
+    bytes_out: AtomicU64,
 }
 
 impl Drop for Shared {
@@ -112,11 +116,15 @@ impl Outbox {
         if let Some(quota) = quota {
             quota.add(len);
         }
+        let wire = frame.wire_len() as u64;
         if self.tx.send(frame).is_err() {
             self.shared.queued.fetch_sub(len, Ordering::Relaxed);
             if let Some(quota) = quota {
                 quota.sub(len);
             }
+        } else {
+            self.shared.frames_out.fetch_add(1, Ordering::Relaxed);
+            self.shared.bytes_out.fetch_add(wire, Ordering::Relaxed);
         }
     }
 
@@ -124,6 +132,15 @@ impl Outbox {
     /// bytes queued to all the connections of one user). Set once, before anything is queued.
     pub fn count_against(&self, quota: Arc<ByteQuota>) {
         let _ = self.shared.quota.set(quota);
+    }
+
+    /// Dashboard: frames queued to the socket so far, and their wire size.
+    #[cfg(feature = "http")]
+    pub fn sent(&self) -> (u64, u64) {
+        (
+            self.shared.frames_out.load(Ordering::Relaxed),
+            self.shared.bytes_out.load(Ordering::Relaxed),
+        )
     }
 
     /// Bytes queued and not yet written, as [`held`] counts them.

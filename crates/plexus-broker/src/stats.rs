@@ -85,7 +85,7 @@ impl Stats {
     }
 
     /// The latency histogram: cumulative counts per bucket bound (µs; `None` = +Inf), and the sum.
-    #[cfg(feature = "metrics")]
+    #[cfg(feature = "http")]
     pub fn latency(&self) -> (Vec<(Option<u64>, u64)>, Duration) {
         let mut total = 0;
         let bounds = LATENCY_BUCKETS_US

@@ -19,7 +19,7 @@ use crate::exit;
 #[derive(Args, Debug, Default)]
 pub struct BrokerArgs {
     /// TOML file with any of the keys below (socket, tcp, no_unix, max_frame, outbox_limit,
-    /// max_connections, call_timeout_ms, threads, metrics, ipc_broker_compat, ipc_broker_tcp,
+    /// max_connections, call_timeout_ms, threads, http (or metrics), ipc_broker_compat, ipc_broker_tcp,
     /// handshake_timeout_ms, partial_frame_timeout_ms, ipc_server_compat), and the router limits
     /// (max_pending_per_connection, max_pending, max_call_timeout_ms, max_wait_names,
     /// max_names_per_connection, max_names, max_subscriptions_per_connection, max_subscriptions,
@@ -36,11 +36,11 @@ pub struct BrokerArgs {
     /// Listen on TCP only, no Unix socket.
     #[arg(long)]
     no_unix: bool,
-    /// Largest frame accepted, in bytes [default: 16777216].
+    /// Largest frame accepted, in bytes [default: 16842752, a 16 MiB payload and its header].
     #[arg(long, value_name = "BYTES")]
     max_frame: Option<u32>,
     /// Bytes a connection's outbox may hold before calls to it fail and its events drop; at
-    /// least max_frame [default: 33554432].
+    /// least max_frame [default: 33685504].
     #[arg(long, value_name = "BYTES")]
     outbox_limit: Option<usize>,
     /// Connections open at once; past it, new ones are told `overloaded` and closed
@@ -53,10 +53,6 @@ pub struct BrokerArgs {
     /// Runtime threads; 1 runs everything on one thread, fastest on small machines [default: 1].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
-    #[cfg(feature = "metrics")]
-    #[arg(long, value_name = "ADDR")]
-    metrics: Option<SocketAddr>,
     /// Also listen on the socket of the `ipc-broker` crate, so programs built on its IPCClient and
     /// WorkerBuilder connect unchanged [PATH default: /tmp/ipc_broker.sock].
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = plexus_broker::IPC_BROKER_SOCKET)]
@@ -99,6 +95,13 @@ pub struct BrokerArgs {
     /// Group (name or gid) given the Unix socket, with --socket-mode 0660; needs --policy.
     #[arg(long, value_name = "GROUP")]
     socket_group: Option<String>,
+    // Dashboard.
+    /// Serve the dashboard at http://ADDR/, the JSON monitoring API at /api/*, and Prometheus
+    /// text at /metrics; loopback addresses only (`--metrics` is the same flag)
+    /// [ADDR default: 127.0.0.1:7777].
+    #[cfg(feature = "http")]
+    #[arg(long, visible_alias = "metrics", value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:7777")]
+    http: Option<SocketAddr>,
 }
 
 /// The config file: every key optional, unknown keys refused.
@@ -113,7 +116,9 @@ struct FileConfig {
     max_connections: Option<usize>,
     call_timeout_ms: Option<u64>,
     threads: Option<usize>,
-    metrics: Option<SocketAddr>,
+    // Dashboard.
+    #[serde(alias = "metrics")]
+    http: Option<SocketAddr>,
     ipc_broker_compat: Option<PathBuf>,
     ipc_broker_tcp: Option<SocketAddr>,
     // Connection limits.
@@ -155,10 +160,11 @@ impl BrokerArgs {
             None => FileConfig::default(),
         };
         let defaults = Config::default();
-        #[cfg(feature = "metrics")]
-        let metrics = self.metrics.or(file.metrics);
-        #[cfg(not(feature = "metrics"))]
-        let metrics = file.metrics;
+        // Dashboard.
+        #[cfg(feature = "http")]
+        let http = self.http.or(file.http);
+        #[cfg(not(feature = "http"))]
+        let http = file.http;
         let config = Config {
             socket: self.socket.clone().or(file.socket),
             no_unix: self.no_unix || file.no_unix.unwrap_or(false),
@@ -183,7 +189,6 @@ impl BrokerArgs {
                 .call_timeout_ms
                 .or(file.call_timeout_ms)
                 .map_or(defaults.default_call_timeout, Duration::from_millis),
-            metrics,
             ipc_broker_socket: self.ipc_broker_compat.clone().or(file.ipc_broker_compat),
             ipc_broker_tcp: self.ipc_broker_tcp.or(file.ipc_broker_tcp),
             // Connection limits.
@@ -239,6 +244,8 @@ impl BrokerArgs {
                 Some(text) => Some(parse_group(text)?),
                 None => None,
             },
+            // Dashboard.
+            http,
             ..defaults
         };
         if config.no_unix && config.tcp.is_empty() {
@@ -334,8 +341,11 @@ pub fn run(args: BrokerArgs) -> ExitCode {
         if let Some(addr) = broker.ipc_server_addr() {
             eprintln!("plexus broker listening for ipc-server programs on tcp://{addr}");
         }
-        if let Some(addr) = broker.metrics_addr() {
-            eprintln!("plexus broker serving metrics on http://{addr}/metrics");
+        // Dashboard.
+        if let Some(addr) = broker.http_addr() {
+            eprintln!(
+                "plexus broker serving the dashboard on http://{addr}/ (API /api/server, metrics /metrics)"
+            );
         }
         let stop = async {
             stop_signal().await;

@@ -193,11 +193,7 @@ pub fn version(args: &VersionArgs, json: bool) -> u8 {
     } else {
         "release"
     };
-    let metrics = if cfg!(feature = "metrics") {
-        "on"
-    } else {
-        "off"
-    };
+    let metrics = if cfg!(feature = "http") { "on" } else { "off" };
     let target = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
     if json {
         let mut out = json!({ "version": env!("CARGO_PKG_VERSION") });

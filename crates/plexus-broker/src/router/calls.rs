@@ -136,7 +136,8 @@ impl State {
             deadline: now + timeout,
             timeout_ms: timeout_ms.into(),
             started: now,
-            label: (self.monitor_subs > 0).then(|| {
+            name_stats: self.registry.name_stats(object),
+            label: self.watched().then(|| {
                 Box::new(CallLabel {
                     object: object.into(),
                     method: frame.string(1).into(),
@@ -240,6 +241,8 @@ impl State {
             }
             _ => frame.readdress(frame.kind(), call.caller_id, frame.aux()),
         };
+        call.name_stats
+            .record_answer(answer.kind() == Kind::Error, elapsed);
         if answer.kind() == Kind::Error {
             self.stats.count_error(answer.error_code());
             self.stats
@@ -271,6 +274,7 @@ impl State {
                     call.timeout_ms
                 );
                 self.stats.record_call(Some(ErrorCode::Timeout), None);
+                call.name_stats.record_failure();
                 self.fail_call(
                     call.caller,
                     call.caller_id,

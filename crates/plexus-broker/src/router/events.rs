@@ -143,6 +143,7 @@ impl State {
         self.stats.events_published += 1;
         self.stats.events_delivered += reach.delivered;
         self.stats.events_dropped += reach.dropped;
+        self.topics.record(topic, reach.delivered, reach.dropped);
         self.feed_monitor(|st| {
             monitor::event_record(st.party(conn), frame, reach.delivered, reach.dropped)
         });
@@ -156,11 +157,17 @@ impl State {
     /// Delivers the record `build` makes to the monitor feed; builds nothing while nobody
     /// subscribes to it. Records are counted apart from events.
     pub(super) fn feed_monitor(&mut self, build: impl FnOnce(&State) -> Frame) {
-        if self.monitor_subs > 0 {
+        if self.watched() {
             let record = build(self);
-            let reach = self.deliver(&record);
-            self.stats.monitor_delivered += reach.delivered;
-            self.stats.monitor_dropped += reach.dropped;
+            // Dashboard: viewers get the record's JSON; sending never waits.
+            if self.live.watched() {
+                self.live.send(record.payload());
+            }
+            if self.monitor_subs > 0 {
+                let reach = self.deliver(&record);
+                self.stats.monitor_delivered += reach.delivered;
+                self.stats.monitor_dropped += reach.dropped;
+            }
         }
     }
 
@@ -201,6 +208,7 @@ impl State {
                 }
                 Err(_) => {
                     sub.dropped = sub.dropped.saturating_add(1);
+                    c.traffic.events_dropped += 1;
                     reach.dropped += 1;
                     if disconnect && let Some(kick) = c.kick.take() {
                         let why = slow_consumer(topic, sub_id, outbox_limit);

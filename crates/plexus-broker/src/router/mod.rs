@@ -24,6 +24,9 @@ use tracing::error;
 
 use crate::config::Config;
 use crate::conn_id::ConnId;
+use crate::observe::ConnTraffic;
+use crate::observe::live::LiveFeed;
+use crate::observe::topics::Topics;
 use crate::outbox::Outbox;
 use crate::peer::PeerInfo;
 use crate::pending::{Pending, PendingCall, Taken};
@@ -63,6 +66,8 @@ pub struct Conn {
     pub access: Access,
     /// Whose quotas it counts against (access control).
     pub owner: Owner,
+    /// Dashboard: its traffic.
+    pub traffic: ConnTraffic,
     /// Tells the connection's task that the router disconnected it; taken when it is.
     kick: Option<oneshot::Sender<Kick>>,
 }
@@ -97,8 +102,13 @@ pub struct State {
     pub shutting_down: bool,
     /// Set when a deadline earlier than the timer's was added.
     pub timer_dirty: bool,
-    /// Subscriptions that receive the monitor feed; while 0, no feed is built.
+    /// Subscriptions that receive the monitor feed; while 0 (and nobody watches `live`), no
+    /// feed is built.
     pub monitor_subs: usize,
+    /// Dashboard: events per topic.
+    pub topics: Topics,
+    /// Dashboard: the monitor feed for the dashboard's viewers.
+    pub live: Arc<LiveFeed>,
     /// Scratch space for the subscriptions an event matches, kept to reuse its allocation.
     matches: Vec<SubKey>,
     /// Scratch space for the queue groups an event matches.
@@ -175,7 +185,7 @@ impl Router {
     }
 
     /// Runs `f` on the state under the lock.
-    #[cfg(feature = "metrics")]
+    #[cfg(feature = "http")]
     pub fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
         f(&self.lock())
     }
@@ -224,6 +234,7 @@ impl Router {
                 subs: HashMap::new(),
                 access,
                 owner,
+                traffic: ConnTraffic::new(),
                 kick: Some(kick),
             },
         );
@@ -274,12 +285,19 @@ impl Router {
         let now = Instant::now();
         let mut st = self.lock();
         let st = &mut *st;
+        let (mut frames_in, mut bytes_in) = (0u64, 0u64);
         for frame in frames {
             let (kind, id, flag_bits) = (frame.kind(), frame.id(), frame.flags());
+            frames_in += 1;
+            bytes_in += frame.wire_len() as u64;
             if catch_unwind(AssertUnwindSafe(|| route(st, conn, frame, now))).is_err() {
                 st.after_panic(conn, kind, id, flag_bits);
             }
             st.settle();
+        }
+        if let Some(c) = st.conns.get_mut(&conn) {
+            c.traffic.frames_in += frames_in;
+            c.traffic.bytes_in += bytes_in;
         }
         if std::mem::take(&mut st.timer_dirty) {
             self.timer.notify_one();
@@ -348,6 +366,8 @@ impl State {
             shutting_down: false,
             timer_dirty: false,
             monitor_subs: 0,
+            topics: Topics::default(),
+            live: Arc::default(),
             matches: Vec::new(),
             group_matches: Vec::new(),
             to_kick: Vec::new(),
@@ -371,6 +391,7 @@ impl State {
         let who = gone.peer.describe(conn);
         for (routed, call) in orphans.as_worker {
             self.stats.record_call(Some(ErrorCode::WorkerGone), None);
+            call.name_stats.record_failure();
             let msg = format!("the worker, {who}, disconnected before answering");
             self.fail_call(
                 call.caller,
@@ -476,6 +497,11 @@ impl State {
         self.stats.count_error(code);
         self.feed_monitor(|st| monitor::error_record(st.party(conn), id, call, code, message));
         self.send_always(conn, Frame::error(id, code, message, data));
+    }
+
+    /// Whether anyone watches the monitor feed: a subscriber or a dashboard viewer.
+    fn watched(&self) -> bool {
+        self.monitor_subs > 0 || self.live.watched()
     }
 
     /// A connection as monitor records name it.
