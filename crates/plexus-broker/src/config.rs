@@ -93,6 +93,16 @@ pub struct Config {
     /// HTTP on this address (`docs/monitoring.md`). Loopback only: nothing checks who a viewer
     /// is yet.
     pub http: Option<SocketAddr>,
+    // Contracts.
+    /// A directory of pinned contracts, one `NAME.json` per object name: a worker registering a
+    /// pinned name with a different contract is refused. Each file is at most
+    /// `max_description_bytes`.
+    pub contracts_dir: Option<PathBuf>,
+    /// Whether workers' results are checked against their contracts (params and event payloads
+    /// always are).
+    pub check_results: bool,
+    /// Deepest nesting (objects and arrays) of a contract's JSON.
+    pub max_contract_depth: usize,
 }
 
 /// What the broker does with a subscriber whose outbox has no room for an event.
@@ -175,6 +185,10 @@ impl Default for Config {
             socket_group: None,
             // Dashboard.
             http: None,
+            // Contracts.
+            contracts_dir: None,
+            check_results: true,
+            max_contract_depth: 32,
         }
     }
 }
