@@ -12,7 +12,7 @@ use serde_json::Value;
 
 mod cli_support;
 
-use cli_support::{Lines, WAIT, plexus, wait_exit};
+use cli_support::{Lines, WAIT, ndjson_request, plexus, wait_exit};
 
 /// Users the clients run as (they need no entry in /etc/passwd).
 const ALICE: u32 = 1001;
@@ -767,5 +767,31 @@ fn the_config_file_sets_the_policy_the_socket_mode_and_the_token() {
         stderr(&out).contains("allow[0].who: no user \"no-such-user-here\""),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn dialect_peers_on_the_socket_are_checked_by_their_uid_too() {
+    let policy = "[[allow]]\nwho = [\"uid:0\"]\nown = [\"math\"]\ncall = [\"math.*\"]\n";
+    let bus = SecureBus::start(Some(policy), &[]);
+    let _math = bus.spawn_as(0, &["echo", "--name", "math"]);
+    bus.run_as(0, &["wait", "math"]);
+    let allowed = ndjson_request(
+        &bus.socket(),
+        serde_json::json!({"jsonrpc":"2.0","id":1,"method":"math.add","params":[1,2]}),
+    );
+    assert_eq!(allowed["result"], serde_json::json!([1, 2]), "{allowed}");
+    let denied = ndjson_request(
+        &bus.socket(),
+        serde_json::json!({"jsonrpc":"2.0","id":2,"method":"secret.get","params":{}}),
+    );
+    assert_eq!(
+        denied["error"]["code"], -32009,
+        "permission_denied: {denied}"
+    );
+    let message = denied["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("call 'secret.get' not allowed") && message.contains("uid 0"),
+        "{denied}"
     );
 }

@@ -140,6 +140,31 @@ mod tests {
     }
 
     #[test]
+    fn an_anonymous_peer_of_a_token_broker_is_let_in_only_with_rights_of_its_own() {
+        let check = TokenCheck::new(b"0123456789abcdef").expect("token");
+        let anonymous = PeerInfo::from_tcp(([10, 0, 0, 2], 5000).into());
+        let accounts = Accounts::system();
+        let everyone = Policy::parse("[[allow]]\nwho = [\"*\"]\ncall = [\">\"]\n", "t", accounts)
+            .expect("policy");
+        let err = admit(Some(&everyone), Some(&check), &anonymous).expect_err("* is not enough");
+        assert!(err.0.contains("sent none in hello"), "{}", err.0);
+        assert!(admit(None, Some(&check), &anonymous).is_err(), "no policy");
+        let anon = Policy::parse(
+            "[[allow]]\nwho = [\"anonymous\"]\ncall = [\"math.*\"]\n",
+            "t",
+            accounts,
+        )
+        .expect("policy");
+        let access = admit(Some(&anon), Some(&check), &anonymous).expect("let in");
+        assert!(access.call("math", "add", false).is_ok());
+        assert!(access.call("other", "x", false).is_err());
+        let mut with_token = anonymous.clone();
+        with_token.token = true;
+        assert!(admit(None, Some(&check), &with_token).is_ok());
+        assert!(admit(None, None, &anonymous).is_ok(), "no token: as before");
+    }
+
+    #[test]
     fn a_token_is_right_wrong_or_absent() {
         let check = TokenCheck::new(b"0123456789abcdef").expect("token");
         assert_eq!(check_token(Some(&check), b"0123456789abcdef"), Ok(true));

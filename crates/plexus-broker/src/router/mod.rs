@@ -26,10 +26,10 @@ use tracing::error;
 
 use crate::config::Config;
 use crate::conn_id::ConnId;
+use crate::contracts::{self, Published};
 use crate::observe::ConnTraffic;
 use crate::observe::live::LiveFeed;
 use crate::observe::topics::Topics;
-use crate::contracts::{self, Published};
 use crate::outbox::Outbox;
 use crate::peer::PeerInfo;
 use crate::pending::{Pending, PendingCall, Taken};
