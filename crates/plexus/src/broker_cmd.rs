@@ -82,8 +82,8 @@ pub struct BrokerArgs {
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
     /// A file (mode 0600) holding the token TCP peers must present (PLEXUS_TOKEN or --token-file
-    /// on the client); TCP peers without it are refused unless the policy has rules for
-    /// anonymous peers.
+    /// on the client); TCP peers without it are refused unless the policy grants anonymous
+    /// peers rights.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
     /// Let --tcp listen beyond loopback; needs --token-file.

@@ -163,7 +163,7 @@ fn check_socket_path(path: &Path, report: &mut Report) {
                         "socket {} is mode {mode:o}: others may connect",
                         path.display()
                     ),
-                    "restart the broker, which makes it 0600",
+                    "restart the broker, which makes it 0600, unless its policy allows the sharing (see the policy lines below)",
                 );
             } else {
                 report.ok(format!("socket {} exists, mode {mode:o}", path.display()));

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 mod cli_support;
 
-use cli_support::{Lines, WAIT, plexus, wait_exit};
+use cli_support::{Lines, WAIT, ndjson_request, plexus, wait_exit};
 
 /// Users the clients run as (they need no entry in /etc/passwd).
 const ALICE: u32 = 1001;
@@ -704,4 +704,94 @@ fn the_outgoing_bytes_quota_bounds_what_is_queued_to_one_user() {
         "most events did not fit in root's quota: {counters}"
     );
     drop(stalled);
+}
+
+#[test]
+fn the_config_file_sets_the_policy_the_socket_mode_and_the_token() {
+    let dir = open_dir();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).expect("write policy");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "config-file-token-0123456789").expect("token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let config = dir.path().join("plexus.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "socket = \"{}\"\npolicy = \"{}\"\nsocket_mode = \"0666\"\ntoken_file = \"{}\"\ntcp = [\"127.0.0.1:0\"]\n",
+            dir.path().join("bus.sock").display(),
+            policy.display(),
+            token.display()
+        ),
+    )
+    .expect("write config");
+    let log = std::fs::File::create(dir.path().join("broker.log")).expect("log");
+    let broker = plexus()
+        .arg("broker")
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn broker");
+    let bus = SecureBus { dir, broker };
+    let deadline = Instant::now() + WAIT;
+    while std::os::unix::net::UnixStream::connect(bus.socket()).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the broker did not start: {}",
+            bus.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let meta = std::fs::metadata(bus.socket()).expect("socket");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o666, "socket_mode");
+    assert_denied(&bus.run_as(BOB, &["call", "math.sub", "{}"]), "not allowed");
+    let addr = format!("tcp://{}", bus.tcp_addr());
+    let mut cmd = plexus();
+    cmd.args(["--bus", &addr, "ping", "--count", "1"])
+        .env_remove("PLEXUS_TOKEN");
+    assert_denied(&run(cmd, &["ping"]), "sent none in hello");
+    let bad = bus.dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[allow]]\nwho = [\"user:no-such-user-here\"]\n").expect("write");
+    let out = run(
+        {
+            let mut cmd = plexus();
+            cmd.arg("broker").arg("--policy").arg(&bad);
+            cmd
+        },
+        &["broker --policy bad"],
+    );
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        stderr(&out).contains("allow[0].who: no user \"no-such-user-here\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn dialect_peers_on_the_socket_are_checked_by_their_uid_too() {
+    let policy = "[[allow]]\nwho = [\"uid:0\"]\nown = [\"math\"]\ncall = [\"math.*\"]\n";
+    let bus = SecureBus::start(Some(policy), &[]);
+    let _math = bus.spawn_as(0, &["echo", "--name", "math"]);
+    bus.run_as(0, &["wait", "math"]);
+    let allowed = ndjson_request(
+        &bus.socket(),
+        serde_json::json!({"jsonrpc":"2.0","id":1,"method":"math.add","params":[1,2]}),
+    );
+    assert_eq!(allowed["result"], serde_json::json!([1, 2]), "{allowed}");
+    let denied = ndjson_request(
+        &bus.socket(),
+        serde_json::json!({"jsonrpc":"2.0","id":2,"method":"secret.get","params":{}}),
+    );
+    assert_eq!(
+        denied["error"]["code"], -32009,
+        "permission_denied: {denied}"
+    );
+    let message = denied["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("call 'secret.get' not allowed") && message.contains("uid 0"),
+        "{denied}"
+    );
 }

@@ -105,6 +105,21 @@ fn render(st: &State) -> String {
         "Events dropped at full subscriber queues.",
         st.stats.events_dropped,
     );
+    // Access control.
+    metric(
+        &mut out,
+        "plexus_access_denied_total",
+        "counter",
+        "Requests and connections refused by the policy or the token.",
+        st.stats.access_denied,
+    );
+    metric(
+        &mut out,
+        "plexus_quota_exceeded_total",
+        "counter",
+        "Requests and connections refused at a per-user quota.",
+        st.stats.quota_exceeded,
+    );
     let _ = writeln!(
         out,
         "# HELP plexus_calls_total Calls routed to workers, by outcome.\n# TYPE plexus_calls_total counter"

@@ -69,14 +69,14 @@ pub fn check_token(token: Option<&TokenCheck>, presented: &[u8]) -> Result<bool,
 }
 
 /// The rights of a peer about to be attached, or why it is refused: an anonymous TCP peer of a
-/// broker that has a token is refused unless the policy has rules for anonymous peers.
+/// broker that has a token is refused unless the policy grants anonymous peers rights.
 pub fn admit(
     policy: Option<&Policy>,
     token: Option<&TokenCheck>,
     peer: &PeerInfo,
 ) -> Result<Access, Denied> {
     let anonymous = peer.uid.is_none() && !peer.token;
-    if anonymous && token.is_some() && !policy.is_some_and(Policy::mentions_anonymous) {
+    if anonymous && token.is_some() && !policy.is_some_and(Policy::grants_anonymous) {
         return Err(Denied(format!(
             "this broker lets TCP peers in only with its token (--token-file), and {} sent none in hello (set PLEXUS_TOKEN or --token-file on the client)",
             peer.addr.as_deref().unwrap_or("this peer")
@@ -137,6 +137,31 @@ mod tests {
         };
         assert!(check_listeners(shared, None).is_err());
         assert!(check_listeners(shared, Some(&grants)).is_ok());
+    }
+
+    #[test]
+    fn an_anonymous_peer_of_a_token_broker_is_let_in_only_with_rights_of_its_own() {
+        let check = TokenCheck::new(b"0123456789abcdef").expect("token");
+        let anonymous = PeerInfo::from_tcp(([10, 0, 0, 2], 5000).into());
+        let accounts = Accounts::system();
+        let everyone = Policy::parse("[[allow]]\nwho = [\"*\"]\ncall = [\">\"]\n", "t", accounts)
+            .expect("policy");
+        let err = admit(Some(&everyone), Some(&check), &anonymous).expect_err("* is not enough");
+        assert!(err.0.contains("sent none in hello"), "{}", err.0);
+        assert!(admit(None, Some(&check), &anonymous).is_err(), "no policy");
+        let anon = Policy::parse(
+            "[[allow]]\nwho = [\"anonymous\"]\ncall = [\"math.*\"]\n",
+            "t",
+            accounts,
+        )
+        .expect("policy");
+        let access = admit(Some(&anon), Some(&check), &anonymous).expect("let in");
+        assert!(access.call("math", "add", false).is_ok());
+        assert!(access.call("other", "x", false).is_err());
+        let mut with_token = anonymous.clone();
+        with_token.token = true;
+        assert!(admit(None, Some(&check), &with_token).is_ok());
+        assert!(admit(None, None, &anonymous).is_ok(), "no token: as before");
     }
 
     #[test]

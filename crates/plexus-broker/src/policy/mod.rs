@@ -68,7 +68,9 @@ struct Rule {
 /// A `who` entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Who {
-    /// `*`: every peer.
+    /// `*`: every identified peer (a Unix peer, or a TCP peer with the token); anonymous peers
+    /// get rights only from rules that name them, so a rule for local users never opens the bus
+    /// to the network.
     Everyone,
     /// `uid:N` or `user:NAME`.
     Uid(u32),
@@ -108,7 +110,7 @@ impl Who {
 
     fn matches(self, peer: &PeerInfo) -> bool {
         match self {
-            Who::Everyone => true,
+            Who::Everyone => peer.uid.is_some() || peer.token,
             Who::Uid(uid) => peer.uid == Some(uid),
             Who::Gid(gid) => peer.uid.is_some() && peer.in_group(gid),
             Who::Anonymous => peer.uid.is_none() && !peer.token,
@@ -142,25 +144,14 @@ impl Policy {
         })
     }
 
-    /// Whether some allow rule grants anonymous peers anything: only then may a dialect's TCP
-    /// listener (whose peers cannot present a token) listen beyond loopback.
+    /// Whether an allow rule naming `anonymous` grants anonymous peers anything: only then may a
+    /// dialect's TCP listener (whose peers cannot present a token) listen beyond loopback, and
+    /// an anonymous peer of a broker that has a token be let in.
     pub fn grants_anonymous(&self) -> bool {
         self.rules.iter().any(|r| {
             r.effect == Effect::Allow
-                && r.who
-                    .iter()
-                    .any(|w| matches!(w, Who::Anonymous | Who::Everyone))
+                && r.who.contains(&Who::Anonymous)
                 && (r.monitor || r.list_details || r.patterns.iter().any(|p| !p.is_empty()))
-        })
-    }
-
-    /// Whether some rule names anonymous peers, or every peer: without one, an anonymous peer of
-    /// a listener that has a token is refused at once.
-    pub fn mentions_anonymous(&self) -> bool {
-        self.rules.iter().any(|r| {
-            r.who
-                .iter()
-                .any(|w| matches!(w, Who::Anonymous | Who::Everyone))
         })
     }
 

@@ -105,8 +105,27 @@ fn rules_apply_by_user_group_and_deny_wins() {
         "{}",
         err.0
     );
-    assert!(policy.mentions_anonymous());
-    assert!(!policy.grants_anonymous());
+    assert!(
+        !policy.grants_anonymous(),
+        "anonymous is named only by a deny rule"
+    );
+    let err = anon.call("secret", "get", false).expect_err("denied");
+    assert!(
+        err.0.contains("deny[1].call[0]"),
+        "* is not anonymous: {}",
+        err.0
+    );
+    let mut token_peer = anon_peer.clone();
+    token_peer.token = true;
+    let token = Access::restricted(policy.compile(&token_peer, accounts));
+    let err = token
+        .call("secret", "get", false)
+        .expect_err("* covers token peers");
+    assert!(
+        err.0.contains("deny[0].call[0]") && err.0.contains("token peer"),
+        "{}",
+        err.0
+    );
 
     let open = Access::unrestricted();
     assert_eq!(open.call("secret", "get", false), Ok(()));
@@ -128,4 +147,35 @@ fn mistakes_in_a_policy_are_named() {
     assert!(err("[[allow]]\nwho = [\"*\"]\ncall = [\"a..b\"]\n").contains("allow[0].call[0]"));
     assert!(err("[[allow]]\nwho = [\"*\"]\nsend = [\"a\"]\n").contains("unknown field"));
     assert!(err("[quotas]\nnamez = 1\n").contains("unknown field"));
+}
+
+#[test]
+fn the_policies_in_the_security_docs_are_valid() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let passwd = dir.path().join("passwd");
+    let group = dir.path().join("group");
+    std::fs::write(
+        &passwd,
+        "alice:x:1001:1001::/:/bin/sh\ninventory:x:990:990::/:/bin/sh\n",
+    )
+    .expect("write passwd");
+    std::fs::write(&group, "inventory-users:x:991:alice\n").expect("write group");
+    let accounts = Accounts {
+        passwd: &passwd,
+        group: &group,
+    };
+    let docs = include_str!("../../../../docs/security.md");
+    let examples = &docs[docs.find("### Three policies").expect("the examples")..];
+    let blocks: Vec<&str> = examples
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .take(3)
+        .collect();
+    assert_eq!(blocks.len(), 3, "three examples");
+    for block in blocks {
+        let policy =
+            Policy::parse(block, "docs", accounts).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        assert!(!policy.rules.is_empty());
+    }
 }
