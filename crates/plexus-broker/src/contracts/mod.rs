@@ -7,6 +7,7 @@ mod check;
 mod compile;
 mod diff;
 mod document;
+mod local;
 mod pinned;
 mod screen;
 mod table;
@@ -17,6 +18,7 @@ use std::sync::{Arc, RwLock};
 
 pub use check::{Checked, Refusal, check};
 pub use compile::{MethodChecks, TopicCheck};
+pub use local::{LocalFailure, check_params_locally, referenced_contract_names};
 pub use pinned::{Pinned, load_pinned};
 pub use screen::screen;
 pub use table::{Table, Verdict};
