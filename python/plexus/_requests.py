@@ -69,12 +69,17 @@ def subscribe_frame(rid: int, pattern: str, queue: Optional[str] = None) -> Fram
     return Frame(Kind.SUBSCRIBE, rid, flags=FLAG_QUEUE, strings=(pattern, queue))
 
 
-def register_frame(rid: int, name: str, shared: bool, methods: Iterable[str] = ()) -> Frame:
+def register_frame(
+    rid: int, name: str, shared: bool, methods: Iterable[str] = (), description: Optional[Dict[str, Any]] = None
+) -> Frame:
     """A `register` of `name`, alone or as a member of its queue group, declaring `methods`
-    (shown by `plexus introspect`)."""
+    (shown by `plexus introspect`), or the whole `description` when it has a contract."""
     validate_name(name)
     declared = sorted(methods)
-    payload = dumps({"methods": {m: {} for m in declared}}) if declared else b""
+    if description is not None:
+        payload = dumps(description)
+    else:
+        payload = dumps({"methods": {m: {} for m in declared}}) if declared else b""
     return Frame(Kind.REGISTER, rid, flags=FLAG_SHARED if shared else 0, strings=(name,), payload=payload)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Generic, List, NamedTuple, Optional, Tuple, TypeVar, Union
 
+from . import _contracts
 from ._codec import DEFAULT_MAX_FRAME, Frame, Kind, encode
 from ._dispatch import Methods, error_frame, error_from_frame, loads, methods_of, prepare, reply_frame
 from ._names import validate_name
@@ -154,6 +155,17 @@ class _Served:
 
     methods: Methods
     shared: bool
+    entries: Dict[str, _contracts.Entry] = field(default_factory=dict)
+    """Contracts: what each method declares (schemas, description, deprecated)."""
+    topics: Dict[str, Any] = field(default_factory=dict)
+    """Contracts: the payload schema of each topic the object declares."""
+
+    def register(self, rid: int, name: str) -> Frame:
+        """The `register` of this object as `name`, with its contract if it has one."""
+        description = None
+        if self.entries or self.topics:
+            description = _contracts.description(self.methods, self.entries, self.topics)
+        return register_frame(rid, name, self.shared, list(self.methods), description)
 
 
 
@@ -225,30 +237,56 @@ class Session(Generic[W, S]):
             self._subs.pop(sub_id, None)
         return self._encode(Frame(Kind.UNSUBSCRIBE, sub_id))
 
-    def serve(self, name: str, target: Any, shared: bool) -> Request[W]:
-        """Installs `target`'s methods as object `name` and registers it; raises `NameTaken` if it is served already."""
+    def serve(
+        self,
+        name: str,
+        target: Any,
+        shared: bool,
+        schemas: Optional[Dict[str, Any]] = None,
+        topics: Optional[Dict[str, Any]] = None,
+        typed: bool = False,
+    ) -> Request[W]:
+        """Installs `target`'s methods as object `name` and registers it, with the contract that
+        `schemas` (method → params/result/description/deprecated), `topics` (topic → payload
+        schema) and, with `typed`, the methods' type hints make; raises `NameTaken` if it is
+        served already."""
         validate_name(name)
         methods = methods_of(target)
-        frame = register_frame(0, name, shared, methods)
+        entries: Dict[str, _contracts.Entry] = {}
+        if typed:
+            entries = {m: _contracts.schemas_from_hints(fn) for m, fn in methods.items()}
+        for method, declared in (schemas or {}).items():
+            if method not in methods:
+                raise TypeError(f"schemas names {method!r}, which is not a method of the served object")
+            entries[method] = {**entries.get(method, {}), **_contracts.checked_entry(method, declared)}
+        served = _Served(methods, shared, entries, dict(topics or {}))
+        frame = served.register(0, name)
         with self._lock:
             if name in self._objects:
                 raise NameTaken(f"this client already serves {name!r}")
             request = self._start(frame, REQUEST_TIMEOUT, f"register {name}", claim=name)
-            self._objects[name] = _Served(methods, shared)
+            self._objects[name] = served
         return request
 
-    def add_method(self, obj: str, method: str, fn: Callable[..., Any], shared: bool) -> Request[W]:
-        """Installs `fn` as `obj.method`: registers `obj` if it is new, else declares its methods again."""
+    def add_method(
+        self, obj: str, method: str, fn: Callable[..., Any], shared: bool, entry: Optional[_contracts.Entry] = None
+    ) -> Request[W]:
+        """Installs `fn` as `obj.method` (declaring `entry`: its schemas, description, deprecation):
+        registers `obj` if it is new, else declares its methods again."""
         with self._lock:
             served = self._objects.get(obj)
             if served is not None:
-                frame = register_frame(0, obj, shared, [*served.methods, method])
-                request = self._start(frame, REQUEST_TIMEOUT, f"declare {obj}.{method}")
+                grown = _Served({**served.methods, method: fn}, shared, dict(served.entries), served.topics)
+                if entry:
+                    grown.entries[method] = entry
+                request = self._start(grown.register(0, obj), REQUEST_TIMEOUT, f"declare {obj}.{method}")
                 served.methods[method] = fn
+                if entry:
+                    served.entries[method] = entry
                 return request
-            frame = register_frame(0, obj, shared, [method])
-            request = self._start(frame, REQUEST_TIMEOUT, f"register {obj}", claim=obj)
-            self._objects[obj] = _Served({method: fn}, shared)
+            served = _Served({method: fn}, shared, {method: entry} if entry else {})
+            request = self._start(served.register(0, obj), REQUEST_TIMEOUT, f"register {obj}", claim=obj)
+            self._objects[obj] = served
         return request
 
     def unserve(self, name: str) -> Request[W]:
@@ -407,7 +445,7 @@ class Session(Generic[W, S]):
             for name, served in self._objects.items():
                 rid = next(self._ids)
                 self._pending[rid] = _Pending(None, f"registering {name!r} again")
-                data.append(self._encode(register_frame(rid, name, served.shared, list(served.methods))))
+                data.append(self._encode(served.register(rid, name)))
             for sub_id, ((pattern, queue), _) in self._subs.items():
                 self._pending[sub_id] = _Pending(None, f"subscribing to {pattern!r} again")
                 data.append(self._encode(subscribe_frame(sub_id, pattern, queue)))

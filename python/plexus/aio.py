@@ -7,6 +7,7 @@ import inspect
 import logging
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Set, Tuple, TypeVar, Union
 
+from . import _contracts
 from ._codec import DEFAULT_MAX_FRAME, HEADER_LEN, Frame, decode_body, decode_header
 from ._names import validate_name
 from ._pool import WorkerPool
@@ -252,25 +253,49 @@ class Client:
 
     # Serving --------------------------------------------------------------------------------
 
-    async def serve(self, name: str, target: Any, shared: bool = False) -> None:
+    async def serve(
+        self,
+        name: str,
+        target: Any,
+        shared: bool = False,
+        *,
+        schemas: Optional[Dict[str, Any]] = None,
+        topics: Optional[Dict[str, Any]] = None,
+        typed: bool = False,
+    ) -> None:
         """Registers `name` and answers its calls with `target`'s methods.
 
         Coroutine functions run on the event loop; plain functions run in the loop's default
-        executor, so a blocking method does not stall the loop. See `plexus.Client.serve`.
+        executor, so a blocking method does not stall the loop. See `plexus.Client.serve`
+        (also for the contract: `schemas`, `topics`, `typed`).
         """
-        await self._finish(self._session.serve(name, target, shared))
+        await self._finish(self._session.serve(name, target, shared, schemas, topics, typed))
 
-    def method(self, obj: str, name: Optional[str] = None, *, shared: bool = False) -> Callable[[F], F]:
+    def method(
+        self,
+        obj: str,
+        name: Optional[str] = None,
+        *,
+        shared: bool = False,
+        params: Any = None,
+        result: Any = None,
+        description: Optional[str] = None,
+        deprecated: bool = False,
+        typed: bool = False,
+    ) -> Callable[[F], F]:
         """Decorator: serve the function as `obj.name` (default: the function's name).
 
         The first method of an object registers the object's name in a background task; a
-        failure to register is logged. Use `serve` to get registration errors raised.
+        failure to register is logged. Use `serve` to get registration errors raised. The
+        contract arguments are `plexus.Client.method`'s.
         """
         validate_name(obj)
 
         def decorate(fn: F) -> F:
+            declared = _contracts.schemas_from_hints(fn) if typed else {}
+            declared.update(_contracts.entry(params, result, description, deprecated))
             try:
-                request = self._session.add_method(obj, name or fn.__name__, fn, shared)
+                request = self._session.add_method(obj, name or fn.__name__, fn, shared, declared)
             except Exception:
                 log.exception("registering %r failed", obj)
             else:

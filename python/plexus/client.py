@@ -8,6 +8,7 @@ import socket
 import threading
 from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
 
+from . import _contracts
 from ._codec import DEFAULT_MAX_FRAME, HEADER_LEN, Frame, decode_body, decode_header
 from ._names import validate_name
 from ._pool import WorkerPool
@@ -220,24 +221,55 @@ class Client:
 
     # Serving --------------------------------------------------------------------------------
 
-    def serve(self, name: str, target: Any, shared: bool = False) -> None:
+    def serve(
+        self,
+        name: str,
+        target: Any,
+        shared: bool = False,
+        *,
+        schemas: Optional[Dict[str, Any]] = None,
+        topics: Optional[Dict[str, Any]] = None,
+        typed: bool = False,
+    ) -> None:
         """Registers `name` and answers its calls with `target`'s methods.
 
         `target` is an object (its public callables are the methods) or a dict of name to
         function. With `shared`, the name is a queue group: calls go round-robin to its members.
         Raises `NameTaken` if another connection owns the name.
-        """
-        self._finish(self._session.serve(name, target, shared))
 
-    def method(self, obj: str, name: Optional[str] = None, *, shared: bool = False) -> Callable[[F], F]:
+        Contracts (JSON Schema 2020-12, checked by the broker): `schemas` maps a method to
+        `{"params": schema, "result": schema, "description": "...", "deprecated": bool}`,
+        `topics` a topic to its payload schema; with `typed`, each method's type hints give its
+        params (an object of named arguments) and result schemas. A contract the broker refuses
+        raises `InvalidParams` with the reason.
+        """
+        self._finish(self._session.serve(name, target, shared, schemas, topics, typed))
+
+    def method(
+        self,
+        obj: str,
+        name: Optional[str] = None,
+        *,
+        shared: bool = False,
+        params: Any = None,
+        result: Any = None,
+        description: Optional[str] = None,
+        deprecated: bool = False,
+        typed: bool = False,
+    ) -> Callable[[F], F]:
         """Decorator: serve the function as `obj.name` (default: the function's name).
 
-        The first method of an object registers the object's name.
+        The first method of an object registers the object's name. `params` and `result` are
+        JSON Schemas the broker checks calls and answers against (with `typed`, the function's
+        type hints give those not passed); `description` and `deprecated` are shown by
+        `plexus introspect`.
         """
         validate_name(obj)
 
         def decorate(fn: F) -> F:
-            self._finish(self._session.add_method(obj, name or fn.__name__, fn, shared))
+            declared = _contracts.schemas_from_hints(fn) if typed else {}
+            declared.update(_contracts.entry(params, result, description, deprecated))
+            self._finish(self._session.add_method(obj, name or fn.__name__, fn, shared, declared))
             return fn
 
         return decorate

@@ -118,6 +118,13 @@ class ShuttingDown(Error):
     name = "shutting_down"
 
 
+class InvalidResult(Error):
+    """The worker's result does not match its method's contract (said by the broker)."""
+
+    code = 14
+    name = "invalid_result"
+
+
 class TransportError(Error, ConnectionError):
     """The connection to the broker could not be made or was lost (no protocol code)."""
 
@@ -161,6 +168,7 @@ _BY_CODE: dict[int, type[Error]] = {
         Overloaded,
         Internal,
         ShuttingDown,
+        InvalidResult,
     )
 }
 

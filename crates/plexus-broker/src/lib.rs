@@ -41,6 +41,8 @@ use tracing::{info, warn};
 
 use accept::Acceptor;
 pub use config::{Config, IPC_BROKER_PORT, IPC_BROKER_SOCKET, IPC_SERVER_ADDR, SlowConsumer};
+// Contracts.
+pub use contracts::{LocalFailure, check_params_locally, referenced_contract_names};
 pub use error::BrokerError;
 use listener::SocketDir;
 pub use listener::default_path;

@@ -18,7 +18,7 @@ use crate::command::{Command, CommandSender};
 use crate::error::into_result;
 use crate::lost_names::LostNames;
 use crate::subscription::Subscription;
-use crate::worker::{CallContext, DynObject, FnObject, Object};
+use crate::worker::{CallContext, DynObject, FnObject, Object, Serve};
 use crate::{BrokerInfo, Error, Options};
 
 /// Time the client waits past a call's own timeout for the broker's `timeout` answer.
@@ -223,6 +223,13 @@ impl Client {
     /// Serves `object` under `name`, alone.
     pub async fn serve<O: Object>(&self, name: &str, object: O) -> Result<(), Error> {
         self.register(name, false, Arc::new(object)).await
+    }
+
+    /// Serves `object` under `name` with a contract declared on the returned builder, when it
+    /// is awaited: `client.serve_with("math", calc).method("add", params, result).await`. The
+    /// broker then checks every call's params and every result against the schemas.
+    pub fn serve_with<O: Object>(&self, name: &str, object: O) -> Serve<'_, O> {
+        Serve::new(self, name, object)
     }
 
     /// Serves `object` under `name` as a member of a queue group.

@@ -49,7 +49,7 @@ pub use event::Event;
 pub use lost_names::{LostNames, NameLost};
 pub use plexus_proto::{BusAddr, ErrorCode};
 pub use subscription::Subscription;
-pub use worker::{CallContext, FnObject, Object, parse_params};
+pub use worker::{CallContext, Contract, FnObject, Object, Serve, parse_params};
 
 /// What the broker announced in its `welcome`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -23,8 +23,9 @@ pub struct BrokerArgs {
     /// handshake_timeout_ms, partial_frame_timeout_ms, ipc_server_compat), and the router limits
     /// (max_pending_per_connection, max_pending, max_call_timeout_ms, max_wait_names,
     /// max_names_per_connection, max_names, max_subscriptions_per_connection, max_subscriptions,
-    /// max_description_bytes, slow_consumer = "drop" or "disconnect"), and access control
-    /// (policy, token_file, allow_remote, socket_mode = "0660", socket_group); flags override it.
+    /// max_description_bytes, slow_consumer = "drop" or "disconnect"), access control
+    /// (policy, token_file, allow_remote, socket_mode = "0660", socket_group) and contracts
+    /// (contracts_dir, check_results = true or false, max_contract_depth); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Unix socket path [default: $XDG_RUNTIME_DIR/plexus/bus.sock, else /tmp/plexus-$UID/bus.sock].
@@ -102,6 +103,15 @@ pub struct BrokerArgs {
     #[cfg(feature = "http")]
     #[arg(long, visible_alias = "metrics", value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:7777")]
     http: Option<SocketAddr>,
+    // Contracts.
+    /// Pinned contracts: a directory with one NAME.json per object name; a worker registering
+    /// NAME with a different contract is refused.
+    #[arg(long, value_name = "DIR")]
+    contracts_dir: Option<PathBuf>,
+    /// Do not check workers' results against their contracts (params and event payloads still
+    /// are).
+    #[arg(long)]
+    no_check_results: bool,
 }
 
 /// The config file: every key optional, unknown keys refused.
@@ -143,6 +153,10 @@ struct FileConfig {
     allow_remote: Option<bool>,
     socket_mode: Option<String>,
     socket_group: Option<String>,
+    // Contracts.
+    contracts_dir: Option<PathBuf>,
+    check_results: Option<bool>,
+    max_contract_depth: Option<usize>,
 }
 
 /// Reads and checks a config file; the error names the file, the line and the key.
@@ -246,6 +260,13 @@ impl BrokerArgs {
             },
             // Dashboard.
             http,
+            // Contracts.
+            contracts_dir: self.contracts_dir.clone().or(file.contracts_dir),
+            check_results: !self.no_check_results
+                && file.check_results.unwrap_or(defaults.check_results),
+            max_contract_depth: file
+                .max_contract_depth
+                .unwrap_or(defaults.max_contract_depth),
             ..defaults
         };
         if config.no_unix && config.tcp.is_empty() {
@@ -321,6 +342,10 @@ pub fn run(args: BrokerArgs) -> ExitCode {
     runtime.block_on(async {
         let broker = match Broker::bind_with(config, activated).await {
             Ok(b) => b,
+            Err(e @ plexus_broker::BrokerError::InvalidConfig(_)) => {
+                eprintln!("plexus broker: {e}");
+                return ExitCode::from(exit::INVALID_ARGS);
+            }
             Err(e) => {
                 eprintln!("plexus broker: {e}");
                 return ExitCode::from(exit::TRANSPORT);

@@ -24,6 +24,10 @@ pub struct CallArgs {
     /// How long to wait for the answer (5s, 250ms, or seconds).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     timeout: Duration,
+    /// Check the params against the object's contract (from `plexus introspect`) without
+    /// calling: exit 0 if they match, 60 with the pointer and reason if not.
+    #[arg(long)]
+    check: bool,
 }
 
 const CALL_HELP: &str = "\
@@ -96,6 +100,9 @@ pub async fn call(args: CallArgs, g: Global) -> Result<u8, Failure> {
     let params = params::parse(rest, Bare::Refused)?;
     let client = g.connect("call").await?;
     let body = params.as_ref().map_or(&b""[..], |p| p.get().as_bytes());
+    if args.check {
+        return crate::call_check::check(&client, &object, &method, body, &g).await;
+    }
     let result = client
         .call_raw(&object, &method, body, args.timeout)
         .await

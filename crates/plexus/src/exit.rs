@@ -15,6 +15,8 @@ pub const METHOD_FAILED: u8 = 2;
 pub const TRANSPORT: u8 = 3;
 /// The broker refused the operation.
 pub const PERMISSION_DENIED: u8 = 50;
+/// A contract's schema refused the params, the result or the event payload.
+pub const SCHEMA: u8 = 60;
 /// The command line or the params are not valid.
 pub const INVALID_ARGS: u8 = 64;
 /// No such object or method (or the worker went away).
@@ -31,7 +33,7 @@ pub const INTERNAL: u8 = 125;
 /// The table printed in `--help`.
 pub const TABLE: &str = "Exit codes: 0 success, 1 no broker / connection refused, \
 2 the method failed (the worker's own error), 3 transport error (the connection broke), \
-50 permission denied, 60 schema validation failed (reserved), 64 invalid arguments, \
+50 permission denied, 60 a contract's schema refused the params, result or payload, 64 invalid arguments, \
 69 no such object or method (or its worker went away), 73 name taken, \
 75 the broker is shutting down, 124 timeout, 125 internal error.";
 
@@ -61,6 +63,9 @@ impl Failure {
     /// method failing, exit 2, named after the call.
     pub fn of_call(e: Error, object: &str, method: &str) -> Failure {
         let mut failure = Failure::from(e);
+        if failure.code == SCHEMA {
+            return failure;
+        }
         if let Some((code, _)) = &failure.error {
             let own = match code {
                 ErrorCode::Internal => true,
@@ -101,8 +106,21 @@ pub fn for_code(code: ErrorCode) -> u8 {
         ErrorCode::NameTaken => NAME_TAKEN,
         ErrorCode::ShuttingDown => SHUTTING_DOWN,
         ErrorCode::Overloaded | ErrorCode::Internal => INTERNAL,
+        ErrorCode::InvalidResult => SCHEMA,
         // Codes added to the protocol later.
         _ => INTERNAL,
+    }
+}
+
+/// Whether an error is a contract's refusal: `invalid_result`, or `invalid_params` whose data
+/// names the check, the failing value's pointer and the schema keyword.
+fn by_contract(code: ErrorCode, data: Option<&Value>) -> bool {
+    match code {
+        ErrorCode::InvalidResult => true,
+        ErrorCode::InvalidParams => data.is_some_and(|d| {
+            d["check"].is_string() && d["pointer"].is_string() && d["keyword"].is_string()
+        }),
+        _ => false,
     }
 }
 
@@ -111,6 +129,9 @@ fn hint(code: ErrorCode) -> &'static str {
     match code {
         ErrorCode::NoSuchObject => " — `plexus list` shows what is registered",
         ErrorCode::NoSuchMethod => " — `plexus introspect OBJECT` shows the methods it declared",
+        ErrorCode::InvalidResult => {
+            " — the worker's answer breaks its contract; `plexus introspect OBJECT` shows it"
+        }
         ErrorCode::Timeout => " — raise --timeout, or check the worker with `plexus list`",
         ErrorCode::NameTaken => " — `plexus list` shows who owns it",
         ErrorCode::ShuttingDown => " — the broker is stopping; try again once it is back",
@@ -127,7 +148,11 @@ impl From<Error> for Failure {
                 message,
                 data,
             } => Failure {
-                code: for_code(code),
+                code: if by_contract(code, data.as_ref()) {
+                    SCHEMA
+                } else {
+                    for_code(code)
+                },
                 message: format!("{code}: {message}{}", hint(code)),
                 error: Some((code, data)),
             },

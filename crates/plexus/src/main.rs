@@ -6,7 +6,11 @@ mod bridge_ipcprims_cmd;
 mod broker_cmd;
 mod bus;
 mod call_cmd;
+// Contracts.
+mod call_check;
 mod complete_cmd;
+// Contracts.
+mod contract_view;
 mod doctor_cmd;
 // Access control.
 mod doctor_access;
@@ -65,7 +69,8 @@ enum Command {
     Listen(listen_cmd::ListenArgs),
     /// List the names on the bus with their owners (or --subscriptions: every subscription).
     List(names_cmd::ListArgs),
-    /// Show the methods an object declared: name, signature, description.
+    /// Show the methods an object declared: name, signature, description, and their schemas
+    /// (--markdown: reference docs).
     Introspect(names_cmd::IntrospectArgs),
     /// Print every call, answer, error and event the broker routes, with timing.
     Monitor(monitor_cmd::MonitorArgs),

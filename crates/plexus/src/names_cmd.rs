@@ -113,12 +113,18 @@ pub async fn wait(args: WaitArgs, g: Global) -> Result<u8, Failure> {
 pub struct IntrospectArgs {
     /// The object (`plexus` describes the broker itself).
     object: String,
+    /// Print reference docs for the object in Markdown: methods, descriptions, schemas, topics.
+    #[arg(long)]
+    markdown: bool,
 }
 
 /// A method's signature from its description: `signature`, else `params -> result`.
 fn signature(detail: &Value) -> String {
     if let Some(sig) = detail["signature"].as_str() {
         return sig.to_owned();
+    }
+    if let Some(sig) = crate::contract_view::signature(detail) {
+        return sig;
     }
     let part = |v: &Value| match v {
         Value::Null => None,
@@ -153,6 +159,10 @@ pub async fn introspect(args: IntrospectArgs, g: Global) -> Result<u8, Failure> 
         return Ok(OK);
     }
     let info: Value = serde_json::from_slice(&raw).map_err(plexus_client::Error::from)?;
+    if args.markdown {
+        print!("{}", crate::contract_view::markdown(&args.object, &info));
+        return Ok(OK);
+    }
     println!(
         "{} ({}, {} owner(s))",
         args.object,
@@ -171,13 +181,21 @@ pub async fn introspect(args: IntrospectArgs, g: Global) -> Result<u8, Failure> 
                     .as_str()
                     .or_else(|| detail["doc"].as_str())
                     .unwrap_or("-");
-                rows.push(vec![
-                    name.clone(),
-                    signature(detail),
-                    description.to_owned(),
-                ]);
+                let description = if detail["deprecated"] == Value::Bool(true) {
+                    format!("(deprecated) {description}")
+                } else {
+                    description.to_owned()
+                };
+                rows.push(vec![name.clone(), signature(detail), description]);
             }
             print_table(&rows);
+            let schemas = crate::contract_view::schema_lines(&info["description"]);
+            if !schemas.is_empty() {
+                println!("\nschemas (JSON Schema 2020-12):");
+                for line in schemas {
+                    println!("  {line}");
+                }
+            }
         }
         _ => println!(
             "(no methods declared: the object may still answer any method; try `plexus call {} METHOD`)",

@@ -38,7 +38,7 @@ publishes the string \"25.6°C\", `plexus publish sensor.temp 42` the number 42 
 JSON is JSON; quote text that looks like JSON: '\"42\"'). No body publishes null.
 With - or --lines each line of stdin is one event: JSON if the line is JSON, else its text.";
 
-/// What `--ack` adds up.
+/// What the broker's acknowledgements add up (printed with `--ack`).
 #[derive(Default)]
 struct Acks {
     events: u64,
@@ -120,15 +120,11 @@ async fn send(
     body: &RawValue,
     acks: &mut Acks,
 ) -> Result<(), Failure> {
-    if args.ack {
-        let delivery = client.publish_acked(&args.topic, body).await?;
-        acks.delivered += delivery.delivered;
-        acks.dropped += delivery.dropped;
-    } else {
-        client
-            .publish_raw(&args.topic, body.get().as_bytes())
-            .await?;
-    }
+    // Every event is acknowledged, so that one a topic's contract refuses ends the command with
+    // exit 60 and the reason, instead of a warning; --ack only prints the counts.
+    let delivery = client.publish_acked(&args.topic, body).await?;
+    acks.delivered += delivery.delivered;
+    acks.dropped += delivery.dropped;
     acks.events += 1;
     Ok(())
 }

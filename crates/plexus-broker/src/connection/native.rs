@@ -102,6 +102,7 @@ async fn route_frames<R: AsyncRead + Unpin>(
     let mut contracts = router.contracts_view();
     loop {
         let stop = input.drain_into(&mut batch).err();
+        router.prepare_contracts(conn, &mut contracts, &batch).await;
         router.screen(conn, &mut contracts, &mut batch);
         while !batch.is_empty() {
             let within = || !outbox.over_limit();

@@ -127,7 +127,7 @@ pub fn compile<'a>(
 }
 
 /// The names of the other contracts a document's `$ref`s point into.
-fn referenced_contracts(value: &Value) -> Vec<String> {
+pub(super) fn referenced_contracts(value: &Value) -> Vec<String> {
     let mut names = Vec::new();
     let mut stack = vec![value];
     while let Some(v) = stack.pop() {

@@ -7,7 +7,9 @@ mod check;
 mod compile;
 mod diff;
 mod document;
+mod local;
 mod pinned;
+mod prepare;
 mod screen;
 mod table;
 
@@ -17,7 +19,9 @@ use std::sync::{Arc, RwLock};
 
 pub use check::{Checked, Refusal, check};
 pub use compile::{MethodChecks, TopicCheck};
+pub use local::{LocalFailure, check_params_locally, referenced_contract_names};
 pub use pinned::{Pinned, load_pinned};
+pub use prepare::{Prepared, compile_offered};
 pub use screen::screen;
 pub use table::{Table, Verdict};
 
@@ -26,6 +30,8 @@ pub use table::{Table, Verdict};
 pub struct Snapshot {
     objects: HashMap<String, HashMap<String, Arc<MethodChecks>>>,
     topics: HashMap<String, Arc<TopicCheck>>,
+    /// Every registered and pinned contract, by name, for `$ref`s between contracts.
+    contracts: HashMap<String, Arc<table::Contract>>,
 }
 
 impl Snapshot {
@@ -43,6 +49,11 @@ impl Snapshot {
     pub fn topic(&self, topic: &str) -> Option<&Arc<TopicCheck>> {
         self.topics.get(topic)
     }
+
+    /// The document of the registered (or pinned) contract `name`.
+    fn document(&self, name: &str) -> Option<&serde_json::Value> {
+        self.contracts.get(name).map(|c| c.document())
+    }
 }
 
 /// The snapshot readers check against: replaced whole (under the router lock) when a contract
@@ -51,6 +62,8 @@ impl Snapshot {
 pub struct Published {
     generation: AtomicU64,
     current: RwLock<Arc<Snapshot>>,
+    /// Contracts the readers compiled for `register` frames the router has not routed yet.
+    pub prepared: prepare::Preparations,
 }
 
 impl Published {
@@ -93,6 +106,11 @@ pub struct View {
 impl View {
     /// The snapshot in force.
     pub fn current(&mut self, published: &Published) -> &Snapshot {
+        self.shared(published)
+    }
+
+    /// The snapshot in force, to hand to another thread.
+    pub fn shared(&mut self, published: &Published) -> &Arc<Snapshot> {
         let generation = published.generation.load(Ordering::Acquire);
         if generation != self.generation {
             self.generation = generation;

@@ -12,13 +12,21 @@ use super::compile::{Compiled, MethodChecks, TopicCheck, compile};
 use super::diff::first_difference;
 use super::document::Document;
 use super::pinned::Pinned;
+use super::prepare::Prepared;
 use super::{Published, Snapshot};
 
 /// A contract in force: its document and its compiled checks.
 #[derive(Debug)]
 pub struct Contract {
-    doc: Document,
-    compiled: Compiled,
+    pub(super) doc: Document,
+    pub(super) compiled: Compiled,
+}
+
+impl Contract {
+    /// The contract's document.
+    pub(super) fn document(&self) -> &Value {
+        &self.doc.value
+    }
 }
 
 /// What a registration's contract comes to.
@@ -28,6 +36,16 @@ pub enum Verdict {
     None,
     /// The name has this contract.
     Contract(Arc<Contract>),
+}
+
+/// The contract a registration offers.
+enum Offered {
+    /// None: no description, or one without schemas.
+    Nothing,
+    /// Parsed, not compiled yet.
+    Parsed(Document),
+    /// Compiled by the reader.
+    Compiled(Arc<Contract>),
 }
 
 /// Who holds a topic's contract.
@@ -107,7 +125,8 @@ impl Table {
     }
 
     /// What registering `name` with `description` comes to; `alone` when no other connection
-    /// holds the name (a queue group's members must agree). `Err` says why the contract is
+    /// holds the name (a queue group's members must agree); `prepared` is the contract the
+    /// reader compiled from the same description, if it did. `Err` says why the contract is
     /// refused: it is malformed, too deep, does not compile, differs from the pinned one or the
     /// group's (naming the first difference), or gives a topic another schema than it has.
     pub fn decide(
@@ -115,10 +134,22 @@ impl Table {
         name: &str,
         description: Option<&RawValue>,
         alone: bool,
+        prepared: Option<Prepared>,
     ) -> Result<Verdict, String> {
-        let doc = match description {
-            Some(text) => Document::parse(text.get(), self.max_depth)?,
-            None => None,
+        let offered = match prepared {
+            Some(prepared) => Offered::Compiled(prepared?),
+            None => match description {
+                Some(text) => match Document::parse(text.get(), self.max_depth)? {
+                    Some(doc) => Offered::Parsed(doc),
+                    None => Offered::Nothing,
+                },
+                None => Offered::Nothing,
+            },
+        };
+        let doc = match &offered {
+            Offered::Nothing => None,
+            Offered::Parsed(doc) => Some(doc),
+            Offered::Compiled(contract) => Some(&contract.doc),
         };
         let fixed = match self.pinned.get(name) {
             Some((pinned, _)) => Some((pinned, "the contract pinned for it by the operator")),
@@ -157,13 +188,22 @@ impl Table {
                 ));
             }
         }
-        let compiled = compile(name, &doc, |other| {
-            self.names
-                .get(other)
-                .or_else(|| self.pinned.get(other).map(|(c, _)| c))
-                .map(|c| &c.doc.value)
-        })?;
-        Ok(Verdict::Contract(Arc::new(Contract { doc, compiled })))
+        let contract = match offered {
+            Offered::Compiled(contract) => contract,
+            Offered::Parsed(doc) => {
+                // Only a register that did not come through a reader's screen (none today) is
+                // compiled here, under the lock.
+                let compiled = compile(name, &doc, |other| {
+                    self.names
+                        .get(other)
+                        .or_else(|| self.pinned.get(other).map(|(c, _)| c))
+                        .map(|c| &c.doc.value)
+                })?;
+                Arc::new(Contract { doc, compiled })
+            }
+            Offered::Nothing => return Ok(Verdict::None),
+        };
+        Ok(Verdict::Contract(contract))
     }
 
     /// Puts the verdict on `name` in force.
@@ -239,6 +279,16 @@ impl Table {
             .iter()
             .map(|(topic, entry)| (topic.clone(), entry.check.clone()))
             .collect();
-        self.published.publish(Snapshot { objects, topics });
+        let contracts = self
+            .pinned
+            .iter()
+            .map(|(name, (c, _))| (name.clone(), c.clone()))
+            .chain(self.names.iter().map(|(name, c)| (name.clone(), c.clone())))
+            .collect();
+        self.published.publish(Snapshot {
+            objects,
+            topics,
+            contracts,
+        });
     }
 }

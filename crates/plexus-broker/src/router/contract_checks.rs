@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use super::monitor::{self, CallName};
 use super::{Router, State};
 use crate::conn_id::ConnId;
-use crate::contracts::{self, Checked, MethodChecks, Pinned, Refusal, Verdict, View};
+use crate::contracts::{self, Checked, MethodChecks, Pinned, Prepared, Refusal, Verdict, View};
 use crate::outbox::Outbox;
 use crate::pending::PendingCall;
 
@@ -36,6 +36,42 @@ impl Router {
     /// A reader's view of the contracts in force.
     pub fn contracts_view(&self) -> View {
         self.contracts.view()
+    }
+
+    /// Compiles the contracts in the `register` frames of `batch` on a blocking thread, before
+    /// the batch is routed, so that neither the router lock nor the runtime waits for a large
+    /// schema to compile; the router takes the result when it routes the frame.
+    pub async fn prepare_contracts(&self, conn: ConnId, view: &mut View, batch: &VecDeque<Frame>) {
+        let prepared = &self.contracts.prepared;
+        for frame in batch {
+            if frame.kind() != Kind::Register || frame.payload().is_empty() {
+                continue;
+            }
+            let (id, payload) = (frame.id(), frame.payload());
+            if prepared.has(conn, id, &payload) {
+                continue;
+            }
+            let snapshot = view.shared(&self.contracts).clone();
+            let name = frame.string(0).to_owned();
+            let (depth, bytes) = (
+                self.config.max_contract_depth,
+                self.config.max_description_bytes,
+            );
+            let text = payload.clone();
+            let compiled = tokio::task::spawn_blocking(move || {
+                contracts::compile_offered(&name, &text, &snapshot, depth, bytes)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(conn, error = %e, "compiling a contract failed (a bug)");
+                Some(Err(
+                    "compiling the contract failed (a bug, logged)".to_owned()
+                ))
+            });
+            if let Some(result) = compiled {
+                prepared.store(conn, id, payload, result);
+            }
+        }
     }
 
     /// Takes the calls and publishes that break their contracts out of `batch` (outside the
@@ -119,18 +155,34 @@ impl Router {
 }
 
 impl State {
-    /// What registering `name` (by `conn`) with `description` comes to, contract-wise.
+    /// What registering `name` (by `conn`) with `description` comes to, contract-wise;
+    /// `prepared` is what the reader compiled from it.
     pub(super) fn decide_contract(
         &self,
         conn: ConnId,
         name: &str,
         description: Option<&RawValue>,
+        prepared: Option<Prepared>,
     ) -> Result<Verdict, String> {
         let alone = self
             .registry
             .get(name)
             .is_none_or(|entry| entry.owners.only(conn));
-        self.contracts.decide(name, description, alone)
+        self.contracts.decide(name, description, alone, prepared)
+    }
+
+    /// What the reader compiled for this `register` frame of `conn`, taken (so that nothing
+    /// stays behind whatever the register comes to).
+    pub(super) fn take_prepared(&self, conn: ConnId, frame: &Frame) -> Option<Prepared> {
+        self.contracts
+            .published()
+            .prepared
+            .take(conn, frame.id(), &frame.payload())
+    }
+
+    /// Drops what readers compiled for `conn`, which is gone.
+    pub(super) fn forget_prepared(&self, conn: ConnId) {
+        self.contracts.published().prepared.forget(conn);
     }
 
     /// After `name` lost an owner: its contract goes once nobody holds it.

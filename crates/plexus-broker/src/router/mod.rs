@@ -326,6 +326,9 @@ impl Router {
     /// `worker_gone`, and calls it made are cancelled towards their workers. Run by [`Attached`].
     fn detach(&self, conn: ConnId) {
         let mut st = self.lock();
+        // Also when the router detached it already (a slow consumer): its reader may have
+        // compiled contracts since.
+        st.forget_prepared(conn);
         st.detach(conn);
         st.settle();
     }
@@ -401,6 +404,7 @@ impl State {
             return;
         };
         self.book.close(gone.owner, conn);
+        self.forget_prepared(conn);
         for name in &gone.names {
             let _ = self.registry.unregister(name, conn);
             self.drop_contract_if_gone(name);

@@ -17,6 +17,8 @@ impl State {
     /// waiters the name completes.
     pub(super) fn register(&mut self, conn: ConnId, frame: &Frame) {
         let (id, name) = (frame.id(), frame.string(0));
+        // Contracts.
+        let prepared = self.take_prepared(conn, frame);
         if let Err(e) = validate_name(name) {
             return self.fail(conn, id, ErrorCode::InvalidParams, &e.to_string(), b"");
         }
@@ -47,15 +49,16 @@ impl State {
         match self.registry.register(name, conn, shared) {
             Ok(()) => {
                 // Contracts.
-                let verdict = match self.decide_contract(conn, name, description.as_deref()) {
-                    Ok(verdict) => verdict,
-                    Err(msg) => {
-                        if !held_before {
-                            let _ = self.registry.unregister(name, conn);
+                let verdict =
+                    match self.decide_contract(conn, name, description.as_deref(), prepared) {
+                        Ok(verdict) => verdict,
+                        Err(msg) => {
+                            if !held_before {
+                                let _ = self.registry.unregister(name, conn);
+                            }
+                            return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b"");
                         }
-                        return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b"");
-                    }
-                };
+                    };
                 self.contracts.install(name, verdict);
                 let description = description.or_else(|| {
                     self.contracts

@@ -618,3 +618,53 @@ async fn json_rpc_and_ipc_broker_peers_get_their_own_error_form() {
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn contracts_compiled_by_the_reader_reach_the_right_registration() {
+    let broker = TestBroker::start().await;
+    let mut worker = broker.raw_client("w").await;
+    let int = json!({"methods": {"m": {"params": {"type": "integer"}}}});
+    let text = json!({"methods": {"m": {"params": {"type": "string"}}}});
+    // Two registers with the same request id in one write: each keeps its own contract.
+    let mut both = BytesMut::new();
+    plexus_proto::encode(&register_frame(5, "ints", false, &int), &mut both);
+    plexus_proto::encode(&register_frame(5, "texts", false, &text), &mut both);
+    worker.send_bytes(&both).await;
+    for _ in 0..2 {
+        let ok = worker.recv().await;
+        assert_eq!((ok.kind(), ok.id()), (Kind::Reply, 5), "{}", ok.string(0));
+    }
+    // A large contract (hundreds of regexes) is compiled off the router and enforced.
+    let mut props = serde_json::Map::new();
+    for i in 0..600 {
+        props.insert(
+            format!("p{i}"),
+            json!({"type": "string", "pattern": format!("^[a-z]{{1,{}}}[0-9]+$", i % 40 + 1)}),
+        );
+    }
+    let big = json!({"methods": {"m": {"params": {"type": "object", "properties": props}}}});
+    assert!(big.to_string().len() > 30_000);
+    let r = register(&mut worker, 6, "big", &big).await;
+    assert_eq!(r.kind(), Kind::Reply, "{}", r.string(0));
+
+    let mut caller = broker.raw_client("c").await;
+    for (object, params, ok) in [
+        ("ints", &b"1"[..], true),
+        ("ints", b"\"x\"", false),
+        ("texts", b"\"x\"", true),
+        ("texts", b"1", false),
+        ("big", br#"{"p7":"abc123"}"#, true),
+        ("big", br#"{"p7":"123"}"#, false),
+    ] {
+        caller.send(Frame::call(1, object, "m", 0, params)).await;
+        if ok {
+            let call = worker.recv().await;
+            assert_eq!(call.string(0), object);
+            worker.send(Frame::reply(call.id(), b"null")).await;
+            assert_eq!(caller.recv().await.kind(), Kind::Reply);
+        } else {
+            let r = caller.expect_error(ErrorCode::InvalidParams).await;
+            assert_eq!(data(&r)["object"], object);
+        }
+    }
+}

@@ -1,10 +1,13 @@
 //! Serving objects: what an object is, what its handlers know, and how incoming calls run.
 
 mod context;
+// Contracts.
+mod contract;
 mod object;
 mod run;
 
 pub use context::CallContext;
+pub use contract::{Contract, Serve};
 pub(crate) use object::DynObject;
 pub use object::{FnObject, Object, parse_params};
 pub(crate) use run::{AnswerReceiver, AnswerSender, Answered, IncomingCall};

@@ -50,6 +50,13 @@ pub trait Object: Send + Sync + 'static {
     fn methods(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// The whole register description, when the object declares more than method names: its
+    /// contract (see [`crate::Contract`]). Methods from [`Object::methods`] it leaves out are
+    /// added without schemas.
+    fn description(&self) -> Option<Value> {
+        None
+    }
 }
 
 /// Parses a call's params, answering `invalid_params` when they do not fit `T`.
@@ -97,16 +104,23 @@ pub(crate) trait DynObject: Send + Sync {
 impl<O: Object> DynObject for O {
     fn describe(&self) -> Vec<u8> {
         let methods = self.methods();
-        if methods.is_empty() {
-            return Vec::new();
+        let mut description = match self.description() {
+            Some(description) => description,
+            None if methods.is_empty() => return Vec::new(),
+            None => serde_json::json!({ "methods": {} }),
+        };
+        if let Some(declared) = description
+            .as_object_mut()
+            .map(|d| d.entry("methods").or_insert_with(|| serde_json::json!({})))
+            .and_then(Value::as_object_mut)
+        {
+            for m in methods {
+                declared
+                    .entry(m)
+                    .or_insert_with(|| Value::Object(Default::default()));
+            }
         }
-        let map: serde_json::Map<String, Value> = methods
-            .into_iter()
-            .map(|m| (m, Value::Object(Default::default())))
-            .collect();
-        serde_json::json!({ "methods": map })
-            .to_string()
-            .into_bytes()
+        description.to_string().into_bytes()
     }
 
     fn call_dyn(
