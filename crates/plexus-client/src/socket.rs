@@ -91,13 +91,7 @@ pub(crate) fn split(sock: Sock, limit: u32) -> io::Result<(FrameReader, Writer)>
         scratch: vec![0; READ_CHUNK],
         limit,
     };
-    Ok((
-        reader,
-        Writer {
-            fd,
-            waiting: None,
-        },
-    ))
+    Ok((reader, Writer { fd, waiting: None }))
 }
 
 /// The reading side of the socket and the bytes read but not yet decoded.
