@@ -8,14 +8,22 @@ mod accept;
 mod config;
 mod conn_id;
 mod connection;
+// Contracts.
+mod contracts;
 mod error;
 mod listener;
-#[cfg(feature = "metrics")]
-mod metrics;
+// Counted always, read only by the HTTP listener.
+#[cfg(feature = "http")]
+mod http;
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+mod observe;
 mod outbox;
 mod peer;
 mod pending;
+// Access control.
+mod policy;
 mod queue_groups;
+mod quotas;
 mod registry;
 mod router;
 mod shutdown;
@@ -36,6 +44,10 @@ pub use config::{Config, IPC_BROKER_PORT, IPC_BROKER_SOCKET, IPC_SERVER_ADDR, Sl
 pub use error::BrokerError;
 use listener::SocketDir;
 pub use listener::default_path;
+// Access control.
+pub use policy::token::TokenCheck;
+pub use policy::{Accounts, Policy};
+pub use quotas::Quotas;
 use router::Router;
 use shutdown::Shutdown;
 
@@ -46,7 +58,8 @@ pub struct Broker {
     /// ipc-broker's socket path, when asked for.
     ipc_unix: Option<UnixSocket>,
     tcp: Vec<TcpListener>,
-    metrics: Option<TcpListener>,
+    /// Dashboard: the HTTP listener.
+    http: Option<TcpListener>,
     /// ipc-server's TCP address, when asked for.
     ipc_server: Option<TcpListener>,
 }
@@ -82,6 +95,8 @@ impl Broker {
                     None => (default_path(), SocketDir::Default),
                 };
                 let listener = listener::bind_unix(&path, kind)?;
+                // Access control.
+                listener::share(&path, config.socket_mode, config.socket_group)?;
                 Some(UnixSocket {
                     listener,
                     path,
@@ -105,17 +120,27 @@ impl Broker {
             Some(addr) => Some(bind_tcp(addr).await?),
             None => None,
         };
-        let metrics = match config.metrics {
-            Some(_) if !cfg!(feature = "metrics") => return Err(BrokerError::NoMetrics),
+        let http = match config.http {
+            Some(_) if !cfg!(feature = "http") => return Err(BrokerError::NoHttp),
             Some(addr) => Some(bind_tcp(addr).await?),
             None => None,
         };
+        // Contracts.
+        let pinned = match &config.contracts_dir {
+            Some(dir) => {
+                contracts::load_pinned(dir, config.max_description_bytes, config.max_contract_depth)
+                    .map_err(BrokerError::InvalidConfig)?
+            }
+            None => Vec::new(),
+        };
+        let router = Router::new(config);
+        router.pin_contracts(pinned);
         Ok(Broker {
-            router: Arc::new(Router::new(config)),
+            router: Arc::new(router),
             unix,
             ipc_unix,
             tcp,
-            metrics,
+            http,
             ipc_server,
         })
     }
@@ -135,9 +160,9 @@ impl Broker {
         self.ipc_server.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// The address metrics are served on.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    /// The address the dashboard, the monitoring API and `/metrics` are served on.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The bound TCP addresses (with real ports when port 0 was asked).
@@ -162,9 +187,9 @@ impl Broker {
                 socket_paths.push(unix.path);
             }
         }
-        #[cfg(feature = "metrics")]
-        if let Some(l) = self.metrics {
-            shutdown.spawn(metrics::serve(l, router.clone(), shutdown.clone()));
+        #[cfg(feature = "http")]
+        if let Some(l) = self.http {
+            shutdown.spawn(http::serve(l, router.clone(), shutdown.clone()));
         }
         for l in self.tcp {
             if let Ok(addr) = l.local_addr() {

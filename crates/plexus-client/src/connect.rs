@@ -69,9 +69,11 @@ pub(crate) async fn open(addr: &BusAddr, options: &Options) -> Result<Connection
         why,
     };
     let (mut reader, mut writer): (FrameReader, Writer) = socket::split(sock, HANDSHAKE_LIMIT)?;
-    writer
-        .write_all(&Frame::hello(client_name).to_bytes())
-        .await?;
+    let hello = match (&options.token, addr) {
+        (Some(token), BusAddr::Tcp(_)) => Frame::hello_with_token(client_name, &token.0),
+        _ => Frame::hello(client_name),
+    };
+    writer.write_all(&hello.to_bytes()).await?;
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_frame())
         .await
         .map_err(|_| handshake_failed("no answer to hello within 10 s".into()))?

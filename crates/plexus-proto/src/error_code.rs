@@ -31,11 +31,14 @@ pub enum ErrorCode {
     Internal = 12,
     /// The broker is shutting down.
     ShuttingDown = 13,
+    /// A worker's result does not match its method's contract (the broker answers this
+    /// instead of forwarding it).
+    InvalidResult = 14,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::NoSuchObject,
         ErrorCode::NoSuchMethod,
         ErrorCode::Timeout,
@@ -49,6 +52,7 @@ impl ErrorCode {
         ErrorCode::Overloaded,
         ErrorCode::Internal,
         ErrorCode::ShuttingDown,
+        ErrorCode::InvalidResult,
     ];
 
     /// The number on the wire.
@@ -77,6 +81,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Internal => "internal",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::InvalidResult => "invalid_result",
         }
     }
 

@@ -8,6 +8,8 @@ mod bus;
 mod call_cmd;
 mod complete_cmd;
 mod doctor_cmd;
+// Access control.
+mod doctor_access;
 mod echo_cmd;
 mod exit;
 mod listen_cmd;
@@ -18,6 +20,9 @@ mod params;
 mod publish_cmd;
 mod serve_cmd;
 mod status_cmd;
+// Dashboard.
+#[cfg(feature = "http")]
+mod top_cmd;
 mod watch;
 
 use std::io::IsTerminal;
@@ -70,6 +75,11 @@ enum Command {
     Ping(status_cmd::PingArgs),
     /// Print the broker's counters.
     Stats(status_cmd::StatsArgs),
+    // Dashboard.
+    /// Live tables of the broker's connections and names, like nats-top (needs the broker's
+    /// --http listener).
+    #[cfg(feature = "http")]
+    Top(top_cmd::TopArgs),
     /// Measure latency, throughput, fan-out, payloads and memory against the socket floors:
     /// `bench [SCENARIO...] [--json] [--duration D] [--pin]`, `bench --list`.
     Bench(bench::BenchArgs),
@@ -174,6 +184,9 @@ fn main() -> ExitCode {
         Command::Wait(args) => run_client(json, names_cmd::wait(args, g)),
         Command::Ping(args) => run_client(json, status_cmd::ping(args, g)),
         Command::Stats(args) => run_client(json, status_cmd::stats(args, g)),
+        // Dashboard.
+        #[cfg(feature = "http")]
+        Command::Top(args) => run_client(json, top_cmd::top(args, g)),
         Command::Bench(args) => run_client(json, bench::bench(args, g)),
         Command::BenchHelper(args) => run_client(json, bench::helper::run(args, g)),
         Command::Echo(args) => run_client(json, echo_cmd::echo(args, g)),

@@ -14,6 +14,7 @@ use tracing::{debug, info};
 use super::input::Input;
 use super::stop::Stop;
 use crate::conn_id::ConnId;
+use crate::contracts::View;
 use crate::outbox::{Outbox, OutboxReceiver, held, outbox};
 use crate::peer::PeerInfo;
 use crate::router::{Attached, Router};
@@ -63,7 +64,7 @@ pub async fn serve<R, W>(
 {
     let (outbox, receiver) = outbox(router.config().outbox_limit);
     info!(conn, dialect = %peer.client, pid = ?peer.pid, uid = ?peer.uid, transport = peer.transport, addr = ?peer.addr, "connection opened");
-    let mut attached = router.attach(conn, peer, outbox.clone());
+    let attached = router.attach(conn, peer, outbox.clone());
     let mut link = Link {
         conn,
         codec,
@@ -74,18 +75,22 @@ pub async fn serve<R, W>(
         routed: VecDeque::new(),
         bounced: Vec::new(),
         pace: Pace::Free,
+        contracts: router.contracts_view(),
     };
-    let stop = link
-        .run(
-            &mut input,
-            &mut writer,
-            &outbox,
-            router,
-            &mut attached,
-            shutdown,
-        )
-        .await;
-    drop(attached);
+    let stop = match attached {
+        Ok(mut attached) => {
+            link.run(
+                &mut input,
+                &mut writer,
+                &outbox,
+                router,
+                &mut attached,
+                shutdown,
+            )
+            .await
+        }
+        Err(refused) => Stop::Refused(refused.code, refused.message),
+    };
     stop.tell_peer(conn, &outbox);
     drop(outbox);
     let grace = router.config().shutdown_grace;
@@ -113,6 +118,8 @@ struct Link {
     bounced: Vec<Frame>,
     /// For a paced dialect: whether its next message may be written.
     pace: Pace,
+    /// The contracts requests are checked against before they are routed.
+    contracts: View,
 }
 
 impl Link {
@@ -211,6 +218,7 @@ impl Link {
         if self.routed.is_empty() || outbox.over_limit() {
             return;
         }
+        router.screen(self.conn, &mut self.contracts, &mut self.routed);
         let routed = &mut self.routed;
         let within = || !outbox.over_limit();
         router.handle(

@@ -5,8 +5,11 @@ use plexus_proto::{BROKER_OBJECT, ErrorCode, Frame, flags, validate_name};
 use serde_json::json;
 use serde_json::value::RawValue;
 
+use super::monitor::CallName;
 use super::{State, raw_json};
 use crate::conn_id::ConnId;
+use crate::policy::Action;
+use crate::quotas::Resource;
 use crate::registry::{Owners, RegistryRefusal};
 
 impl State {
@@ -22,6 +25,11 @@ impl State {
             return self.fail(conn, id, ErrorCode::PermissionDenied, &msg, b"");
         }
         let shared = frame.flags() & flags::SHARED != 0;
+        // Access control.
+        let action = if shared { Action::Join } else { Action::Own };
+        if let Some(Err(denied)) = self.access(conn).map(|a| a.name(action, name)) {
+            return self.refuse(conn, id, CallName::default(), denied);
+        }
         let description = match self.description(&frame.payload()) {
             Ok(description) => description,
             Err(msg) => return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b""),
@@ -29,8 +37,31 @@ impl State {
         if let Err(msg) = self.room_for_name(conn, name) {
             return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
         }
+        let held_before = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.names.contains(name));
+        if !held_before && let Err(msg) = self.room_under_quota(conn, Resource::Names) {
+            return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
+        }
         match self.registry.register(name, conn, shared) {
             Ok(()) => {
+                // Contracts.
+                let verdict = match self.decide_contract(conn, name, description.as_deref()) {
+                    Ok(verdict) => verdict,
+                    Err(msg) => {
+                        if !held_before {
+                            let _ = self.registry.unregister(name, conn);
+                        }
+                        return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b"");
+                    }
+                };
+                self.contracts.install(name, verdict);
+                let description = description.or_else(|| {
+                    self.contracts
+                        .pinned_description(name)
+                        .map(ToOwned::to_owned)
+                });
                 if let Some(description) = description {
                     self.registry.describe(name, description);
                 }
@@ -81,6 +112,7 @@ impl State {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.names.remove(name);
                 }
+                self.drop_contract_if_gone(name);
                 self.ok(conn, id);
             }
             Err(RegistryRefusal::NotRegistered | RegistryRefusal::Taken(_)) => {
