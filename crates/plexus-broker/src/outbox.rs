@@ -1,11 +1,13 @@
 //! A connection's bounded outbox: the queue of frames on their way to its socket, with the byte
-//! count that bounds it, and the native writer that drains it with coalesced writes.
+//! count that bounds it, and the native writer that drains it with coalesced writes (small frames
+//! copied into one buffer, large ones written from their own bytes in the same vectored write).
 //!
 //! Calls and events ([`Outbox::push`]) are refused past the limit. Answers
 //! ([`Outbox::push_always`]) are never refused, so they can take the count past it; the
 //! connection's reader then stops reading ([`Outbox::room`]) until the writer has drained the
 //! count back under the limit, so a peer that asks and does not read is no longer read from.
 
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -30,6 +32,9 @@ pub fn held(frame: &Frame) -> usize {
 const BATCH_FRAMES: usize = 512;
 /// Bytes after which the writer stops adding frames to one write.
 const BATCH_BYTES: usize = 256 * 1024;
+/// Frames this large or larger are not copied into the batch buffer: their header and body go to
+/// the socket in one vectored write, after what the buffer holds.
+const COPY_BELOW: usize = 16 * 1024;
 
 /// The sending side of a connection's outbox. Cloning it shares the queue.
 #[derive(Clone, Debug)]
@@ -210,6 +215,12 @@ impl OutboxReceiver {
             let mut taken = 0;
             for frame in batch.drain(..) {
                 taken += held(&frame);
+                if frame.wire_len() >= COPY_BELOW {
+                    let head = frame.header().encode();
+                    write_all_vectored(&mut socket, [&buf[..], &head[..], frame.body()]).await?;
+                    buf.clear();
+                    continue;
+                }
                 encode(&frame, &mut buf);
                 if buf.len() >= BATCH_BYTES {
                     socket.write_all(&buf).await?;
@@ -223,6 +234,29 @@ impl OutboxReceiver {
             self.release(taken);
         }
         socket.shutdown().await
+    }
+}
+
+/// Writes `parts` in order, in as few vectored writes as the socket takes them in.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    socket: &mut W,
+    mut parts: [&[u8]; 3],
+) -> std::io::Result<()> {
+    loop {
+        let slices = parts.map(IoSlice::new);
+        let first = parts.iter().position(|p| !p.is_empty());
+        let Some(first) = first else {
+            return Ok(());
+        };
+        let mut n = socket.write_vectored(&slices[first..]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        for part in &mut parts[first..] {
+            let took = n.min(part.len());
+            *part = &part[took..];
+            n -= took;
+        }
     }
 }
 

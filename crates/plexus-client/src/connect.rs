@@ -7,7 +7,7 @@ use plexus_proto::{BusAddr, Frame, Kind};
 use tokio::net::{TcpStream, UnixStream};
 use tracing::debug;
 
-use crate::socket::{FrameReader, ReadHalf, Writer};
+use crate::socket::{self, FrameReader, Sock, Writer};
 use crate::{BrokerInfo, Error, Options};
 
 /// How long the broker has to answer `hello`.
@@ -42,7 +42,7 @@ pub(crate) async fn open(addr: &BusAddr, options: &Options) -> Result<Connection
         addr: addr.to_string(),
         source,
     };
-    let (read_half, mut writer) = match addr {
+    let sock = match addr {
         BusAddr::Unix(path) => {
             let stream = UnixStream::connect(path).await.map_err(no_broker)?;
             let broker_uid = stream.peer_cred()?.uid();
@@ -56,26 +56,24 @@ pub(crate) async fn open(addr: &BusAddr, options: &Options) -> Result<Connection
                     expected,
                 });
             }
-            let (r, w) = stream.into_split();
-            (ReadHalf::Unix(r), Writer::Unix(w))
+            Sock::from_unix(stream)?
         }
         BusAddr::Tcp(hostport) => {
             let s = TcpStream::connect(hostport).await.map_err(no_broker)?;
             s.set_nodelay(true)?;
-            let (r, w) = s.into_split();
-            (ReadHalf::Tcp(r), Writer::Tcp(w))
+            Sock::from_tcp(s)?
         }
     };
     let handshake_failed = |why: String| Error::Handshake {
         addr: addr.to_string(),
         why,
     };
+    let (mut reader, mut writer): (FrameReader, Writer) = socket::split(sock, HANDSHAKE_LIMIT)?;
     let hello = match (&options.token, addr) {
         (Some(token), BusAddr::Tcp(_)) => Frame::hello_with_token(client_name, &token.0),
         _ => Frame::hello(client_name),
     };
     writer.write_all(&hello.to_bytes()).await?;
-    let mut reader = FrameReader::new(read_half, HANDSHAKE_LIMIT);
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_frame())
         .await
         .map_err(|_| handshake_failed("no answer to hello within 10 s".into()))?

@@ -98,7 +98,15 @@ impl EventLoop {
             if !self.writing.is_empty() {
                 match connection.writer.try_write(self.writing.bytes()) {
                     Ok(0) => return End::Lost("the socket took no more bytes".to_owned()),
-                    Ok(n) => self.writing.advance(n),
+                    Ok(n) => {
+                        self.writing.advance(n);
+                        // The batch is out and the next one waits in the session: no branch
+                        // below would fire for it (when it is full, not even a command), so
+                        // write it now.
+                        if self.writing.is_empty() && self.session.queued() > 0 {
+                            continue;
+                        }
+                    }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                     Err(e) => return End::Lost(e.to_string()),
                 }

@@ -1,66 +1,161 @@
-//! The socket's two halves, Unix or TCP: reading whole frames, and writing without waiting when
-//! the socket can take the bytes at once.
+//! The socket, Unix or TCP: reading whole frames, and writing without waiting when the socket can
+//! take the bytes at once.
+//!
+//! The socket is registered with the runtime for reading only. A socket registered for writing
+//! too wakes its process each time the peer reads what it sent (the kernel reports it writable
+//! again), which is a wasted wake-up per message sent; so a write that would block waits on a
+//! second descriptor of the same socket, registered for writing only while that lasts.
 
-use std::io;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use plexus_proto::{Frame, decode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{tcp, unix};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
-/// Free space below which the read buffer grows before the next read.
-const READ_SPARE: usize = 4096;
-/// How much the read buffer grows at a time.
+/// Bytes read at a time into the reusable read buffer.
 const READ_CHUNK: usize = 64 * 1024;
+/// Most bytes read at once straight into a frame that needs more than [`READ_CHUNK`].
+const LARGE_READ: usize = 1024 * 1024;
 
-/// The read half of the socket and the bytes read but not yet decoded.
+/// A connected, non-blocking Unix or TCP socket.
+#[derive(Debug)]
+pub(crate) enum Sock {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Sock {
+    /// Takes a connected tokio socket out of the runtime, to register it anew.
+    pub(crate) fn from_unix(stream: tokio::net::UnixStream) -> io::Result<Sock> {
+        stream.into_std().map(Sock::Unix)
+    }
+
+    /// As [`Sock::from_unix`], for TCP.
+    pub(crate) fn from_tcp(stream: tokio::net::TcpStream) -> io::Result<Sock> {
+        stream.into_std().map(Sock::Tcp)
+    }
+
+    /// A second descriptor of the same socket.
+    fn try_clone(&self) -> io::Result<Sock> {
+        match self {
+            Sock::Unix(s) => s.try_clone().map(Sock::Unix),
+            Sock::Tcp(s) => s.try_clone().map(Sock::Tcp),
+        }
+    }
+
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Sock::Unix(s) => (&*s).read(buf),
+            Sock::Tcp(s) => (&*s).read(buf),
+        }
+    }
+
+    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sock::Unix(s) => (&*s).write(buf),
+            Sock::Tcp(s) => (&*s).write(buf),
+        }
+    }
+}
+
+impl std::os::fd::AsRawFd for Sock {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Sock::Unix(s) => s.as_raw_fd(),
+            Sock::Tcp(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+/// Registers `sock` with the runtime for `interest` only.
+///
+/// tokio deprecates this safe constructor because a type could close or swap its descriptor while
+/// registered; [`Sock`] owns its socket and closes it only when dropped, after the registration
+/// (the `AsyncFd` drops its registration first), and the safe replacement is an `unsafe fn`,
+/// which this workspace forbids.
+#[allow(deprecated)]
+fn register(sock: Sock, interest: Interest) -> io::Result<AsyncFd<Sock>> {
+    AsyncFd::with_interest(sock, interest)
+}
+
+/// Splits `sock` into its reading and writing sides, registered for reading only.
+pub(crate) fn split(sock: Sock, limit: u32) -> io::Result<(FrameReader, Writer)> {
+    let fd = Arc::new(register(sock, Interest::READABLE)?);
+    let reader = FrameReader {
+        fd: fd.clone(),
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        scratch: vec![0; READ_CHUNK],
+        limit,
+    };
+    Ok((reader, Writer { fd, waiting: None }))
+}
+
+/// The reading side of the socket and the bytes read but not yet decoded.
 pub(crate) struct FrameReader {
-    half: ReadHalf,
+    fd: Arc<AsyncFd<Sock>>,
     buf: BytesMut,
+    /// Where small reads land before they are appended to `buf` (initialized once, reused).
+    scratch: Vec<u8>,
     /// The largest frame accepted from the broker.
     limit: u32,
 }
 
-/// The read half of a Unix or TCP socket.
-pub(crate) enum ReadHalf {
-    Unix(unix::OwnedReadHalf),
-    Tcp(tcp::OwnedReadHalf),
-}
-
-/// The write half of a Unix or TCP socket.
-pub(crate) enum Writer {
-    Unix(unix::OwnedWriteHalf),
-    Tcp(tcp::OwnedWriteHalf),
+/// The writing side of the socket.
+pub(crate) struct Writer {
+    fd: Arc<AsyncFd<Sock>>,
+    /// A second descriptor registered for writing, while a write waits for room.
+    waiting: Option<AsyncFd<Sock>>,
 }
 
 impl FrameReader {
-    /// Reads frames of at most `limit` bytes from `half`.
-    pub(crate) fn new(half: ReadHalf, limit: u32) -> FrameReader {
-        FrameReader {
-            half,
-            buf: BytesMut::with_capacity(READ_CHUNK),
-            limit,
-        }
-    }
-
     /// Takes frames of at most `limit` bytes from now on.
     pub(crate) fn set_limit(&mut self, limit: u32) {
         self.limit = limit;
     }
 
-    /// Reads more bytes; the error says why the connection ended.
+    /// Reads more bytes; the error says why the connection ended. A read shorter than asked
+    /// took everything there was, so the next waits for the socket instead of trying again.
     pub(crate) async fn fill(&mut self) -> Result<(), String> {
-        if self.buf.capacity() - self.buf.len() < READ_SPARE {
-            self.buf.reserve(READ_CHUNK);
-        }
-        let read = match &mut self.half {
-            ReadHalf::Unix(half) => half.read_buf(&mut self.buf).await,
-            ReadHalf::Tcp(half) => half.read_buf(&mut self.buf).await,
-        };
-        match read {
-            Ok(0) => Err("the broker closed the connection".to_owned()),
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.to_string()),
+        loop {
+            let mut ready = self.fd.readable().await.map_err(|e| e.to_string())?;
+            // A frame whose body is still to come reserved room for it: read straight there.
+            let start = self.buf.len();
+            let room = self.buf.capacity() - start;
+            let (read, asked) = if room > READ_CHUNK {
+                let asked = room.min(LARGE_READ);
+                self.buf.resize(start + asked, 0);
+                let buf = &mut self.buf[start..];
+                let read = ready.try_io(|fd| fd.get_ref().read(buf));
+                let n = match &read {
+                    Ok(Ok(n)) => *n,
+                    _ => 0,
+                };
+                self.buf.truncate(start + n);
+                (read, asked)
+            } else {
+                let scratch = &mut self.scratch;
+                let read = ready.try_io(|fd| fd.get_ref().read(scratch));
+                if let Ok(Ok(n)) = read {
+                    self.buf.extend_from_slice(&self.scratch[..n]);
+                }
+                (read, READ_CHUNK)
+            };
+            match read {
+                Ok(Ok(0)) => return Err("the broker closed the connection".to_owned()),
+                Ok(Ok(n)) => {
+                    if n < asked {
+                        ready.clear_ready();
+                    }
+                    return Ok(());
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_would_block) => {}
+            }
         }
     }
 
@@ -82,26 +177,40 @@ impl FrameReader {
 
 impl Writer {
     /// Writes what the socket takes now, without waiting; `WouldBlock` if it takes nothing.
-    pub(crate) fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
-        match self {
-            Writer::Unix(half) => half.try_write(bytes),
-            Writer::Tcp(half) => half.try_write(bytes),
+    pub(crate) fn try_write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let n = self.fd.get_ref().write(bytes)?;
+        if n == bytes.len() {
+            // Room again: stop being woken each time the peer reads.
+            self.waiting = None;
         }
+        Ok(n)
     }
 
     /// Resolves when the socket may take more bytes.
-    pub(crate) async fn writable(&self) -> io::Result<()> {
-        match self {
-            Writer::Unix(half) => half.writable().await,
-            Writer::Tcp(half) => half.writable().await,
+    pub(crate) async fn writable(&mut self) -> io::Result<()> {
+        if self.waiting.is_none() {
+            let second = self.fd.get_ref().try_clone()?;
+            self.waiting = Some(register(second, Interest::WRITABLE)?);
         }
+        if let Some(waiting) = &self.waiting {
+            let mut ready = waiting.writable().await?;
+            // Whether there is room now is for the next write to find out.
+            ready.clear_ready();
+        }
+        Ok(())
     }
 
     /// Writes all of `bytes`, waiting as long as it takes.
-    pub(crate) async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self {
-            Writer::Unix(half) => half.write_all(bytes).await,
-            Writer::Tcp(half) => half.write_all(bytes).await,
+    pub(crate) async fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            match self.try_write(bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
+        Ok(())
     }
 }
