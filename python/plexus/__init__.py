@@ -25,6 +25,7 @@ from .errors import (
     ShuttingDown,
     Timeout,
     TransportError,
+    Unavailable,
     UnsupportedVersion,
     WorkerGone,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "Subscription",
     "Timeout",
     "TransportError",
+    "Unavailable",
     "UnsupportedVersion",
     "WorkerGone",
     "aio",

@@ -118,6 +118,14 @@ class ShuttingDown(Error):
     name = "shutting_down"
 
 
+# Cluster.
+class Unavailable(Error):
+    """The broker cannot reach what the request needs (its cluster's NATS); try again later."""
+
+    code = 15
+    name = "unavailable"
+
+
 class TransportError(Error, ConnectionError):
     """The connection to the broker could not be made or was lost (no protocol code)."""
 
@@ -161,6 +169,8 @@ _BY_CODE: dict[int, type[Error]] = {
         Overloaded,
         Internal,
         ShuttingDown,
+        # Cluster.
+        Unavailable,
     )
 }
 

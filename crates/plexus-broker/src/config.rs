@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use plexus_proto::DEFAULT_MAX_FRAME;
 
+// Cluster.
+use crate::cluster::ClusterConfig;
+
 /// Everything the broker can be told.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -72,6 +75,9 @@ pub struct Config {
     pub max_description_bytes: usize,
     /// What happens to a subscriber whose outbox has no room for an event.
     pub slow_consumer: SlowConsumer,
+    // Cluster.
+    /// Join a cluster of brokers through NATS (`--cluster`); `None`: this broker stands alone.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// What the broker does with a subscriber whose outbox has no room for an event.
@@ -147,6 +153,8 @@ impl Default for Config {
             max_subscriptions: 1_000_000,
             max_description_bytes: 64 * 1024,
             slow_consumer: SlowConsumer::Drop,
+            // Cluster.
+            cluster: None,
         }
     }
 }
@@ -174,6 +182,10 @@ impl Config {
                 self.max_call_timeout.as_millis(),
                 self.default_call_timeout.as_millis()
             ));
+        }
+        // Cluster.
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
         }
         Ok(())
     }

@@ -5,6 +5,8 @@
 //! `docs/architecture.md` describes the tasks and who owns which state.
 
 mod accept;
+// Cluster.
+mod cluster;
 mod config;
 mod conn_id;
 mod connection;
@@ -32,6 +34,8 @@ use tokio::net::{TcpListener, UnixListener};
 use tracing::{info, warn};
 
 use accept::Acceptor;
+// Cluster.
+pub use cluster::ClusterConfig;
 pub use config::{Config, IPC_BROKER_PORT, IPC_BROKER_SOCKET, IPC_SERVER_ADDR, SlowConsumer};
 pub use error::BrokerError;
 use listener::SocketDir;
@@ -182,6 +186,10 @@ impl Broker {
             shutdown.spawn(ipc_server.run(l));
         }
         shutdown.spawn(timer::run(router.clone(), shutdown.clone()));
+        // Cluster.
+        if let Some(cluster) = router.config().cluster.clone() {
+            shutdown.spawn(cluster::run(router.clone(), cluster, shutdown.clone()));
+        }
         signal.await;
         info!("shutting down");
         router.begin_shutdown();

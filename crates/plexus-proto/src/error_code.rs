@@ -31,11 +31,14 @@ pub enum ErrorCode {
     Internal = 12,
     /// The broker is shutting down.
     ShuttingDown = 13,
+    // Cluster.
+    /// The broker cannot reach what the request needs (its cluster's NATS); try again later.
+    Unavailable = 15,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::NoSuchObject,
         ErrorCode::NoSuchMethod,
         ErrorCode::Timeout,
@@ -49,6 +52,8 @@ impl ErrorCode {
         ErrorCode::Overloaded,
         ErrorCode::Internal,
         ErrorCode::ShuttingDown,
+        // Cluster.
+        ErrorCode::Unavailable,
     ];
 
     /// The number on the wire.
@@ -77,6 +82,8 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Internal => "internal",
             ErrorCode::ShuttingDown => "shutting_down",
+            // Cluster.
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use plexus_broker::{Broker, Config};
+use plexus_broker::{Broker, ClusterConfig, Config};
 use serde::Deserialize;
 
 use crate::bus::stop_signal;
@@ -21,7 +21,11 @@ pub struct BrokerArgs {
     /// handshake_timeout_ms, partial_frame_timeout_ms, ipc_server_compat), and the router limits
     /// (max_pending_per_connection, max_pending, max_call_timeout_ms, max_wait_names,
     /// max_names_per_connection, max_names, max_subscriptions_per_connection, max_subscriptions,
-    /// max_description_bytes, slow_consumer = "drop" or "disconnect"); flags override it.
+    /// max_description_bytes, slow_consumer = "drop" or "disconnect"), and the cluster keys
+    /// (cluster = ["nats://..."], cluster_name, cluster_node, cluster_credentials, cluster_token,
+    /// cluster_tls_ca, cluster_tls_cert, cluster_tls_key, cluster_tls_required, cluster_lease_ms,
+    /// cluster_kv_replicas, cluster_export_names, cluster_export_topics, cluster_import_topics);
+    /// flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Unix socket path [default: $XDG_RUNTIME_DIR/plexus/bus.sock, else /tmp/plexus-$UID/bus.sock].
@@ -76,6 +80,25 @@ pub struct BrokerArgs {
     /// [ADDR default: 127.0.0.1:1986, where they connect unless ENV_SERVER_ADDRESS is set].
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = plexus_broker::IPC_SERVER_ADDR)]
     ipc_server_compat: Option<SocketAddr>,
+    // Cluster.
+    /// Join a cluster of brokers through these NATS servers (comma-separated URLs, e.g.
+    /// nats://10.0.0.5:4222,nats://10.0.0.6:4222); see docs/scaling.md.
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    cluster: Vec<String>,
+    /// The cluster's name, part of every NATS subject it uses [default: plexus].
+    #[arg(long, value_name = "NAME")]
+    cluster_name: Option<String>,
+    /// This broker's name in the cluster, unique in it [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    cluster_node: Option<String>,
+    /// How long this broker's names outlive it in the cluster when it stops renewing them, in
+    /// milliseconds [default: 15000].
+    #[arg(long, value_name = "MS")]
+    cluster_lease_ms: Option<u64>,
+    /// Copies of the cluster's name store (JetStream replicas) when this broker creates it
+    /// [default: 1].
+    #[arg(long, value_name = "N")]
+    cluster_kv_replicas: Option<usize>,
 }
 
 /// The config file: every key optional, unknown keys refused.
@@ -109,6 +132,21 @@ struct FileConfig {
     max_subscriptions: Option<usize>,
     max_description_bytes: Option<usize>,
     slow_consumer: Option<String>,
+    // Cluster.
+    cluster: Option<Vec<String>>,
+    cluster_name: Option<String>,
+    cluster_node: Option<String>,
+    cluster_credentials: Option<PathBuf>,
+    cluster_token: Option<String>,
+    cluster_tls_ca: Option<PathBuf>,
+    cluster_tls_cert: Option<PathBuf>,
+    cluster_tls_key: Option<PathBuf>,
+    cluster_tls_required: Option<bool>,
+    cluster_lease_ms: Option<u64>,
+    cluster_kv_replicas: Option<usize>,
+    cluster_export_names: Option<Vec<String>>,
+    cluster_export_topics: Option<Vec<String>>,
+    cluster_import_topics: Option<Vec<String>>,
 }
 
 /// Reads and checks a config file; the error names the file, the line and the key.
@@ -126,6 +164,8 @@ impl BrokerArgs {
             None => FileConfig::default(),
         };
         let defaults = Config::default();
+        // Cluster.
+        let cluster = self.cluster_config(&file);
         #[cfg(feature = "metrics")]
         let metrics = self.metrics.or(file.metrics);
         #[cfg(not(feature = "metrics"))]
@@ -192,6 +232,8 @@ impl BrokerArgs {
                 Some(policy) => policy.parse()?,
                 None => defaults.slow_consumer,
             },
+            // Cluster.
+            cluster,
             ..defaults
         };
         if config.no_unix && config.tcp.is_empty() {
@@ -210,6 +252,45 @@ impl BrokerArgs {
         }
         config.validate()?;
         Ok((config, self.threads.or(file.threads).unwrap_or(1).max(1)))
+    }
+
+    // Cluster.
+    /// The cluster settings, when the flags or the file name NATS servers.
+    fn cluster_config(&self, file: &FileConfig) -> Option<ClusterConfig> {
+        let servers = if self.cluster.is_empty() {
+            file.cluster.clone()?
+        } else {
+            self.cluster.clone()
+        };
+        let mut c = ClusterConfig::new(servers);
+        if let Some(name) = self.cluster_name.clone().or(file.cluster_name.clone()) {
+            c.name = name;
+        }
+        if let Some(node) = self.cluster_node.clone().or(file.cluster_node.clone()) {
+            c.node = node;
+        }
+        if let Some(ms) = self.cluster_lease_ms.or(file.cluster_lease_ms) {
+            c.lease = Duration::from_millis(ms);
+        }
+        if let Some(n) = self.cluster_kv_replicas.or(file.cluster_kv_replicas) {
+            c.kv_replicas = n;
+        }
+        c.credentials = file.cluster_credentials.clone();
+        c.token = file.cluster_token.clone();
+        c.tls_ca = file.cluster_tls_ca.clone();
+        c.tls_cert = file.cluster_tls_cert.clone();
+        c.tls_key = file.cluster_tls_key.clone();
+        c.tls_required = file.cluster_tls_required.unwrap_or(false);
+        for (list, from) in [
+            (&mut c.export_names, &file.cluster_export_names),
+            (&mut c.export_topics, &file.cluster_export_topics),
+            (&mut c.import_topics, &file.cluster_import_topics),
+        ] {
+            if let Some(from) = from {
+                list.clone_from(from);
+            }
+        }
+        Some(c)
     }
 }
 

@@ -122,6 +122,8 @@ impl State {
             return self.fail(conn, frame.id(), ErrorCode::PermissionDenied, &msg, b"");
         }
         let reach = self.deliver(frame);
+        // Cluster: once to the other brokers, unless it came from them.
+        self.cluster_publish(conn, frame);
         self.stats.events_published += 1;
         self.stats.events_delivered += reach.delivered;
         self.stats.events_dropped += reach.dropped;

@@ -5,6 +5,8 @@
 
 mod broker_object;
 mod calls;
+// Cluster.
+mod cluster;
 mod events;
 mod monitor;
 mod names;
@@ -20,6 +22,8 @@ use plexus_proto::{ErrorCode, Frame, Kind, flags};
 use tokio::sync::{Notify, oneshot};
 use tracing::error;
 
+// Cluster.
+use crate::cluster::ClusterPort;
 use crate::config::Config;
 use crate::conn_id::ConnId;
 use crate::outbox::Outbox;
@@ -97,6 +101,9 @@ pub struct State {
     group_matches: Vec<u64>,
     /// Connections to disconnect once the current frame is routed, with the error to tell them.
     to_kick: Vec<(ConnId, oneshot::Sender<Kick>, Kick)>,
+    // Cluster.
+    /// The link to other brokers, when the broker is in a cluster.
+    pub cluster: Option<ClusterPort>,
 }
 
 /// The router, shared by every connection task.
@@ -320,6 +327,8 @@ impl State {
             matches: Vec::new(),
             group_matches: Vec::new(),
             to_kick: Vec::new(),
+            // Cluster.
+            cluster: None,
         }
     }
 
@@ -330,6 +339,8 @@ impl State {
         };
         for name in &gone.names {
             let _ = self.registry.unregister(name, conn);
+            // Cluster.
+            self.cluster_name_gone(name);
         }
         for (id, sub) in &gone.subs {
             self.drop_subscription(conn, *id, sub);

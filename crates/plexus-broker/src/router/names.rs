@@ -29,6 +29,7 @@ impl State {
         if let Err(msg) = self.room_for_name(conn, name) {
             return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
         }
+        let fresh = self.registry.get(name).is_none();
         match self.registry.register(name, conn, shared) {
             Ok(()) => {
                 if let Some(description) = description {
@@ -36,6 +37,10 @@ impl State {
                 }
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.names.insert(name.to_owned());
+                }
+                // Cluster: a new exported name is answered once the cluster agrees.
+                if fresh && self.cluster_claim(conn, id, name, shared) {
+                    return;
                 }
                 self.ok(conn, id);
                 self.answer_waiters_for(name);
@@ -81,6 +86,8 @@ impl State {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.names.remove(name);
                 }
+                // Cluster.
+                self.cluster_name_gone(name);
                 self.ok(conn, id);
             }
             Err(RegistryRefusal::NotRegistered | RegistryRefusal::Taken(_)) => {
