@@ -52,23 +52,46 @@ const LIST_LIMIT: usize = 10_000;
 /// How long a publish may wait for room in the NATS client's queue before the event is dropped.
 const PUBLISH_WAIT: Duration = Duration::from_millis(100);
 
-/// Runs the link until shutdown: attaches it to the router, connects to NATS (and keeps
-/// reconnecting), opens the name store, and moves traffic both ways.
-pub async fn run(router: Arc<Router>, config: ClusterConfig, shutdown: Shutdown) {
+/// Detaches the link from the router when dropped, also when its task unwinds.
+struct Joined {
+    router: Arc<Router>,
+    conn: ConnId,
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        self.router.leave_cluster(self.conn);
+    }
+}
+
+/// Attaches the link to the router now, then returns the task that runs it until shutdown:
+/// it connects to NATS (and keeps reconnecting), opens the name store, and moves traffic both
+/// ways.
+pub fn run(
+    router: Arc<Router>,
+    config: ClusterConfig,
+    shutdown: Shutdown,
+) -> impl Future<Output = ()> + Send + 'static {
     let (outbox, rx) = outbox::outbox(router.config().outbox_limit);
     let conn = router.next_conn_id();
-    let peer = PeerInfo {
-        client: format!("cluster:{}", config.name),
-        pid: None,
-        uid: None,
-        exe: None,
-        transport: "nats",
-        addr: Some(config.servers.join(",")),
-    };
-    let attached = router.attach(conn, peer, outbox);
+    let mut peer = PeerInfo::from_tcp(std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    peer.client = format!("cluster:{}", config.name);
+    peer.transport = "nats";
+    peer.addr = Some(config.servers.join(","));
     let stats = Arc::new(ClusterStats::default());
-    router.join_cluster(ClusterPort::new(conn, &config, stats.clone()));
-    router.handle(conn, [Frame::register(0, CLUSTER_OBJECT, false)]);
+    router.attach_cluster(peer, outbox, ClusterPort::new(conn, &config, stats.clone()));
+    let joined = Joined { router, conn };
+    run_joined(joined, rx, config, stats, shutdown)
+}
+
+async fn run_joined(
+    joined: Joined,
+    rx: OutboxReceiver,
+    config: ClusterConfig,
+    stats: Arc<ClusterStats>,
+    shutdown: Shutdown,
+) {
+    let (router, conn) = (joined.router.clone(), joined.conn);
     let (nats_events, nats_events_rx) = mpsc::unbounded_channel();
     let client = match connect(&config, stats.clone(), nats_events).await {
         Ok(client) => client,
@@ -102,7 +125,7 @@ pub async fn run(router: Arc<Router>, config: ClusterConfig, shutdown: Shutdown)
     link.listen_to_cluster().await;
     link.run(rx, inbound_rx, nats_events_rx, &shutdown).await;
     link.leave().await;
-    drop(attached);
+    drop(joined);
 }
 
 /// Opens the NATS client (it connects, and reconnects, in the background).

@@ -12,5 +12,5 @@ mod subjects;
 
 pub use config::ClusterConfig;
 pub use link::run;
-pub use port::{Claim, ClusterPort};
+pub use port::{CLUSTER_OBJECT, Claim, ClusterPort};
 pub use stats::ClusterStats;

@@ -153,6 +153,56 @@ impl ClusterStats {
         ]
     }
 
+    /// The cluster's figures in the Prometheus text format: the NATS connection and name store
+    /// state as gauges, the counters as `plexus_cluster_*_total`, the remote call latency as a
+    /// histogram.
+    #[cfg(feature = "http")]
+    pub fn write_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let gauges = [
+            (
+                "plexus_cluster_connected",
+                "Whether the broker is connected to its cluster's NATS (1) or not (0).",
+                u64::from(self.up()),
+            ),
+            (
+                "plexus_cluster_name_store_ready",
+                "Whether the cluster's name store (JetStream key-value) is open.",
+                u64::from(self.kv_ready()),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        for (counter, value) in self.counters() {
+            let name = format!("plexus_cluster_{counter}_total");
+            let _ = writeln!(
+                out,
+                "# HELP {name} Cluster traffic: {counter}.\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let name = "plexus_cluster_call_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from sending a call to another broker to its answer.\n# TYPE {name} histogram"
+        );
+        let (buckets, sum_us) = self.latency();
+        let mut count = 0;
+        for (bound, cumulative) in buckets {
+            let le = bound.map_or_else(|| "+Inf".to_owned(), |us| format!("{}", us as f64 / 1e6));
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+            count = cumulative;
+        }
+        let _ = writeln!(
+            out,
+            "{name}_sum {}\n{name}_count {count}",
+            sum_us as f64 / 1e6
+        );
+    }
+
     /// The `cluster` part of `plexus.stats`.
     pub fn to_json(&self, cluster: &str, node: &str) -> Value {
         let (histogram, sum_us) = self.latency();

@@ -5,9 +5,16 @@
 
 use plexus_proto::{ErrorCode, Frame};
 
-use super::{Router, State};
-use crate::cluster::{Claim, ClusterPort, ClusterStats};
+use std::collections::{HashMap, HashSet};
+
+use super::{Conn, Router, State};
+use crate::cluster::{CLUSTER_OBJECT, Claim, ClusterPort, ClusterStats};
 use crate::conn_id::ConnId;
+use crate::observe::ConnTraffic;
+use crate::outbox::Outbox;
+use crate::peer::PeerInfo;
+use crate::policy::Access;
+use crate::quotas::Owner;
 use crate::registry::Owners;
 
 impl State {
@@ -130,10 +137,40 @@ impl State {
 }
 
 impl Router {
-    /// Makes the cluster link, already attached as connection `port.conn`, the router's way to
-    /// other brokers.
-    pub fn join_cluster(&self, port: ClusterPort) {
-        self.lock().cluster = Some(port);
+    /// Attaches the cluster link as connection `port.conn` and makes it the router's way to
+    /// other brokers. It is admitted with every right: what other brokers may ask of this one is
+    /// decided by the cluster's export lists, not by the local policy. It holds the name
+    /// [`CLUSTER_OBJECT`] (`plexus.cluster`), answered by the link.
+    pub fn attach_cluster(&self, peer: PeerInfo, outbox: Outbox, port: ClusterPort) {
+        let conn = port.conn;
+        let mut st = self.lock();
+        let mut names = HashSet::new();
+        if st.registry.register(CLUSTER_OBJECT, conn, false).is_ok() {
+            names.insert(CLUSTER_OBJECT.to_owned());
+        }
+        st.conns.insert(
+            conn,
+            Conn {
+                outbox,
+                owner: Owner::of(&peer),
+                peer,
+                names,
+                subs: HashMap::new(),
+                access: Access::unrestricted(),
+                traffic: ConnTraffic::new(),
+                kick: None,
+            },
+        );
+        st.cluster = Some(port);
+    }
+
+    /// Detaches the cluster link: calls waiting on other brokers are answered `worker_gone`,
+    /// and nothing goes to the cluster any more.
+    pub fn leave_cluster(&self, conn: ConnId) {
+        let mut st = self.lock();
+        st.cluster = None;
+        st.detach(conn);
+        st.settle();
     }
 
     /// The cluster's answer to claim `token` (see [`State::cluster_claim`]).

@@ -84,6 +84,8 @@ async fn a_worker_cannot_answer_with_an_error_only_the_broker_sends() {
         ErrorCode::BadFrame,
         ErrorCode::UnsupportedVersion,
         ErrorCode::ShuttingDown,
+        // Cluster.
+        ErrorCode::Unavailable,
     ];
     for (id, code) in (1u64..).zip(ErrorCode::ALL) {
         caller.send(Frame::call(id, "svc", "m", 5000, b"")).await;
