@@ -95,6 +95,16 @@ pub struct Config {
     /// HTTP on this address (`docs/monitoring.md`). Loopback only: nothing checks who a viewer
     /// is yet.
     pub http: Option<SocketAddr>,
+    // Contracts.
+    /// A directory of pinned contracts, one `NAME.json` per object name: a worker registering a
+    /// pinned name with a different contract is refused. Each file is at most
+    /// `max_description_bytes`.
+    pub contracts_dir: Option<PathBuf>,
+    /// Whether workers' results are checked against their contracts (params and event payloads
+    /// always are).
+    pub check_results: bool,
+    /// Deepest nesting (objects and arrays) of a contract's JSON.
+    pub max_contract_depth: usize,
     // Cluster.
     /// Join a cluster of brokers through NATS (`--cluster`); `None`: this broker stands alone.
     pub cluster: Option<ClusterConfig>,
@@ -180,6 +190,10 @@ impl Default for Config {
             socket_group: None,
             // Dashboard.
             http: None,
+            // Contracts.
+            contracts_dir: None,
+            check_results: true,
+            max_contract_depth: 32,
             // Cluster.
             cluster: None,
         }

@@ -10,6 +10,8 @@ mod cluster;
 mod config;
 mod conn_id;
 mod connection;
+// Contracts.
+mod contracts;
 mod error;
 mod listener;
 // Counted always, read only by the HTTP listener.
@@ -127,8 +129,18 @@ impl Broker {
             Some(addr) => Some(bind_tcp(addr).await?),
             None => None,
         };
+        // Contracts.
+        let pinned = match &config.contracts_dir {
+            Some(dir) => {
+                contracts::load_pinned(dir, config.max_description_bytes, config.max_contract_depth)
+                    .map_err(BrokerError::InvalidConfig)?
+            }
+            None => Vec::new(),
+        };
+        let router = Router::new(config);
+        router.pin_contracts(pinned);
         Ok(Broker {
-            router: Arc::new(Router::new(config)),
+            router: Arc::new(router),
             unix,
             ipc_unix,
             tcp,

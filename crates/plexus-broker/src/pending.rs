@@ -29,6 +29,8 @@ pub struct PendingCall {
     /// What was called, kept only while someone watches the monitor feed (its records name the
     /// call an answer or a broker error ends); `None` otherwise, so routing costs nothing more.
     pub label: Option<Box<CallLabel>>,
+    /// The method's contract when its result is to be checked before it is forwarded.
+    pub result_check: Option<std::sync::Arc<crate::contracts::MethodChecks>>,
 }
 
 /// The object and method of a routed call.

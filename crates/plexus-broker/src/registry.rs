@@ -24,6 +24,16 @@ pub enum Owners {
     },
 }
 
+impl Owners {
+    /// Whether `conn` is the one and only owner.
+    pub fn only(&self, conn: ConnId) -> bool {
+        match self {
+            Owners::Exclusive(owner) => *owner == conn,
+            Owners::Shared { members, .. } => members == &[conn],
+        }
+    }
+}
+
 /// A registered name.
 #[derive(Debug)]
 pub struct NameEntry {

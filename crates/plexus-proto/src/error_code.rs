@@ -31,6 +31,9 @@ pub enum ErrorCode {
     Internal = 12,
     /// The broker is shutting down.
     ShuttingDown = 13,
+    /// A worker's result does not match its method's contract (the broker answers this
+    /// instead of forwarding it).
+    InvalidResult = 14,
     // Cluster.
     /// The broker cannot reach what the request needs (its cluster's NATS); try again later.
     Unavailable = 15,
@@ -38,7 +41,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::NoSuchObject,
         ErrorCode::NoSuchMethod,
         ErrorCode::Timeout,
@@ -52,6 +55,7 @@ impl ErrorCode {
         ErrorCode::Overloaded,
         ErrorCode::Internal,
         ErrorCode::ShuttingDown,
+        ErrorCode::InvalidResult,
         // Cluster.
         ErrorCode::Unavailable,
     ];
@@ -82,6 +86,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Internal => "internal",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::InvalidResult => "invalid_result",
             // Cluster.
             ErrorCode::Unavailable => "unavailable",
         }

@@ -14,6 +14,7 @@ use tracing::{debug, info};
 use super::input::Input;
 use super::stop::Stop;
 use crate::conn_id::ConnId;
+use crate::contracts::View;
 use crate::outbox::{Outbox, OutboxReceiver, held, outbox};
 use crate::peer::PeerInfo;
 use crate::router::{Attached, Router};
@@ -74,6 +75,7 @@ pub async fn serve<R, W>(
         routed: VecDeque::new(),
         bounced: Vec::new(),
         pace: Pace::Free,
+        contracts: router.contracts_view(),
     };
     let stop = match attached {
         Ok(mut attached) => {
@@ -116,6 +118,8 @@ struct Link {
     bounced: Vec<Frame>,
     /// For a paced dialect: whether its next message may be written.
     pace: Pace,
+    /// The contracts requests are checked against before they are routed.
+    contracts: View,
 }
 
 impl Link {
@@ -214,6 +218,7 @@ impl Link {
         if self.routed.is_empty() || outbox.over_limit() {
             return;
         }
+        router.screen(self.conn, &mut self.contracts, &mut self.routed);
         let routed = &mut self.routed;
         let within = || !outbox.over_limit();
         router.handle(

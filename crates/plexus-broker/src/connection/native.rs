@@ -99,8 +99,10 @@ async fn route_frames<R: AsyncRead + Unpin>(
     let stopping = shutdown.requested();
     tokio::pin!(stopping);
     let mut batch = VecDeque::new();
+    let mut contracts = router.contracts_view();
     loop {
         let stop = input.drain_into(&mut batch).err();
+        router.screen(conn, &mut contracts, &mut batch);
         while !batch.is_empty() {
             let within = || !outbox.over_limit();
             router.handle(

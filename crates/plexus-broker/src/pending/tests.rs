@@ -15,6 +15,7 @@ fn call(caller: ConnId, caller_id: u64, worker: ConnId, deadline: Instant) -> Pe
         started: deadline,
         name_stats: Default::default(),
         label: None,
+        result_check: None,
     }
 }
 

@@ -24,7 +24,7 @@ pub enum Source {
 
 /// Error codes that only the broker sends, so that a caller can believe them: a worker that
 /// answers with one has its error forwarded as `internal`.
-const BROKER_ONLY: [ErrorCode; 8] = [
+const BROKER_ONLY: [ErrorCode; 9] = [
     ErrorCode::Timeout,
     ErrorCode::WorkerGone,
     ErrorCode::NameTaken,
@@ -32,6 +32,7 @@ const BROKER_ONLY: [ErrorCode; 8] = [
     ErrorCode::BadFrame,
     ErrorCode::UnsupportedVersion,
     ErrorCode::ShuttingDown,
+    ErrorCode::InvalidResult,
     // Cluster.
     ErrorCode::Unavailable,
 ];
@@ -154,6 +155,7 @@ impl State {
                     method: frame.string(1).into(),
                 })
             }),
+            result_check: self.result_check(object, frame.string(1)),
         };
         if let Ok(earliest) = self.pending.insert_call(routed, call) {
             self.timer_dirty |= earliest;
@@ -266,7 +268,9 @@ impl State {
             let (from, to) = (st.party(worker), st.party(call.caller));
             monitor::answer_record(from, to, call.name(frame.id()), elapsed, &answer)
         });
-        self.send_always(call.caller, answer);
+        if let Some(answer) = self.hold_for_check(&call, frame.id(), answer) {
+            self.send_always(call.caller, answer);
+        }
     }
 
     /// The caller gave up on its request `id`: the worker is told to stop.

@@ -7,6 +7,8 @@
 mod access;
 mod broker_object;
 mod calls;
+// Contracts.
+mod contract_checks;
 // Cluster.
 mod cluster;
 mod events;
@@ -28,6 +30,7 @@ use tracing::error;
 use crate::cluster::ClusterPort;
 use crate::config::Config;
 use crate::conn_id::ConnId;
+use crate::contracts::{self, Published};
 use crate::observe::ConnTraffic;
 use crate::observe::live::LiveFeed;
 use crate::observe::topics::Topics;
@@ -121,6 +124,11 @@ pub struct State {
     to_kick: Vec<(ConnId, oneshot::Sender<Kick>, Kick)>,
     /// Each owner's connections, for per-user quotas (access control).
     pub book: Book,
+    // Contracts.
+    /// The contracts in force.
+    pub contracts: contracts::Table,
+    /// Workers' results to check against their contracts once the lock is released.
+    results_to_check: Vec<contract_checks::ResultToCheck>,
     // Cluster.
     /// The link to other brokers, when the broker is in a cluster.
     pub cluster: Option<ClusterPort>,
@@ -133,6 +141,8 @@ pub struct Router {
     next_conn: AtomicU64,
     timer: Notify,
     config: Arc<Config>,
+    /// The contracts' snapshot the readers check against.
+    contracts: Arc<Published>,
 }
 
 /// A connection attached to the router. Dropping it detaches the connection, also when the
@@ -172,11 +182,14 @@ impl Router {
     /// A router with no connections.
     pub fn new(config: Config) -> Router {
         let config = Arc::new(config);
+        let state = State::new(config.clone());
+        let contracts = state.contracts.published().clone();
         Router {
-            state: Mutex::new(State::new(config.clone())),
+            state: Mutex::new(state),
             next_conn: AtomicU64::new(1),
             timer: Notify::new(),
             config,
+            contracts,
         }
     }
 
@@ -290,9 +303,9 @@ impl Router {
         mut route: impl FnMut(&mut State, ConnId, Frame, Instant),
     ) {
         let now = Instant::now();
-        let mut st = self.lock();
-        let st = &mut *st;
         let (mut frames_in, mut bytes_in) = (0u64, 0u64);
+        let mut guard = self.lock();
+        let st = &mut *guard;
         for frame in frames {
             let (kind, id, flag_bits) = (frame.kind(), frame.id(), frame.flags());
             frames_in += 1;
@@ -308,6 +321,11 @@ impl Router {
         }
         if std::mem::take(&mut st.timer_dirty) {
             self.timer.notify_one();
+        }
+        let results = std::mem::take(&mut st.results_to_check);
+        drop(guard);
+        if !results.is_empty() {
+            self.check_results(results);
         }
     }
 
@@ -363,7 +381,6 @@ impl Router {
 impl State {
     fn new(config: Arc<Config>) -> State {
         State {
-            config,
             conns: HashMap::new(),
             registry: Registry::default(),
             subs: Subscriptions::default(),
@@ -379,6 +396,9 @@ impl State {
             group_matches: Vec::new(),
             to_kick: Vec::new(),
             book: Book::default(),
+            contracts: contracts::Table::new(config.max_contract_depth, config.check_results),
+            results_to_check: Vec::new(),
+            config,
             // Cluster.
             cluster: None,
         }
@@ -392,6 +412,7 @@ impl State {
         self.book.close(gone.owner, conn);
         for name in &gone.names {
             let _ = self.registry.unregister(name, conn);
+            self.drop_contract_if_gone(name);
             // Cluster.
             self.cluster_name_gone(name);
         }

@@ -252,6 +252,9 @@ struct BrokerErrorRecord<'a> {
     method: Option<&'a str>,
     code: &'static str,
     message: &'a str,
+    /// For a refusal by a contract: what was checked (`params`, `result` or `payload`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contract: Option<&'static str>,
 }
 
 /// The record of an error the broker itself answered `to`'s request `id` with; `call` names the
@@ -274,6 +277,33 @@ pub fn error_record(
         method: call.method,
         code: code.name(),
         message,
+        contract: None,
+    };
+    publish(TOPICS[2], &record)
+}
+
+/// The record of a call or publish a contract refused (or of a result it refused, ending the
+/// call): an error record marked with what was checked.
+pub fn refusal_record(
+    to: Party<'_>,
+    id: u64,
+    call: CallName<'_>,
+    code: ErrorCode,
+    message: &str,
+    checked: &'static str,
+) -> Frame {
+    let record = BrokerErrorRecord {
+        kind: "error",
+        ts_us: now_us(),
+        from: "broker",
+        to: to.into(),
+        id,
+        call_id: call.call_id,
+        object: call.object,
+        method: call.method,
+        code: code.name(),
+        message,
+        contract: Some(checked),
     };
     publish(TOPICS[2], &record)
 }

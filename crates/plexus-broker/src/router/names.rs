@@ -37,16 +37,32 @@ impl State {
         if let Err(msg) = self.room_for_name(conn, name) {
             return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
         }
-        let holds = self
+        let held_before = self
             .conns
             .get(&conn)
             .is_some_and(|c| c.names.contains(name));
-        if !holds && let Err(msg) = self.room_under_quota(conn, Resource::Names) {
+        if !held_before && let Err(msg) = self.room_under_quota(conn, Resource::Names) {
             return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
         }
         let fresh = self.registry.get(name).is_none();
         match self.registry.register(name, conn, shared) {
             Ok(()) => {
+                // Contracts.
+                let verdict = match self.decide_contract(conn, name, description.as_deref()) {
+                    Ok(verdict) => verdict,
+                    Err(msg) => {
+                        if !held_before {
+                            let _ = self.registry.unregister(name, conn);
+                        }
+                        return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b"");
+                    }
+                };
+                self.contracts.install(name, verdict);
+                let description = description.or_else(|| {
+                    self.contracts
+                        .pinned_description(name)
+                        .map(ToOwned::to_owned)
+                });
                 if let Some(description) = description {
                     self.registry.describe(name, description);
                 }
@@ -101,6 +117,7 @@ impl State {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.names.remove(name);
                 }
+                self.drop_contract_if_gone(name);
                 // Cluster.
                 self.cluster_name_gone(name);
                 self.ok(conn, id);

@@ -2,6 +2,7 @@
 
 mod backpressure;
 mod calls;
+mod contracts;
 mod errors;
 mod events;
 mod ipc_broker;

@@ -84,6 +84,8 @@ async fn a_worker_cannot_answer_with_an_error_only_the_broker_sends() {
         ErrorCode::BadFrame,
         ErrorCode::UnsupportedVersion,
         ErrorCode::ShuttingDown,
+        // Contracts: only the broker's check says a result breaks its contract.
+        ErrorCode::InvalidResult,
         // Cluster.
         ErrorCode::Unavailable,
     ];

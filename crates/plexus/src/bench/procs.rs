@@ -99,6 +99,9 @@ fn free_port() -> Result<u16, Failure> {
         .map_err(|e| Failure::new(INTERNAL, format!("no free TCP port: {e}")))
 }
 
+/// A command that runs each helper under a profiler, e.g. `valgrind --tool=callgrind`.
+const WRAP_ENV: &str = "PLEXUS_BENCH_WRAP";
+
 /// A running helper process: killed when dropped (its stdin closes, and it is killed).
 pub struct Helper {
     _child: Child,
@@ -108,8 +111,18 @@ pub struct Helper {
 
 impl Helper {
     /// Starts `plexus [--bus BUS] __bench-helper ARGS...` and waits for its `ready`.
+    /// With `PLEXUS_BENCH_WRAP` set, the helper runs under that command (a profiler).
     pub async fn start(bus: Option<&str>, args: &[&str]) -> Result<Helper, Failure> {
-        let mut cmd = Command::new(exe()?);
+        let wrap = std::env::var(WRAP_ENV).unwrap_or_default();
+        let mut wrap = wrap.split_whitespace();
+        let mut cmd = match wrap.next() {
+            Some(program) => {
+                let mut cmd = Command::new(program);
+                cmd.args(wrap).arg(exe()?);
+                cmd
+            }
+            None => Command::new(exe()?),
+        };
         if let Some(bus) = bus {
             cmd.arg("--bus").arg(bus);
         }

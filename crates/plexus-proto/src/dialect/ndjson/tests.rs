@@ -115,6 +115,7 @@ fn json_rpc_codes_follow_the_spec() {
         (ErrorCode::Overloaded, -32011),
         (ErrorCode::Internal, -32603),
         (ErrorCode::ShuttingDown, -32013),
+        (ErrorCode::InvalidResult, -32014),
     ];
     assert_eq!(expected.len(), ErrorCode::ALL.len());
     let mut h = Harness::new(1 << 20);
