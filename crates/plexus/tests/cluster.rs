@@ -524,3 +524,101 @@ async fn with_nats_down_local_traffic_works_and_remote_calls_are_unavailable() {
     }
     serve_echo(&on_a, "new.name", "A").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_limit_what_other_brokers_see_and_a_dead_brokers_names_expire() {
+    let nats = Nats::start(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("b.toml");
+    std::fs::write(
+        &config,
+        "cluster_export_names = [\"public.>\"]\ncluster_export_topics = [\"shared.>\"]\n",
+    )
+    .expect("write config");
+    let mut b_args = cluster_args(&nats.url(0), "B", 1);
+    b_args.extend(["--config".to_owned(), config.display().to_string()]);
+    let a = BrokerProc::start(
+        &cluster_args(&nats.url(0), "A", 1)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let b = BrokerProc::start(&b_args.iter().map(String::as_str).collect::<Vec<_>>());
+    await_ready(&a).await;
+    await_ready(&b).await;
+    let on_b = client(&b, "worker").await;
+    serve_echo(&on_b, "public.svc", "B").await;
+    serve_echo(&on_b, "private.svc", "B").await;
+    let on_a = client(&a, "caller").await;
+    call_until_found(&on_a, "public.svc").await;
+    let err = prompt_error(&on_a, "private.svc").await;
+    assert_eq!(err.code(), ErrorCode::NoSuchObject, "not exported: {err}");
+    // Not exported means not claimed: A may have a name of its own by that name.
+    serve_echo(&on_a, "private.svc", "A").await;
+
+    // A call too large for one NATS message is refused, naming the limit.
+    let big = format!("\"{}\"", "x".repeat(2 << 20));
+    let err = on_a
+        .call_raw("public.svc", "echo", big.as_bytes(), PROMPT)
+        .await
+        .expect_err("over max_payload");
+    assert_eq!(err.code(), ErrorCode::FrameTooLarge, "{err}");
+    assert!(err.to_string().contains("max_payload"), "{err}");
+
+    // Only exported topics leave B.
+    let mut sub = on_a.subscribe(">").await.expect("subscribe");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        on_b.publish("shared.t", &json!("s"))
+            .await
+            .expect("publish");
+        if let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await
+        {
+            assert_eq!(event.topic, "shared.t");
+            break;
+        }
+        assert!(Instant::now() < deadline, "exported events never arrived");
+    }
+    on_b.publish("local.t", &json!("l")).await.expect("publish");
+    on_b.publish("shared.last", &json!("s"))
+        .await
+        .expect("publish");
+    let mut topics = Vec::new();
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+        topics.push(event.topic);
+    }
+    assert!(topics.contains(&"shared.last".to_owned()), "{topics:?}");
+    assert!(!topics.iter().any(|t| t == "local.t"), "{topics:?}");
+
+    // B dies: its names are gone from the cluster within the lease (3 s), and A may take them.
+    b.stop_with(rustix::process::Signal::KILL);
+    let err = prompt_error(&on_a, "public.svc").await;
+    assert_eq!(err.code(), ErrorCode::NoSuchObject, "{err}");
+    let started = Instant::now();
+    loop {
+        match on_a
+            .serve_fn("public.svc", |_, _, _| async { Ok(json!("A")) })
+            .await
+        {
+            Ok(()) => break,
+            Err(e) => {
+                assert_eq!(e.code(), ErrorCode::NameTaken, "{e}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "B's claim outlived its 3 s lease: {e}"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let names: Value = on_a
+        .call("plexus.cluster", "names", &Value::Null)
+        .await
+        .expect("names");
+    assert!(
+        names.as_array().is_some_and(
+            |n| n.contains(&json!({"name": "public.svc", "kind": "exclusive", "node": "A"}))
+        ),
+        "{names}"
+    );
+}

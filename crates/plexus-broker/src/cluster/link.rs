@@ -313,6 +313,14 @@ impl Link {
             ClusterStats::bump(&self.stats.calls_unavailable);
             return self.answer(unavailable(routed, object, &self.config.name));
         }
+        let max_payload = self.client.server_info().max_payload;
+        if frame.payload().len() > max_payload {
+            let msg = format!(
+                "the call's params are {} bytes, more than one NATS message carries between brokers (max_payload = {max_payload} bytes, set on the NATS server)",
+                frame.payload().len()
+            );
+            return self.answer(Frame::error(routed, ErrorCode::FrameTooLarge, &msg, b""));
+        }
         ClusterStats::bump(&self.stats.calls_out);
         let subject = self.subjects.call(object, method);
         let mut headers = HeaderMap::new();
@@ -408,6 +416,16 @@ impl Link {
         if let Some(key) = &call.key {
             self.in_keys.remove(key);
         }
+        let max_payload = self.client.server_info().max_payload;
+        let frame = if frame.body().len() > max_payload {
+            let msg = format!(
+                "the answer is {} bytes, more than one NATS message carries between brokers (max_payload = {max_payload} bytes, set on the NATS server)",
+                frame.body().len()
+            );
+            Frame::error(frame.id(), ErrorCode::FrameTooLarge, &msg, b"")
+        } else {
+            frame
+        };
         let mut headers = HeaderMap::new();
         let kind = if frame.kind() == Kind::Error {
             "error"
