@@ -26,6 +26,7 @@ from .errors import (
     ShuttingDown,
     Timeout,
     TransportError,
+    Unavailable,
     UnsupportedVersion,
     WorkerGone,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "Subscription",
     "Timeout",
     "TransportError",
+    "Unavailable",
     "UnsupportedVersion",
     "WorkerGone",
     "aio",

@@ -125,6 +125,14 @@ class InvalidResult(Error):
     name = "invalid_result"
 
 
+# Cluster.
+class Unavailable(Error):
+    """The broker cannot reach what the request needs (its cluster's NATS); try again later."""
+
+    code = 15
+    name = "unavailable"
+
+
 class TransportError(Error, ConnectionError):
     """The connection to the broker could not be made or was lost (no protocol code)."""
 
@@ -169,6 +177,8 @@ _BY_CODE: dict[int, type[Error]] = {
         Internal,
         ShuttingDown,
         InvalidResult,
+        # Cluster.
+        Unavailable,
     )
 }
 

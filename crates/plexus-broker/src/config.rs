@@ -10,6 +10,8 @@ use plexus_proto::DEFAULT_MAX_FRAME;
 use crate::policy::Policy;
 use crate::policy::admit::{Listeners, check_listeners};
 use crate::policy::token::TokenCheck;
+// Cluster.
+use crate::cluster::ClusterConfig;
 
 /// Everything the broker can be told.
 #[derive(Debug, Clone)]
@@ -103,6 +105,9 @@ pub struct Config {
     pub check_results: bool,
     /// Deepest nesting (objects and arrays) of a contract's JSON.
     pub max_contract_depth: usize,
+    // Cluster.
+    /// Join a cluster of brokers through NATS (`--cluster`); `None`: this broker stands alone.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// What the broker does with a subscriber whose outbox has no room for an event.
@@ -189,6 +194,8 @@ impl Default for Config {
             contracts_dir: None,
             check_results: true,
             max_contract_depth: 32,
+            // Cluster.
+            cluster: None,
         }
     }
 }
@@ -246,6 +253,10 @@ impl Config {
             return Err(format!(
                 "http address {addr} is not a loopback address: the dashboard and its API show every connection, name and call to whoever reaches it; pass --allow-remote (allow_remote = true) together with --token-file, so that viewers must present the token, or serve it on 127.0.0.1"
             ));
+        }
+        // Cluster.
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
         }
         Ok(())
     }

@@ -5,6 +5,8 @@
 //! `docs/architecture.md` describes the tasks and who owns which state.
 
 mod accept;
+// Cluster.
+mod cluster;
 mod config;
 mod conn_id;
 mod connection;
@@ -40,6 +42,8 @@ use tokio::net::{TcpListener, UnixListener};
 use tracing::{info, warn};
 
 use accept::Acceptor;
+// Cluster.
+pub use cluster::ClusterConfig;
 pub use config::{Config, IPC_BROKER_PORT, IPC_BROKER_SOCKET, IPC_SERVER_ADDR, SlowConsumer};
 // Contracts.
 pub use contracts::{LocalFailure, check_params_locally, referenced_contract_names};
@@ -180,6 +184,11 @@ impl Broker {
     pub async fn run(self, signal: impl Future<Output = ()>) -> Result<(), BrokerError> {
         let shutdown = Shutdown::default();
         let router = self.router;
+        // Cluster: the link joins the router before the first connection is accepted, so that
+        // every name registered is claimed cluster-wide.
+        if let Some(cluster) = router.config().cluster.clone() {
+            shutdown.spawn(cluster::run(router.clone(), cluster, shutdown.clone()));
+        }
         let acceptor = Acceptor::new(router.clone(), shutdown.clone());
         let mut socket_paths = Vec::new();
         for unix in self.unix.into_iter().chain(self.ipc_unix) {

@@ -54,7 +54,8 @@ pub struct Stats {
 impl Stats {
     /// Counts an error frame sent to a peer.
     pub fn count_error(&mut self, code: ErrorCode) {
-        if let Some(n) = self.errors.get_mut(code.code() as usize - 1) {
+        let slot = ErrorCode::ALL.iter().position(|c| *c == code);
+        if let Some(n) = slot.and_then(|i| self.errors.get_mut(i)) {
             *n += 1;
         }
     }
@@ -62,8 +63,12 @@ impl Stats {
     /// Counts a finished call: `outcome` is `None` for success; `elapsed` is known for calls
     /// a worker answered.
     pub fn record_call(&mut self, outcome: Option<ErrorCode>, elapsed: Option<Duration>) {
-        let slot = outcome.map_or(0, |c| c.code() as usize);
-        if let Some(n) = self.outcomes.get_mut(slot) {
+        // Slots follow `ErrorCode::ALL`, not the code numbers, which have gaps.
+        let slot = match outcome {
+            None => Some(0),
+            Some(c) => ErrorCode::ALL.iter().position(|a| *a == c).map(|i| i + 1),
+        };
+        if let Some(n) = slot.and_then(|i| self.outcomes.get_mut(i)) {
             *n += 1;
         }
         if let Some(elapsed) = elapsed {

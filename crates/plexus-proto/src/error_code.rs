@@ -34,11 +34,14 @@ pub enum ErrorCode {
     /// A worker's result does not match its method's contract (the broker answers this
     /// instead of forwarding it).
     InvalidResult = 14,
+    // Cluster.
+    /// The broker cannot reach what the request needs (its cluster's NATS); try again later.
+    Unavailable = 15,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::NoSuchObject,
         ErrorCode::NoSuchMethod,
         ErrorCode::Timeout,
@@ -53,6 +56,8 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::ShuttingDown,
         ErrorCode::InvalidResult,
+        // Cluster.
+        ErrorCode::Unavailable,
     ];
 
     /// The number on the wire.
@@ -82,6 +87,8 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::InvalidResult => "invalid_result",
+            // Cluster.
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use std::sync::Arc;
 
-use plexus_broker::{Accounts, Broker, Config, Policy, TokenCheck};
+use plexus_broker::{Accounts, Broker, ClusterConfig, Config, Policy, TokenCheck};
 use serde::Deserialize;
 
 use crate::bus::stop_signal;
@@ -24,8 +24,12 @@ pub struct BrokerArgs {
     /// (max_pending_per_connection, max_pending, max_call_timeout_ms, max_wait_names,
     /// max_names_per_connection, max_names, max_subscriptions_per_connection, max_subscriptions,
     /// max_description_bytes, slow_consumer = "drop" or "disconnect"), access control
-    /// (policy, token_file, allow_remote, socket_mode = "0660", socket_group) and contracts
-    /// (contracts_dir, check_results = true or false, max_contract_depth); flags override it.
+    /// (policy, token_file, allow_remote, socket_mode = "0660", socket_group), contracts
+    /// (contracts_dir, check_results = true or false, max_contract_depth), and the cluster
+    /// keys (cluster = ["nats://..."], cluster_name, cluster_node, cluster_credentials,
+    /// cluster_token, cluster_tls_ca, cluster_tls_cert, cluster_tls_key, cluster_tls_required,
+    /// cluster_lease_ms, cluster_kv_replicas, cluster_export_names, cluster_export_topics,
+    /// cluster_import_topics); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Unix socket path [default: $XDG_RUNTIME_DIR/plexus/bus.sock, else /tmp/plexus-$UID/bus.sock].
@@ -112,6 +116,25 @@ pub struct BrokerArgs {
     /// are).
     #[arg(long)]
     no_check_results: bool,
+    // Cluster.
+    /// Join a cluster of brokers through these NATS servers (comma-separated URLs, e.g.
+    /// nats://10.0.0.5:4222,nats://10.0.0.6:4222); see docs/scaling.md.
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    cluster: Vec<String>,
+    /// The cluster's name, part of every NATS subject it uses [default: plexus].
+    #[arg(long, value_name = "NAME")]
+    cluster_name: Option<String>,
+    /// This broker's name in the cluster, unique in it [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    cluster_node: Option<String>,
+    /// How long this broker's names outlive it in the cluster when it stops renewing them, in
+    /// milliseconds [default: 15000].
+    #[arg(long, value_name = "MS")]
+    cluster_lease_ms: Option<u64>,
+    /// Copies of the cluster's name store (JetStream replicas) when this broker creates it
+    /// [default: 1].
+    #[arg(long, value_name = "N")]
+    cluster_kv_replicas: Option<usize>,
 }
 
 /// The config file: every key optional, unknown keys refused.
@@ -157,6 +180,21 @@ struct FileConfig {
     contracts_dir: Option<PathBuf>,
     check_results: Option<bool>,
     max_contract_depth: Option<usize>,
+    // Cluster.
+    cluster: Option<Vec<String>>,
+    cluster_name: Option<String>,
+    cluster_node: Option<String>,
+    cluster_credentials: Option<PathBuf>,
+    cluster_token: Option<String>,
+    cluster_tls_ca: Option<PathBuf>,
+    cluster_tls_cert: Option<PathBuf>,
+    cluster_tls_key: Option<PathBuf>,
+    cluster_tls_required: Option<bool>,
+    cluster_lease_ms: Option<u64>,
+    cluster_kv_replicas: Option<usize>,
+    cluster_export_names: Option<Vec<String>>,
+    cluster_export_topics: Option<Vec<String>>,
+    cluster_import_topics: Option<Vec<String>>,
 }
 
 /// Reads and checks a config file; the error names the file, the line and the key.
@@ -174,6 +212,8 @@ impl BrokerArgs {
             None => FileConfig::default(),
         };
         let defaults = Config::default();
+        // Cluster.
+        let cluster = self.cluster_config(&file);
         // Dashboard.
         #[cfg(feature = "http")]
         let http = self.http.or(file.http);
@@ -267,6 +307,8 @@ impl BrokerArgs {
             max_contract_depth: file
                 .max_contract_depth
                 .unwrap_or(defaults.max_contract_depth),
+            // Cluster.
+            cluster,
             ..defaults
         };
         if config.no_unix && config.tcp.is_empty() {
@@ -285,6 +327,45 @@ impl BrokerArgs {
         }
         config.validate()?;
         Ok((config, self.threads.or(file.threads).unwrap_or(1).max(1)))
+    }
+
+    // Cluster.
+    /// The cluster settings, when the flags or the file name NATS servers.
+    fn cluster_config(&self, file: &FileConfig) -> Option<ClusterConfig> {
+        let servers = if self.cluster.is_empty() {
+            file.cluster.clone()?
+        } else {
+            self.cluster.clone()
+        };
+        let mut c = ClusterConfig::new(servers);
+        if let Some(name) = self.cluster_name.clone().or(file.cluster_name.clone()) {
+            c.name = name;
+        }
+        if let Some(node) = self.cluster_node.clone().or(file.cluster_node.clone()) {
+            c.node = node;
+        }
+        if let Some(ms) = self.cluster_lease_ms.or(file.cluster_lease_ms) {
+            c.lease = Duration::from_millis(ms);
+        }
+        if let Some(n) = self.cluster_kv_replicas.or(file.cluster_kv_replicas) {
+            c.kv_replicas = n;
+        }
+        c.credentials = file.cluster_credentials.clone();
+        c.token = file.cluster_token.clone();
+        c.tls_ca = file.cluster_tls_ca.clone();
+        c.tls_cert = file.cluster_tls_cert.clone();
+        c.tls_key = file.cluster_tls_key.clone();
+        c.tls_required = file.cluster_tls_required.unwrap_or(false);
+        for (list, from) in [
+            (&mut c.export_names, &file.cluster_export_names),
+            (&mut c.export_topics, &file.cluster_export_topics),
+            (&mut c.import_topics, &file.cluster_import_topics),
+        ] {
+            if let Some(from) = from {
+                list.clone_from(from);
+            }
+        }
+        Some(c)
     }
 }
 

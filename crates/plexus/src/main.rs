@@ -67,7 +67,8 @@ enum Command {
     Publish(publish_cmd::PublishArgs),
     /// Print events matching PATTERNs as they come.
     Listen(listen_cmd::ListenArgs),
-    /// List the names on the bus with their owners (or --subscriptions: every subscription).
+    /// List the names on the bus with their owners (or --subscriptions: every subscription;
+    /// --cluster: the names on every broker of the cluster).
     List(names_cmd::ListArgs),
     /// Show the methods an object declared: name, signature, description, and their schemas
     /// (--markdown: reference docs).

@@ -16,19 +16,25 @@ pub struct ListArgs {
     /// List the subscriptions (pattern, queue group, connection) instead of the names.
     #[arg(long)]
     subscriptions: bool,
+    // Cluster.
+    /// List the names on every broker of the cluster, with the broker (node) each lives on.
+    #[arg(long, conflicts_with = "subscriptions")]
+    cluster: bool,
 }
 
 /// Runs `plexus list`: a table of names and their owners (or with --subscriptions of every
 /// subscription), or the broker's JSON.
 pub async fn list(args: ListArgs, g: Global) -> Result<u8, Failure> {
     let client = g.connect("list").await?;
-    let method = if args.subscriptions {
-        "subscriptions"
+    let (object, method) = if args.subscriptions {
+        ("plexus", "subscriptions")
+    } else if args.cluster {
+        ("plexus.cluster", "names")
     } else {
-        "list"
+        ("plexus", "list")
     };
     let raw = client
-        .call_raw("plexus", method, b"", Duration::from_secs(30))
+        .call_raw(object, method, b"", Duration::from_secs(30))
         .await?;
     if g.json {
         println!("{}", json_text(&raw));
@@ -37,6 +43,8 @@ pub async fn list(args: ListArgs, g: Global) -> Result<u8, Failure> {
     let answer: Value = serde_json::from_slice(&raw).map_err(plexus_client::Error::from)?;
     if args.subscriptions {
         print_subscriptions(&answer);
+    } else if args.cluster {
+        print_cluster_names(&answer);
     } else {
         print_names(&answer);
     }
@@ -65,6 +73,20 @@ fn print_names(names: &Value) {
                 cell(&owner["exe"]),
             ]);
         }
+    }
+    print_table(&rows);
+}
+
+// Cluster.
+/// The answer of `plexus.cluster.names` as a table, one row per name and broker.
+fn print_cluster_names(names: &Value) {
+    let mut rows = vec![["NAME", "KIND", "NODE"].map(String::from).to_vec()];
+    for entry in names.as_array().into_iter().flatten() {
+        rows.push(vec![
+            cell(&entry["name"]),
+            cell(&entry["kind"]),
+            cell(&entry["node"]),
+        ]);
     }
     print_table(&rows);
 }

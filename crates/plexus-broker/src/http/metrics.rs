@@ -146,5 +146,9 @@ fn render(st: &State) -> String {
         "plexus_call_duration_seconds_sum {}\nplexus_call_duration_seconds_count {count}",
         sum.as_secs_f64()
     );
+    // Cluster.
+    if let Some(port) = &st.cluster {
+        port.stats.write_metrics(&mut out);
+    }
     out
 }

@@ -309,6 +309,13 @@ fn stats(st: &State) -> Value {
     ]);
     if let Some(map) = out.as_object_mut() {
         map.insert("limits".into(), limits(&st.config));
+        // Cluster.
+        if let Some(port) = &st.cluster {
+            map.insert(
+                "cluster".into(),
+                port.stats.to_json(&port.cluster, &port.node),
+            );
+        }
     }
     out
 }

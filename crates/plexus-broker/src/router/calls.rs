@@ -24,7 +24,7 @@ pub enum Source {
 
 /// Error codes that only the broker sends, so that a caller can believe them: a worker that
 /// answers with one has its error forwarded as `internal`.
-const BROKER_ONLY: [ErrorCode; 8] = [
+const BROKER_ONLY: [ErrorCode; 9] = [
     ErrorCode::Timeout,
     ErrorCode::WorkerGone,
     ErrorCode::NameTaken,
@@ -33,6 +33,8 @@ const BROKER_ONLY: [ErrorCode; 8] = [
     ErrorCode::UnsupportedVersion,
     ErrorCode::ShuttingDown,
     ErrorCode::InvalidResult,
+    // Cluster.
+    ErrorCode::Unavailable,
 ];
 
 impl State {
@@ -101,7 +103,16 @@ impl State {
                     .is_ok()
             })
         };
-        let worker = match self.registry.route(object, offer) {
+        // Cluster: a call for another broker goes to the cluster link like to a worker.
+        let route = match self.cluster_route(conn, object) {
+            Some(Ok(link)) => Some(offer(link).then_some(link).ok_or(1)),
+            Some(Err((code, msg))) => {
+                self.stats.record_call(Some(code), None);
+                return self.fail_call(conn, id, name, code, &msg, b"");
+            }
+            None => self.registry.route(object, offer),
+        };
+        let worker = match route {
             Some(Ok(worker)) => worker,
             None => {
                 let msg = format!("no object named '{object}' is registered on the bus");

@@ -140,6 +140,8 @@ impl State {
             return self.refuse(conn, frame.id(), CallName::default(), denied);
         }
         let reach = self.deliver(frame);
+        // Cluster: once to the other brokers, unless it came from them.
+        self.cluster_publish(conn, frame);
         self.stats.events_published += 1;
         self.stats.events_delivered += reach.delivered;
         self.stats.events_dropped += reach.dropped;

@@ -9,6 +9,8 @@ mod broker_object;
 mod calls;
 // Contracts.
 mod contract_checks;
+// Cluster.
+mod cluster;
 mod events;
 mod monitor;
 mod names;
@@ -24,6 +26,8 @@ use plexus_proto::{ErrorCode, Frame, Kind, flags};
 use tokio::sync::{Notify, oneshot};
 use tracing::error;
 
+// Cluster.
+use crate::cluster::ClusterPort;
 use crate::config::Config;
 use crate::conn_id::ConnId;
 use crate::contracts::{self, Published};
@@ -125,6 +129,9 @@ pub struct State {
     pub contracts: contracts::Table,
     /// Workers' results to check against their contracts once the lock is released.
     results_to_check: Vec<contract_checks::ResultToCheck>,
+    // Cluster.
+    /// The link to other brokers, when the broker is in a cluster.
+    pub cluster: Option<ClusterPort>,
 }
 
 /// The router, shared by every connection task.
@@ -395,6 +402,8 @@ impl State {
             contracts: contracts::Table::new(config.max_contract_depth, config.check_results),
             results_to_check: Vec::new(),
             config,
+            // Cluster.
+            cluster: None,
         }
     }
 
@@ -408,6 +417,8 @@ impl State {
         for name in &gone.names {
             let _ = self.registry.unregister(name, conn);
             self.drop_contract_if_gone(name);
+            // Cluster.
+            self.cluster_name_gone(name);
         }
         for (id, sub) in &gone.subs {
             self.drop_subscription(conn, *id, sub);

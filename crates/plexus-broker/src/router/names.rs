@@ -46,6 +46,7 @@ impl State {
         if !held_before && let Err(msg) = self.room_under_quota(conn, Resource::Names) {
             return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
         }
+        let fresh = self.registry.get(name).is_none();
         match self.registry.register(name, conn, shared) {
             Ok(()) => {
                 // Contracts.
@@ -70,6 +71,10 @@ impl State {
                 }
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.names.insert(name.to_owned());
+                }
+                // Cluster: a new exported name is answered once the cluster agrees.
+                if fresh && self.cluster_claim(conn, id, name, shared) {
+                    return;
                 }
                 self.ok(conn, id);
                 self.answer_waiters_for(name);
@@ -116,6 +121,8 @@ impl State {
                     c.names.remove(name);
                 }
                 self.drop_contract_if_gone(name);
+                // Cluster.
+                self.cluster_name_gone(name);
                 self.ok(conn, id);
             }
             Err(RegistryRefusal::NotRegistered | RegistryRefusal::Taken(_)) => {

@@ -86,6 +86,8 @@ async fn a_worker_cannot_answer_with_an_error_only_the_broker_sends() {
         ErrorCode::ShuttingDown,
         // Contracts: only the broker's check says a result breaks its contract.
         ErrorCode::InvalidResult,
+        // Cluster.
+        ErrorCode::Unavailable,
     ];
     for (id, code) in (1u64..).zip(ErrorCode::ALL) {
         caller.send(Frame::call(id, "svc", "m", 5000, b"")).await;

@@ -2,6 +2,8 @@
 //! with workers and subscribers in processes of their own, next to the socket floors measured in
 //! the same run. `registry` lists the scenarios, one file each.
 
+// Cluster.
+mod cluster;
 mod fanout;
 mod floor;
 pub mod helper;
@@ -45,6 +47,11 @@ pub struct BenchArgs {
     /// Print the scenarios and what each measures, and exit.
     #[arg(long)]
     list: bool,
+    // Cluster.
+    /// Run the `cluster` scenario (two brokers through a nats-server the bench starts), which
+    /// the default run leaves out.
+    #[arg(long)]
+    cluster: bool,
 }
 
 /// What every scenario gets: the bus, how long to measure, and the floors measured so far.
@@ -114,6 +121,19 @@ impl Bench {
     pub async fn fresh_broker(&self, tcp: bool) -> Result<Broker, Failure> {
         let name = self.unique("broker");
         Broker::start(&self.dir.0, &name, tcp, self.broker_threads.unwrap_or(1)).await
+    }
+
+    // Cluster.
+    /// Starts a broker of its own named `name` with `extra` flags.
+    pub async fn fresh_broker_with(&self, name: &str, extra: &[String]) -> Result<Broker, Failure> {
+        Broker::start_with(
+            &self.dir.0,
+            name,
+            false,
+            self.broker_threads.unwrap_or(1),
+            extra,
+        )
+        .await
     }
 
     /// Round trips of `size`-byte messages to an echo process over a Unix socket, directly or
@@ -235,8 +255,16 @@ pub async fn bench(args: BenchArgs, g: Global) -> Result<u8, Failure> {
         })?;
         scenarios.push(s);
     }
+    // Cluster: `--cluster` adds the cluster scenario; the default run leaves it out (it needs
+    // nats-server).
+    if args.cluster {
+        scenarios.extend(registry::find(cluster::SCENARIO.name));
+    }
     if scenarios.is_empty() {
-        scenarios = registry::ALL.iter().collect();
+        scenarios = registry::ALL
+            .iter()
+            .filter(|s| s.name != cluster::SCENARIO.name)
+            .collect();
     }
     if args.pin {
         pin_to_one_cpu()?;

@@ -37,6 +37,17 @@ impl Broker {
         tcp: bool,
         threads: usize,
     ) -> Result<Broker, Failure> {
+        Broker::start_with(dir, name, tcp, threads, &[]).await
+    }
+
+    /// [`Broker::start`] with `extra` flags (cluster).
+    pub async fn start_with(
+        dir: &Path,
+        name: &str,
+        tcp: bool,
+        threads: usize,
+        extra: &[String],
+    ) -> Result<Broker, Failure> {
         let socket = dir.join(format!("{name}.sock"));
         let log_path = dir.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path).map_err(|e| {
@@ -51,6 +62,7 @@ impl Broker {
             .arg(&socket)
             .arg("--threads")
             .arg(threads.to_string())
+            .args(extra)
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -3,7 +3,7 @@
 
 use super::Bench;
 use super::report::Report;
-use super::{fanout, floor, memory, payload, rpc_latency, rpc_throughput, tcp};
+use super::{cluster, fanout, floor, memory, payload, rpc_latency, rpc_throughput, tcp};
 use crate::exit::Failure;
 use std::future::Future;
 use std::pin::Pin;
@@ -30,6 +30,8 @@ pub const ALL: &[Scenario] = &[
     payload::SCENARIO,
     memory::SCENARIO,
     tcp::SCENARIO,
+    // Cluster (only with `plexus bench --cluster` or by name).
+    cluster::SCENARIO,
 ];
 
 /// The scenario called `name`.

@@ -157,30 +157,21 @@ pub fn token_file(dir: &Path, token: &str) -> PathBuf {
     path
 }
 
-/// The `plexus-bus-client` example `name`, built on first use.
+/// The `plexus-bus-client` example `name`, which `cargo test --workspace` builds before any test
+/// runs. It is not built from here: the `cargo test` running this holds the target directory's
+/// lock, so a nested `cargo build` would wait forever.
 pub fn example(name: &str) -> PathBuf {
     let bin = Path::new(env!("CARGO_BIN_EXE_plexus"));
-    let profile_dir = bin.parent().expect("target profile dir");
-    let path = profile_dir.join("examples").join(name);
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
-    let target_dir = profile_dir.parent().expect("target dir");
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "plexus-bus-client",
-            "--example",
-            name,
-        ])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(target_dir)
-        .status()
-        .expect("run cargo build for the example");
-    assert!(status.success(), "building example {name}");
-    assert!(path.exists(), "{} built", path.display());
+    let path = bin
+        .parent()
+        .expect("target profile dir")
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test --workspace`, or `cargo build -p plexus-bus-client --examples` first",
+        path.display()
+    );
     path
 }
 

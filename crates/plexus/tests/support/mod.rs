@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test target uses a different part
 
 pub mod bus;
+pub mod nats;
 pub mod process;
 pub mod raw;
 
