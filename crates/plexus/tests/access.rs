@@ -139,8 +139,13 @@ impl Drop for SecureBus {
     }
 }
 
-/// A temporary directory (root's, mode 0755) that other users can reach a socket in.
+/// A temporary directory (root's, mode 0755) that other users can reach a socket in. The tests
+/// run clients as other users, which only root may do: they fail, never skip, elsewhere.
 fn open_dir() -> tempfile::TempDir {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "the access tests run clients as other uids and must run as root (as CI does)"
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     dir
