@@ -228,6 +228,37 @@ async fn calls_cross_brokers_and_exclusive_names_stay_exclusive() {
     assert_eq!(err.code(), ErrorCode::Timeout, "{err}");
     assert!(started.elapsed() < PROMPT);
 
+    // A caller that gives up cancels the call at the worker on the other broker, long before
+    // the call's own timeout would have.
+    let (cancelled_tx, cancelled_rx) = tokio::sync::oneshot::channel::<()>();
+    let cancelled_tx = Arc::new(Mutex::new(Some(cancelled_tx)));
+    on_b.serve_fn("cancel.me", move |method, _, ctx| {
+        let cancelled_tx = cancelled_tx.clone();
+        async move {
+            if method != "wait" {
+                return Ok(Value::Null);
+            }
+            ctx.cancelled().await;
+            if let Some(tx) = cancelled_tx.lock().expect("lock").take() {
+                let _ = tx.send(());
+            }
+            Ok(Value::Null)
+        }
+    })
+    .await
+    .expect("register cancel.me");
+    call_until_found(&on_a, "cancel.me").await;
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        on_a.call_raw("cancel.me", "wait", b"null", LONG),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the call was still running");
+    tokio::time::timeout(PROMPT, cancelled_rx)
+        .await
+        .expect("the worker on B was told the caller on A gave up")
+        .expect("sender kept");
+
     let stats = cluster_stats(&on_a).await;
     assert!(stats["calls_out"].as_u64() >= Some(2), "{stats}");
     assert!(

@@ -113,20 +113,28 @@ pub async fn claim(
             .map_err(unreachable);
     }
     let key = exclusive_key(name);
-    let revision = match store.create(&key, record(node)).await {
-        Ok(revision) => revision,
-        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-            match holder(store, &key).await? {
-                // Ours from before (this node restarted, or renews after an outage).
-                Some((owner, revision)) if owner == node => store
-                    .update(&key, record(node), revision)
-                    .await
-                    .map_err(unreachable)?,
-                Some((owner, _)) => return Err(Refusal::Taken(format!("broker '{owner}'"))),
-                None => return Err(Refusal::Unreachable("the key changed meanwhile".into())),
+    let mut attempts = 0;
+    let revision = loop {
+        attempts += 1;
+        match store.create(&key, record(node)).await {
+            Ok(revision) => break revision,
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                match holder(store, &key).await? {
+                    // Ours from before (this node restarted, or renews after an outage).
+                    Some((owner, revision)) if owner == node => {
+                        break store
+                            .update(&key, record(node), revision)
+                            .await
+                            .map_err(unreachable)?;
+                    }
+                    Some((owner, _)) => return Err(Refusal::Taken(format!("broker '{owner}'"))),
+                    // The key expired or was deleted between the two reads: try again.
+                    None if attempts < 3 => {}
+                    None => return Err(Refusal::Unreachable("the key kept changing".into())),
+                }
             }
+            Err(e) => return Err(unreachable(e)),
         }
-        Err(e) => return Err(unreachable(e)),
     };
     match store.entry(group_key(name)).await {
         Ok(Some(e)) if e.operation == kv::Operation::Put => {

@@ -116,6 +116,8 @@ fn json_rpc_codes_follow_the_spec() {
         (ErrorCode::Internal, -32603),
         (ErrorCode::ShuttingDown, -32013),
         (ErrorCode::InvalidResult, -32014),
+        // Cluster.
+        (ErrorCode::Unavailable, -32015),
     ];
     assert_eq!(expected.len(), ErrorCode::ALL.len());
     let mut h = Harness::new(1 << 20);
