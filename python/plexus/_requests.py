@@ -42,9 +42,9 @@ def local_wait(timeout: Optional[float]) -> Optional[float]:
     return None if timeout is None else timeout + GRACE
 
 
-def hello_frame(name: str) -> Frame:
-    """The `hello` that opens a session."""
-    return Frame(Kind.HELLO, strings=(name,))
+def hello_frame(name: str, token: bytes = b"") -> Frame:
+    """The `hello` that opens a session, with the broker's token as its payload when it asks for one."""
+    return Frame(Kind.HELLO, strings=(name,), payload=token)
 
 
 def call_frame(rid: int, obj: str, method: str, params: Any, timeout: Optional[float]) -> Frame:

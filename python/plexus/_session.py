@@ -35,9 +35,9 @@ S = TypeVar("S")
 """A driver's subscription object."""
 
 
-def hello(name: str) -> bytes:
-    """The bytes of the `hello` that opens a connection as client `name`."""
-    return encode(hello_frame(name))
+def hello(name: str, token: bytes = b"") -> bytes:
+    """The bytes of the `hello` that opens a connection as client `name`, presenting `token`."""
+    return encode(hello_frame(name, token))
 
 
 class Welcome(NamedTuple):

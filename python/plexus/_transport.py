@@ -6,13 +6,14 @@ import asyncio
 import os
 import socket
 import struct
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional, Union
 
 from .errors import NoBroker, TransportError
 
 ENV_BUS = "PLEXUS_BUS"
 ENV_BROKER_UID = "PLEXUS_BROKER_UID"
+ENV_TOKEN = "PLEXUS_TOKEN"
 
 
 class UntrustedBroker(TransportError):
@@ -28,6 +29,8 @@ class Address:
     path: Optional[str] = None
     host: str = ""
     port: int = 0
+    token: bytes = field(default=b"", repr=False, compare=False)
+    """The token sent in `hello` to a broker on TCP (its `--token-file`); never on a Unix socket."""
 
     def __str__(self) -> str:
         if self.path is not None:
@@ -71,6 +74,16 @@ def resolve_address(bus: Optional[str] = None) -> Address:
     if env:
         return parse_address(env)
     return Address(path=default_socket())
+
+
+def with_token(address: Address, token: Optional[Union[str, bytes]]) -> Address:
+    """`address` carrying `token` (default `$PLEXUS_TOKEN`) when it is a TCP address."""
+    if token is None:
+        token = os.environ.get(ENV_TOKEN)
+    if not token or address.path is not None:
+        return address
+    secret = token.encode() if isinstance(token, str) else token
+    return replace(address, token=secret.strip())
 
 
 def _no_broker(address: Address, exc: OSError) -> NoBroker:

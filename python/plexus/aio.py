@@ -14,7 +14,7 @@ from ._pool import WorkerPool
 from ._reconnect import Backoff, Policy
 from ._requests import BROKER_OBJECT, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, GRACE, default_client_name, wait_for_params
 from ._session import Abandon, Answer, Deliver, End, Outcome, Request, Serve, Session, Welcome, check_welcome, hello
-from ._transport import Address, open_stream, resolve_address
+from ._transport import Address, with_token, open_stream, resolve_address
 from .context import CallContext
 from .errors import ConnectionLost, Error, Overloaded, Timeout, TransportError
 from .events import Event
@@ -55,13 +55,14 @@ async def connect(
     connect_timeout: float = CONNECT_TIMEOUT,
     reconnect: bool = True,
     reconnect_timeout: Optional[float] = None,
+    token: Optional[Union[str, bytes]] = None,
 ) -> Client:
     """Connects to the broker and says hello; the arguments are those of `plexus.connect`.
 
     `workers` bounds the served methods running at once (coroutines as tasks, plain functions on
     daemon threads); a call beyond that is answered `Overloaded` at once.
     """
-    address = resolve_address(bus)
+    address = with_token(resolve_address(bus), token)
     client_name = name or default_client_name()
     policy = Policy(reconnect, reconnect_timeout, connect_timeout)
     pool = WorkerPool(workers, f"plexus-worker-{client_name}")
@@ -75,7 +76,7 @@ async def _open(
     """A connected stream pair and the broker's `welcome` after `hello`."""
     reader, writer = await open_stream(address, timeout)
     try:
-        writer.write(hello(name))
+        writer.write(hello(name, address.token))
         await writer.drain()
         frame = await asyncio.wait_for(read_frame(reader, DEFAULT_MAX_FRAME), timeout)
     except asyncio.TimeoutError:

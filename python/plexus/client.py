@@ -15,7 +15,7 @@ from ._pool import WorkerPool
 from ._reconnect import Backoff, Policy
 from ._requests import BROKER_OBJECT, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, GRACE, default_client_name, wait_for_params
 from ._session import Abandon, Answer, Deliver, End, Outcome, Request, Serve, Session, Welcome, check_welcome, hello
-from ._transport import Address, open_socket, resolve_address
+from ._transport import Address, with_token, open_socket, resolve_address
 from .errors import ConnectionLost, Overloaded, Timeout, TransportError
 from .events import Event, Subscription
 
@@ -69,6 +69,7 @@ def connect(
     connect_timeout: float = CONNECT_TIMEOUT,
     reconnect: bool = True,
     reconnect_timeout: Optional[float] = None,
+    token: Optional[Union[str, bytes]] = None,
 ) -> Client:
     """Connects to the broker and says hello.
 
@@ -83,8 +84,11 @@ def connect(
     `ConnectionLost`, and requests made meanwhile with `NotConnected`. `reconnect_timeout` is how
     many seconds to keep trying (`None`: forever); with `reconnect=False`, or once it gives up, the
     client is done and `run_forever()` raises `ConnectionLost`.
+
+    `token` (default `$PLEXUS_TOKEN`) is presented in `hello` to a broker on TCP that asks for one
+    (its `--token-file`); it is never sent on a Unix socket, where the broker knows the user.
     """
-    address = resolve_address(bus)
+    address = with_token(resolve_address(bus), token)
     client_name = name or default_client_name()
     policy = Policy(reconnect, reconnect_timeout, connect_timeout)
     pool = WorkerPool(workers, f"plexus-worker-{client_name}")
@@ -108,7 +112,7 @@ def _open(address: Address, name: str, timeout: float) -> Tuple[socket.socket, I
 def _handshake(sock: socket.socket, stream: IO[bytes], address: Address, name: str) -> Welcome:
     """Sends `hello` and returns the broker's `welcome`."""
     try:
-        sock.sendall(hello(name))
+        sock.sendall(hello(name, address.token))
         frame = read_frame(stream, DEFAULT_MAX_FRAME)
     except socket.timeout:
         raise Timeout(f"the broker at {address} did not answer hello in time") from None

@@ -86,7 +86,7 @@ def test_handshake() -> None:
     assert decode(hello("python:test")) == Frame(Kind.HELLO, strings=("python:test",))
     welcome = Frame(Kind.WELCOME, 7, aux=4096, strings=("0.1.0",))
     assert check_welcome(welcome, ADDRESS) == Welcome(7, 4096, "0.1.0")
-    assert check_welcome(Frame(Kind.WELCOME, 7, strings=("0.1.0",)), ADDRESS).max_frame == 16 * 1024 * 1024
+    assert check_welcome(Frame(Kind.WELCOME, 7, strings=("0.1.0",)), ADDRESS).max_frame == 16 * 1024 * 1024 + 64 * 1024
     refused = Frame(Kind.ERROR, aux=8, strings=("unsupported version",))
     with pytest.raises(plexus.UnsupportedVersion):
         check_welcome(refused, ADDRESS)

@@ -2,9 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use plexus_proto::DEFAULT_MAX_FRAME;
+
+use crate::policy::Policy;
+use crate::policy::admit::{Listeners, check_listeners};
+use crate::policy::token::TokenCheck;
 
 /// Everything the broker can be told.
 #[derive(Debug, Clone)]
@@ -34,8 +39,6 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// How long shutdown waits for outboxes to drain.
     pub shutdown_grace: Duration,
-    /// Serve Prometheus metrics on this address (`GET /metrics`).
-    pub metrics: Option<SocketAddr>,
     /// Also listen on this Unix socket, where programs built on the `ipc-broker` crate connect
     /// (it is [`IPC_BROKER_SOCKET`] for them). Every socket speaks every dialect; this one only
     /// adds the path.
@@ -72,6 +75,24 @@ pub struct Config {
     pub max_description_bytes: usize,
     /// What happens to a subscriber whose outbox has no room for an event.
     pub slow_consumer: SlowConsumer,
+    // Access control.
+    /// Who may do what; `None`: every peer that can open a socket may do everything (the Unix
+    /// socket's 0600 mode keeps other users out).
+    pub policy: Option<Arc<Policy>>,
+    /// The token TCP peers present in `hello`; with one, TCP peers without it are refused
+    /// (unless the policy has rules for anonymous peers).
+    pub token: Option<TokenCheck>,
+    /// Lets a native TCP listener bind beyond loopback; needs `token`.
+    pub allow_remote: bool,
+    /// The Unix socket's mode; anything but 0600 needs a policy.
+    pub socket_mode: u32,
+    /// The group the Unix socket is given (with a mode like 0660); needs a policy.
+    pub socket_group: Option<u32>,
+    // Dashboard.
+    /// Serve the dashboard, the JSON monitoring API, the live feed and Prometheus `/metrics` over
+    /// HTTP on this address (`docs/monitoring.md`). Loopback only: nothing checks who a viewer
+    /// is yet.
+    pub http: Option<SocketAddr>,
     // Contracts.
     /// A directory of pinned contracts, one `NAME.json` per object name: a worker registering a
     /// pinned name with a different contract is refused. Each file is at most
@@ -140,7 +161,6 @@ impl Default for Config {
             max_connections: 4096,
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
-            metrics: None,
             ipc_broker_socket: None,
             ipc_broker_tcp: None,
             // Connection limits.
@@ -157,6 +177,14 @@ impl Default for Config {
             max_subscriptions: 1_000_000,
             max_description_bytes: 64 * 1024,
             slow_consumer: SlowConsumer::Drop,
+            // Access control.
+            policy: None,
+            token: None,
+            allow_remote: false,
+            socket_mode: 0o600,
+            socket_group: None,
+            // Dashboard.
+            http: None,
             // Contracts.
             contracts_dir: None,
             check_results: true,
@@ -187,6 +215,35 @@ impl Config {
                 "max_call_timeout {} ms is below the default call timeout {} ms",
                 self.max_call_timeout.as_millis(),
                 self.default_call_timeout.as_millis()
+            ));
+        }
+        // Access control.
+        if self.socket_mode & !0o777 != 0 || self.socket_mode & 0o600 != 0o600 {
+            return Err(format!(
+                "socket_mode {:04o} is not a permission mode the broker's own user can use; use 0600, 0660 or 0666",
+                self.socket_mode
+            ));
+        }
+        let dialect_tcp: Vec<SocketAddr> = self
+            .ipc_broker_tcp
+            .iter()
+            .chain(&self.ipc_server_compat)
+            .copied()
+            .collect();
+        let listeners = Listeners {
+            native_tcp: &self.tcp,
+            dialect_tcp: &dialect_tcp,
+            allow_remote: self.allow_remote,
+            token: self.token.is_some(),
+            shared_socket: self.socket_mode != 0o600 || self.socket_group.is_some(),
+        };
+        check_listeners(listeners, self.policy.as_deref())?;
+        // Dashboard.
+        if let Some(addr) = self.http
+            && !addr.ip().is_loopback()
+        {
+            return Err(format!(
+                "http address {addr} is not a loopback address: the dashboard and its API show every connection, name and call, and this broker cannot yet tell viewers apart (no token); serve it on 127.0.0.1 or [::1] and reach it through an SSH tunnel"
             ));
         }
         Ok(())

@@ -23,9 +23,9 @@ pub enum BrokerError {
     /// The settings do not make sense together.
     #[error("invalid config: {0}")]
     InvalidConfig(String),
-    /// Metrics were asked for, but this build has none.
-    #[error("this broker was built without the metrics feature")]
-    NoMetrics,
+    /// The HTTP listener was asked for, but this build has none.
+    #[error("this broker was built without the http feature (dashboard, monitoring API, /metrics)")]
+    NoHttp,
     /// An I/O operation failed.
     #[error("{what}: {source}")]
     Io {

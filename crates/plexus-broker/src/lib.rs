@@ -12,12 +12,18 @@ mod connection;
 mod contracts;
 mod error;
 mod listener;
-#[cfg(feature = "metrics")]
-mod metrics;
+// Counted always, read only by the HTTP listener.
+#[cfg(feature = "http")]
+mod http;
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+mod observe;
 mod outbox;
 mod peer;
 mod pending;
+// Access control.
+mod policy;
 mod queue_groups;
+mod quotas;
 mod registry;
 mod router;
 mod shutdown;
@@ -40,6 +46,10 @@ pub use contracts::{LocalFailure, check_params_locally, referenced_contract_name
 pub use error::BrokerError;
 use listener::SocketDir;
 pub use listener::default_path;
+// Access control.
+pub use policy::token::TokenCheck;
+pub use policy::{Accounts, Policy};
+pub use quotas::Quotas;
 use router::Router;
 use shutdown::Shutdown;
 
@@ -50,7 +60,8 @@ pub struct Broker {
     /// ipc-broker's socket path, when asked for.
     ipc_unix: Option<UnixSocket>,
     tcp: Vec<TcpListener>,
-    metrics: Option<TcpListener>,
+    /// Dashboard: the HTTP listener.
+    http: Option<TcpListener>,
     /// ipc-server's TCP address, when asked for.
     ipc_server: Option<TcpListener>,
 }
@@ -86,6 +97,8 @@ impl Broker {
                     None => (default_path(), SocketDir::Default),
                 };
                 let listener = listener::bind_unix(&path, kind)?;
+                // Access control.
+                listener::share(&path, config.socket_mode, config.socket_group)?;
                 Some(UnixSocket {
                     listener,
                     path,
@@ -109,8 +122,8 @@ impl Broker {
             Some(addr) => Some(bind_tcp(addr).await?),
             None => None,
         };
-        let metrics = match config.metrics {
-            Some(_) if !cfg!(feature = "metrics") => return Err(BrokerError::NoMetrics),
+        let http = match config.http {
+            Some(_) if !cfg!(feature = "http") => return Err(BrokerError::NoHttp),
             Some(addr) => Some(bind_tcp(addr).await?),
             None => None,
         };
@@ -129,7 +142,7 @@ impl Broker {
             unix,
             ipc_unix,
             tcp,
-            metrics,
+            http,
             ipc_server,
         })
     }
@@ -149,9 +162,9 @@ impl Broker {
         self.ipc_server.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// The address metrics are served on.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    /// The address the dashboard, the monitoring API and `/metrics` are served on.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The bound TCP addresses (with real ports when port 0 was asked).
@@ -176,9 +189,9 @@ impl Broker {
                 socket_paths.push(unix.path);
             }
         }
-        #[cfg(feature = "metrics")]
-        if let Some(l) = self.metrics {
-            shutdown.spawn(metrics::serve(l, router.clone(), shutdown.clone()));
+        #[cfg(feature = "http")]
+        if let Some(l) = self.http {
+            shutdown.spawn(http::serve(l, router.clone(), shutdown.clone()));
         }
         for l in self.tcp {
             if let Ok(addr) = l.local_addr() {

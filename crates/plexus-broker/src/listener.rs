@@ -62,6 +62,25 @@ pub fn bind_unix(path: &Path, kind: SocketDir) -> Result<UnixListener, BrokerErr
     Ok(listener)
 }
 
+/// Access control: gives the socket `mode` and, when asked, `group`, so that a group of users (or
+/// everyone) can connect; the policy decides what each may do. 0600 and no group changes nothing.
+pub fn share(path: &Path, mode: u32, group: Option<u32>) -> Result<(), BrokerError> {
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| {
+            BrokerError::io(
+                format!("cannot give socket {} to group {gid}", path.display()),
+                e,
+            )
+        })?;
+    }
+    if mode != 0o600 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+            BrokerError::io(format!("cannot set permissions of {}", path.display()), e)
+        })?;
+    }
+    Ok(())
+}
+
 /// Refuses a socket directory another user could replace the socket in.
 fn check_dir(dir: &Path, kind: SocketDir) -> Result<(), BrokerError> {
     let meta = match kind {

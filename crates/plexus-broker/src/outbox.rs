@@ -6,13 +6,15 @@
 //! connection's reader then stops reading ([`Outbox::room`]) until the writer has drained the
 //! count back under the limit, so a peer that asks and does not read is no longer read from.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
 use plexus_proto::{Frame, encode};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
+
+use crate::quotas::ByteQuota;
 
 /// Memory a queued frame holds besides its wire bytes: the frame itself in the queue, and the
 /// allocation of its body. Counting it makes the limit bound memory for small frames too (a
@@ -44,6 +46,22 @@ struct Shared {
     queued: AtomicUsize,
     /// Signalled when the writer brings `queued` from over the limit to under it.
     drained: Notify,
+    /// Access control: the per-user quota of bytes this outbox also counts against, if any.
+    quota: OnceLock<Arc<ByteQuota>>,
+    /// Dashboard: frames queued to the socket so far.
+    frames_out: AtomicU64,
+    /// Dashboard: their wire size.
+    bytes_out: AtomicU64,
+}
+
+impl Drop for Shared {
+    /// Access control: what was queued and never written (the writer was aborted, or the peer
+    /// went away) stops counting against the user's quota with the outbox.
+    fn drop(&mut self) {
+        if let Some(quota) = self.quota.get() {
+            quota.sub(*self.queued.get_mut());
+        }
+    }
 }
 
 /// The outbox was over its byte limit; the frame was not queued.
@@ -74,7 +92,13 @@ pub fn outbox(limit: usize) -> (Outbox, OutboxReceiver) {
 impl Outbox {
     /// Queues an unsolicited frame (a call or an event) unless the outbox is over its limit.
     pub fn push(&self, frame: Frame) -> Result<(), Full> {
-        if self.queued() + held(&frame) > self.limit {
+        let len = held(&frame);
+        if self.queued() + len > self.limit {
+            return Err(Full);
+        }
+        if let Some(quota) = self.shared.quota.get()
+            && !quota.has_room(len)
+        {
             return Err(Full);
         }
         self.push_always(frame);
@@ -88,9 +112,35 @@ impl Outbox {
         // Count before the writer can see the frame: it subtracts once the frame is written, and
         // on another thread it could otherwise subtract first and wrap the count.
         self.shared.queued.fetch_add(len, Ordering::Relaxed);
+        let quota = self.shared.quota.get();
+        if let Some(quota) = quota {
+            quota.add(len);
+        }
+        let wire = frame.wire_len() as u64;
         if self.tx.send(frame).is_err() {
             self.shared.queued.fetch_sub(len, Ordering::Relaxed);
+            if let Some(quota) = quota {
+                quota.sub(len);
+            }
+        } else {
+            self.shared.frames_out.fetch_add(1, Ordering::Relaxed);
+            self.shared.bytes_out.fetch_add(wire, Ordering::Relaxed);
         }
+    }
+
+    /// Access control: counts what this outbox queues from now on against `quota` too (the
+    /// bytes queued to all the connections of one user). Set once, before anything is queued.
+    pub fn count_against(&self, quota: Arc<ByteQuota>) {
+        let _ = self.shared.quota.set(quota);
+    }
+
+    /// Dashboard: frames queued to the socket so far, and their wire size.
+    #[cfg(feature = "http")]
+    pub fn sent(&self) -> (u64, u64) {
+        (
+            self.shared.frames_out.load(Ordering::Relaxed),
+            self.shared.bytes_out.load(Ordering::Relaxed),
+        )
     }
 
     /// Bytes queued and not yet written, as [`held`] counts them.
@@ -139,6 +189,9 @@ impl OutboxReceiver {
     /// Stops counting `bytes` (what the frames taken held) against the limit, and wakes a
     /// reader waiting in [`Outbox::room`] if that brings the queue back within the limit.
     pub fn release(&self, bytes: usize) {
+        if let Some(quota) = self.shared.quota.get() {
+            quota.sub(bytes);
+        }
         let before = self.shared.queued.fetch_sub(bytes, Ordering::Relaxed);
         if before > self.limit && before - bytes <= self.limit {
             self.shared.drained.notify_waiters();
@@ -170,5 +223,38 @@ impl OutboxReceiver {
             self.release(taken);
         }
         socket.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quotas::{Book, Owner};
+
+    #[test]
+    fn outboxes_of_one_user_share_its_byte_quota_until_they_are_gone() {
+        let frame = Frame::publish(0, "t", b"0123456789", false);
+        let mut book = Book::default();
+        let quota = book.byte_quota(Owner::Uid(7), 2 * held(&frame));
+        let (a, a_rx) = outbox(1 << 20);
+        let (b, b_rx) = outbox(1 << 20);
+        a.count_against(quota.clone());
+        b.count_against(quota.clone());
+        assert!(a.push(frame.clone()).is_ok());
+        assert!(b.push(frame.clone()).is_ok());
+        assert!(a.push(frame.clone()).is_err(), "the user's quota is full");
+        assert!(b.push(frame.clone()).is_err(), "for all its connections");
+        a_rx.release(held(&frame));
+        assert!(
+            b.push(frame.clone()).is_ok(),
+            "written bytes free the quota"
+        );
+        drop((b, b_rx));
+        assert!(
+            a.push(frame.clone()).is_ok(),
+            "a closed outbox's bytes are freed"
+        );
+        assert!(a.push(frame.clone()).is_ok());
+        assert!(a.push(frame).is_err());
     }
 }

@@ -3,9 +3,11 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::conn_id::ConnId;
+use crate::observe::NameStats;
 
 /// A call routed to a worker, waiting for its answer.
 #[derive(Debug, Clone)]
@@ -22,6 +24,8 @@ pub struct PendingCall {
     pub timeout_ms: u64,
     /// When the broker routed it, for latency.
     pub started: Instant,
+    /// Dashboard: the called name's counters.
+    pub name_stats: Arc<NameStats>,
     /// What was called, kept only while someone watches the monitor feed (its records name the
     /// call an answer or a broker error ends); `None` otherwise, so routing costs nothing more.
     pub label: Option<Box<CallLabel>>,

@@ -1,12 +1,14 @@
 //! The name registry: which connection owns which object name, exclusive or as a queue group.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use crate::conn_id::ConnId;
+use crate::observe::NameStats;
 
 /// Who owns a name.
 #[derive(Debug)]
@@ -39,6 +41,8 @@ pub struct NameEntry {
     pub owners: Owners,
     /// Calls routed to it so far.
     pub calls_served: u64,
+    /// Dashboard: what its calls came to.
+    pub stats: Arc<NameStats>,
     /// What its owner declared at registration (`{"methods": {...}}`), if anything, kept as the
     /// JSON text it was sent as, so `plexus.introspect` copies it instead of serializing it.
     pub description: Option<Box<RawValue>>,
@@ -94,6 +98,7 @@ impl Registry {
                     NameEntry {
                         owners,
                         calls_served: 0,
+                        stats: Arc::default(),
                         description: None,
                         methods: None,
                     },
@@ -177,6 +182,15 @@ impl Registry {
             entry.calls_served += 1;
         }
         Some(taken)
+    }
+
+    /// Dashboard: the counters of `name` (fresh ones, counted nowhere, when it is not
+    /// registered).
+    pub fn name_stats(&self, name: &str) -> Arc<NameStats> {
+        self.names
+            .get(name)
+            .map(|entry| entry.stats.clone())
+            .unwrap_or_default()
     }
 
     /// Records what the owner of `name` declared about it, and the methods it declares (a

@@ -38,6 +38,11 @@ pub struct Stats {
     pub monitor_dropped: u64,
     /// Subscribers disconnected as slow consumers (`slow_consumer = "disconnect"`).
     pub slow_consumers_disconnected: u64,
+    // Access control.
+    /// Requests and connections refused by the policy or the token.
+    pub access_denied: u64,
+    /// Requests and connections refused at a per-user quota.
+    pub quota_exceeded: u64,
     errors: [u64; ErrorCode::ALL.len()],
     /// Calls by outcome: index 0 answered ok, then one per error code.
     outcomes: [u64; ErrorCode::ALL.len() + 1],
@@ -80,7 +85,7 @@ impl Stats {
     }
 
     /// The latency histogram: cumulative counts per bucket bound (µs; `None` = +Inf), and the sum.
-    #[cfg(feature = "metrics")]
+    #[cfg(feature = "http")]
     pub fn latency(&self) -> (Vec<(Option<u64>, u64)>, Duration) {
         let mut total = 0;
         let bounds = LATENCY_BUCKETS_US
@@ -117,6 +122,8 @@ impl Stats {
             "monitor_delivered": self.monitor_delivered,
             "monitor_dropped": self.monitor_dropped,
             "slow_consumers_disconnected": self.slow_consumers_disconnected,
+            "access_denied": self.access_denied,
+            "quota_exceeded": self.quota_exceeded,
             "errors": errors,
             "calls_by_outcome": self.outcomes().map(|(k, n)| (k.to_owned(), json!(n))).collect::<Map<String, Value>>(),
         });

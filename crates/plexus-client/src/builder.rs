@@ -11,7 +11,7 @@ use crate::address::{broker_uid_from_env, default_bus};
 use crate::client::Client;
 use crate::connect;
 use crate::event_loop::EventLoop;
-use crate::{Error, Options};
+use crate::{Error, Options, Token};
 
 /// Connecting: the ways to get a [`Client`].
 impl Client {
@@ -84,6 +84,13 @@ impl ClientBuilder {
         self
     }
 
+    /// The token to present to a broker on TCP (its `--token-file`); default `PLEXUS_TOKEN`.
+    /// Never sent on a Unix socket, where the broker knows the client by its user.
+    pub fn token(mut self, token: impl Into<Vec<u8>>) -> Self {
+        self.options.token = Some(Token(token.into()));
+        self
+    }
+
     /// Connects and completes the handshake.
     pub async fn connect(mut self) -> Result<Client, Error> {
         let addr = match &self.addr {
@@ -92,6 +99,12 @@ impl ClientBuilder {
         };
         if self.options.trust_broker_uid.is_none() {
             self.options.trust_broker_uid = broker_uid_from_env()?;
+        }
+        if self.options.token.is_none()
+            && let Some(token) = std::env::var_os("PLEXUS_TOKEN")
+        {
+            let token = token.into_encoded_bytes();
+            self.options.token = Some(Token(token.trim_ascii().to_vec()));
         }
         let connection = connect::open(&addr, &self.options).await?;
         let welcome = connection.welcome.clone();

@@ -70,9 +70,11 @@ pub(crate) async fn open(addr: &BusAddr, options: &Options) -> Result<Connection
         addr: addr.to_string(),
         why,
     };
-    writer
-        .write_all(&Frame::hello(client_name).to_bytes())
-        .await?;
+    let hello = match (&options.token, addr) {
+        (Some(token), BusAddr::Tcp(_)) => Frame::hello_with_token(client_name, &token.0),
+        _ => Frame::hello(client_name),
+    };
+    writer.write_all(&hello.to_bytes()).await?;
     let mut reader = FrameReader::new(read_half, HANDSHAKE_LIMIT);
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_frame())
         .await

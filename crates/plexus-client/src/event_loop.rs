@@ -120,8 +120,10 @@ impl EventLoop {
                     loop {
                         match connection.reader.next_frame() {
                             Ok(Some(frame)) => {
-                                if let Some(call) = self.session.incoming(frame) {
-                                    call.spawn(self.answer_sender.clone());
+                                if let Some(call) = self.session.incoming(frame)
+                                    && let Some(answered) = call.start(&self.answer_sender)
+                                {
+                                    self.session.answered(answered);
                                 }
                             }
                             Ok(None) => break,

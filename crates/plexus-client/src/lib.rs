@@ -71,6 +71,17 @@ pub(crate) struct Options {
     pub max_concurrent_calls: usize,
     pub subscription_capacity: usize,
     pub trust_broker_uid: Option<u32>,
+    pub token: Option<Token>,
+}
+
+/// The token sent in `hello` on TCP; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Token(pub Vec<u8>);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
 }
 
 impl Default for Options {
@@ -87,6 +98,7 @@ impl Default for Options {
             max_concurrent_calls: 1024,
             subscription_capacity: 65_536,
             trust_broker_uid: None,
+            token: None,
         }
     }
 }

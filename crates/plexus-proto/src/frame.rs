@@ -233,6 +233,11 @@ impl Frame {
         Frame::build(Kind::Hello, 0, 0, 0, &[client_name], b"")
     }
 
+    /// `Hello` carrying the broker's token as its payload, for a TCP listener that asks for one.
+    pub fn hello_with_token(client_name: &str, token: &[u8]) -> Frame {
+        Frame::build(Kind::Hello, 0, 0, 0, &[client_name], token)
+    }
+
     /// `Welcome`: the broker's answer to `Hello`.
     pub fn welcome(conn_id: u64, max_frame: u32, broker_version: &str) -> Frame {
         Frame::build(Kind::Welcome, conn_id, max_frame, 0, &[broker_version], b"")

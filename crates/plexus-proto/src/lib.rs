@@ -22,8 +22,9 @@ pub use header::{HEADER_LEN, Header, MAGIC, MAX_STRINGS, VERSION};
 pub use kind::{Kind, flags};
 pub use names::{NameError, topic_matches, validate_name, validate_pattern, validate_topic};
 
-/// Default largest frame (header + body) a broker accepts: 16 MiB.
-pub const DEFAULT_MAX_FRAME: u32 = 16 * 1024 * 1024;
+/// Default largest frame (header + body) a broker accepts: a 16 MiB payload plus 64 KiB for the
+/// header and the strings, so that 16 MiB params or events fit.
+pub const DEFAULT_MAX_FRAME: u32 = 16 * 1024 * 1024 + 64 * 1024;
 
 /// The name of the object the broker itself serves.
 pub const BROKER_OBJECT: &str = "plexus";

@@ -51,7 +51,7 @@ fn expected() -> Vec<Vector> {
         vector(
             "welcome",
             "broker 0.1.0 accepts: connection id 7, frames up to 16 MiB",
-            Frame::welcome(7, DEFAULT_MAX_FRAME, "0.1.0"),
+            Frame::welcome(7, 16 * 1024 * 1024, "0.1.0"),
         ),
         vector(
             "register",

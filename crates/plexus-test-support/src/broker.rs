@@ -20,8 +20,8 @@ pub struct TestBroker {
     pub tcp: SocketAddr,
     /// Every bound TCP address: `tcp` first, then any the config added (ipc-broker's).
     pub tcp_addrs: Vec<SocketAddr>,
-    /// Where it serves metrics, when the config asked for them.
-    pub metrics: Option<SocketAddr>,
+    /// Where it serves the dashboard, the API and metrics, when the config asked for them.
+    pub http: Option<SocketAddr>,
     /// The ipc-server listener's address, when the config asked for one.
     pub ipc_server: Option<SocketAddr>,
     running: Running,
@@ -60,7 +60,7 @@ impl TestBroker {
         let broker = Broker::bind(config.clone()).await.expect("bind");
         let tcp_addrs = broker.tcp_addrs();
         let tcp = tcp_addrs[0];
-        let metrics = broker.metrics_addr();
+        let http = broker.http_addr();
         let ipc_server = broker.ipc_server_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -75,7 +75,7 @@ impl TestBroker {
             path,
             tcp,
             tcp_addrs,
-            metrics,
+            http,
             ipc_server,
             running: Running {
                 stop: Some(stop),

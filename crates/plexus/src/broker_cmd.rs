@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use plexus_broker::{Broker, Config};
+use std::sync::Arc;
+
+use plexus_broker::{Accounts, Broker, Config, Policy, TokenCheck};
 use serde::Deserialize;
 
 use crate::bus::stop_signal;
@@ -17,11 +19,12 @@ use crate::exit;
 #[derive(Args, Debug, Default)]
 pub struct BrokerArgs {
     /// TOML file with any of the keys below (socket, tcp, no_unix, max_frame, outbox_limit,
-    /// max_connections, call_timeout_ms, threads, metrics, ipc_broker_compat, ipc_broker_tcp,
+    /// max_connections, call_timeout_ms, threads, http (or metrics), ipc_broker_compat, ipc_broker_tcp,
     /// handshake_timeout_ms, partial_frame_timeout_ms, ipc_server_compat), and the router limits
     /// (max_pending_per_connection, max_pending, max_call_timeout_ms, max_wait_names,
     /// max_names_per_connection, max_names, max_subscriptions_per_connection, max_subscriptions,
-    /// max_description_bytes, slow_consumer = "drop" or "disconnect"), and contracts
+    /// max_description_bytes, slow_consumer = "drop" or "disconnect"), access control
+    /// (policy, token_file, allow_remote, socket_mode = "0660", socket_group), and contracts
     /// (contracts_dir, check_results = true or false, max_contract_depth); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -34,11 +37,11 @@ pub struct BrokerArgs {
     /// Listen on TCP only, no Unix socket.
     #[arg(long)]
     no_unix: bool,
-    /// Largest frame accepted, in bytes [default: 16777216].
+    /// Largest frame accepted, in bytes [default: 16842752, a 16 MiB payload and its header].
     #[arg(long, value_name = "BYTES")]
     max_frame: Option<u32>,
     /// Bytes a connection's outbox may hold before calls to it fail and its events drop; at
-    /// least max_frame [default: 33554432].
+    /// least max_frame [default: 33685504].
     #[arg(long, value_name = "BYTES")]
     outbox_limit: Option<usize>,
     /// Connections open at once; past it, new ones are told `overloaded` and closed
@@ -51,10 +54,6 @@ pub struct BrokerArgs {
     /// Runtime threads; 1 runs everything on one thread, fastest on small machines [default: 1].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
-    #[cfg(feature = "metrics")]
-    #[arg(long, value_name = "ADDR")]
-    metrics: Option<SocketAddr>,
     /// Also listen on the socket of the `ipc-broker` crate, so programs built on its IPCClient and
     /// WorkerBuilder connect unchanged [PATH default: /tmp/ipc_broker.sock].
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = plexus_broker::IPC_BROKER_SOCKET)]
@@ -77,6 +76,33 @@ pub struct BrokerArgs {
     /// [ADDR default: 127.0.0.1:1986, where they connect unless ENV_SERVER_ADDRESS is set].
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = plexus_broker::IPC_SERVER_ADDR)]
     ipc_server_compat: Option<SocketAddr>,
+    // Access control.
+    /// Who may own, join, call, publish, subscribe, watch the monitor feed and see `list`
+    /// details, and per-user quotas (TOML; docs/security.md). Without one, any peer that can
+    /// open a socket may do everything.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// A file (mode 0600) holding the token TCP peers must present (PLEXUS_TOKEN or --token-file
+    /// on the client); TCP peers without it are refused unless the policy has rules for
+    /// anonymous peers.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Let --tcp listen beyond loopback; needs --token-file.
+    #[arg(long)]
+    allow_remote: bool,
+    /// Mode of the Unix socket, in octal [default: 0600]; 0660 or 0666 needs --policy.
+    #[arg(long, value_name = "MODE")]
+    socket_mode: Option<String>,
+    /// Group (name or gid) given the Unix socket, with --socket-mode 0660; needs --policy.
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
+    // Dashboard.
+    /// Serve the dashboard at http://ADDR/, the JSON monitoring API at /api/*, and Prometheus
+    /// text at /metrics; loopback addresses only (`--metrics` is the same flag)
+    /// [ADDR default: 127.0.0.1:7777].
+    #[cfg(feature = "http")]
+    #[arg(long, visible_alias = "metrics", value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:7777")]
+    http: Option<SocketAddr>,
     // Contracts.
     /// Pinned contracts: a directory with one NAME.json per object name; a worker registering
     /// NAME with a different contract is refused.
@@ -100,7 +126,9 @@ struct FileConfig {
     max_connections: Option<usize>,
     call_timeout_ms: Option<u64>,
     threads: Option<usize>,
-    metrics: Option<SocketAddr>,
+    // Dashboard.
+    #[serde(alias = "metrics")]
+    http: Option<SocketAddr>,
     ipc_broker_compat: Option<PathBuf>,
     ipc_broker_tcp: Option<SocketAddr>,
     // Connection limits.
@@ -119,6 +147,12 @@ struct FileConfig {
     max_subscriptions: Option<usize>,
     max_description_bytes: Option<usize>,
     slow_consumer: Option<String>,
+    // Access control.
+    policy: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    allow_remote: Option<bool>,
+    socket_mode: Option<String>,
+    socket_group: Option<String>,
     // Contracts.
     contracts_dir: Option<PathBuf>,
     check_results: Option<bool>,
@@ -140,10 +174,11 @@ impl BrokerArgs {
             None => FileConfig::default(),
         };
         let defaults = Config::default();
-        #[cfg(feature = "metrics")]
-        let metrics = self.metrics.or(file.metrics);
-        #[cfg(not(feature = "metrics"))]
-        let metrics = file.metrics;
+        // Dashboard.
+        #[cfg(feature = "http")]
+        let http = self.http.or(file.http);
+        #[cfg(not(feature = "http"))]
+        let http = file.http;
         let config = Config {
             socket: self.socket.clone().or(file.socket),
             no_unix: self.no_unix || file.no_unix.unwrap_or(false),
@@ -168,7 +203,6 @@ impl BrokerArgs {
                 .call_timeout_ms
                 .or(file.call_timeout_ms)
                 .map_or(defaults.default_call_timeout, Duration::from_millis),
-            metrics,
             ipc_broker_socket: self.ipc_broker_compat.clone().or(file.ipc_broker_compat),
             ipc_broker_tcp: self.ipc_broker_tcp.or(file.ipc_broker_tcp),
             // Connection limits.
@@ -206,6 +240,26 @@ impl BrokerArgs {
                 Some(policy) => policy.parse()?,
                 None => defaults.slow_consumer,
             },
+            // Access control.
+            policy: match self.policy.as_ref().or(file.policy.as_ref()) {
+                Some(path) => Some(Arc::new(Policy::load(path, Accounts::system())?)),
+                None => None,
+            },
+            token: match self.token_file.as_ref().or(file.token_file.as_ref()) {
+                Some(path) => Some(TokenCheck::from_file(path)?),
+                None => None,
+            },
+            allow_remote: self.allow_remote || file.allow_remote.unwrap_or(false),
+            socket_mode: match self.socket_mode.as_ref().or(file.socket_mode.as_ref()) {
+                Some(text) => parse_mode(text)?,
+                None => defaults.socket_mode,
+            },
+            socket_group: match self.socket_group.as_ref().or(file.socket_group.as_ref()) {
+                Some(text) => Some(parse_group(text)?),
+                None => None,
+            },
+            // Dashboard.
+            http,
             // Contracts.
             contracts_dir: self.contracts_dir.clone().or(file.contracts_dir),
             check_results: !self.no_check_results
@@ -232,6 +286,20 @@ impl BrokerArgs {
         config.validate()?;
         Ok((config, self.threads.or(file.threads).unwrap_or(1).max(1)))
     }
+}
+
+/// Access control: a socket mode in octal, `0660` or `660`.
+fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("socket_mode {text:?} is not an octal mode like 0660"))
+}
+
+/// Access control: a group name or gid.
+fn parse_group(text: &str) -> Result<u32, String> {
+    text.parse()
+        .ok()
+        .or_else(|| Accounts::system().gid_of(text))
+        .ok_or_else(|| format!("socket_group {text:?} is neither a gid nor a group in /etc/group"))
 }
 
 /// Runs the broker; exit status 0 after a clean shutdown, 64 for a bad config, 3 when it cannot
@@ -298,8 +366,11 @@ pub fn run(args: BrokerArgs) -> ExitCode {
         if let Some(addr) = broker.ipc_server_addr() {
             eprintln!("plexus broker listening for ipc-server programs on tcp://{addr}");
         }
-        if let Some(addr) = broker.metrics_addr() {
-            eprintln!("plexus broker serving metrics on http://{addr}/metrics");
+        // Dashboard.
+        if let Some(addr) = broker.http_addr() {
+            eprintln!(
+                "plexus broker serving the dashboard on http://{addr}/ (API /api/server, metrics /metrics)"
+            );
         }
         let stop = async {
             stop_signal().await;

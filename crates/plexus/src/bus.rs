@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use plexus_client::{Client, ClientBuilder};
 
-use crate::exit::Failure;
+use crate::exit::{Failure, INVALID_ARGS};
 use crate::watch::Watch;
 
 /// Global options: where the bus is and how to print.
@@ -19,6 +19,10 @@ pub struct Global {
     /// Print output as JSON, one value per line, and errors as JSON on stderr.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Access control: a file holding the token a broker on TCP asks for (its --token-file)
+    /// [default: $PLEXUS_TOKEN].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 /// `--no-reconnect`, for the commands that run until stopped.
@@ -32,18 +36,27 @@ pub struct ReconnectArgs {
 
 impl Global {
     /// A builder for `plexus COMMAND`'s client, shown as `plexus-COMMAND` in `plexus list`.
-    fn builder(&self, command: &str) -> ClientBuilder {
+    fn builder(&self, command: &str) -> Result<ClientBuilder, Failure> {
         let mut builder = Client::builder().name(format!("plexus-{command}"));
         if let Some(addr) = &self.bus {
             builder = builder.address(addr.clone());
         }
-        builder
+        if let Some(path) = &self.token_file {
+            let token = std::fs::read(path).map_err(|e| {
+                Failure::new(
+                    INVALID_ARGS,
+                    format!("cannot read token file {}: {e}", path.display()),
+                )
+            })?;
+            builder = builder.token(token.trim_ascii());
+        }
+        Ok(builder)
     }
 
     /// Connects a command that ends by itself: when the broker goes away, what is open fails
     /// rather than waits.
     pub async fn connect(&self, command: &str) -> Result<Client, Failure> {
-        Ok(self.builder(command).reconnect(false).connect().await?)
+        Ok(self.builder(command)?.reconnect(false).connect().await?)
     }
 
     /// Connects a command that runs until stopped. Unless `--no-reconnect`, the client
@@ -55,7 +68,7 @@ impl Global {
         reconnect: &ReconnectArgs,
     ) -> Result<(Client, Watch), Failure> {
         let client = self
-            .builder(command)
+            .builder(command)?
             .reconnect(!reconnect.no_reconnect)
             .connect()
             .await?;

@@ -203,6 +203,7 @@ async fn candidates(words: &[String], g: Global) -> Vec<String> {
     let g = Global {
         bus: place.bus.clone().or(g.bus),
         json: false,
+        token_file: g.token_file,
     };
     let found = match (place.subcommand.as_str(), place.before.as_slice()) {
         ("call", []) => match current.rsplit_once('.') {

@@ -87,6 +87,18 @@ pub async fn doctor(_args: DoctorArgs, g: Global) -> Result<u8, Failure> {
                 Ok(rtt) => report.ok(format!("ping {:.1} µs", rtt.as_secs_f64() * 1e6)),
                 Err(e) => report.fail(TRANSPORT, format!("ping: {e}"), None),
             }
+            // Access control.
+            match client.call::<_, Value>("plexus", "whoami", &()).await {
+                Ok(whoami) => {
+                    for line in crate::doctor_access::explain(&whoami) {
+                        report.ok(line);
+                    }
+                }
+                Err(e) => report.warn(
+                    format!("plexus.whoami: {e}"),
+                    "a broker older than access control cannot explain its policy; upgrade it",
+                ),
+            }
         }
         Err(f) => report.fail(
             f.code,
@@ -181,11 +193,7 @@ pub fn version(args: &VersionArgs, json: bool) -> u8 {
     } else {
         "release"
     };
-    let metrics = if cfg!(feature = "metrics") {
-        "on"
-    } else {
-        "off"
-    };
+    let metrics = if cfg!(feature = "http") { "on" } else { "off" };
     let target = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
     if json {
         let mut out = json!({ "version": env!("CARGO_PKG_VERSION") });

@@ -1,6 +1,6 @@
 //! `plexus`: the broker daemon and the tools to use a bus from the shell.
 
-mod bench_cmd;
+mod bench;
 mod bridge_cmd;
 mod bridge_ipcprims_cmd;
 mod broker_cmd;
@@ -12,6 +12,8 @@ mod complete_cmd;
 // Contracts.
 mod contract_view;
 mod doctor_cmd;
+// Access control.
+mod doctor_access;
 mod echo_cmd;
 mod exit;
 mod listen_cmd;
@@ -75,8 +77,9 @@ enum Command {
     Ping(status_cmd::PingArgs),
     /// Print the broker's counters.
     Stats(status_cmd::StatsArgs),
-    /// Measure call latency and throughput and publish throughput against the socket floor.
-    Bench(bench_cmd::BenchArgs),
+    /// Measure latency, throughput, fan-out, payloads and memory against the socket floors:
+    /// `bench [SCENARIO...] [--json] [--duration D] [--pin]`, `bench --list`.
+    Bench(bench::BenchArgs),
     /// Serve an object that answers every method with its params.
     Echo(echo_cmd::EchoArgs),
     /// Serve NAME by running a command per call: params on its stdin, its stdout the result.
@@ -95,6 +98,9 @@ enum Command {
     /// What the completion scripts call: candidates for the last of WORDS.
     #[command(name = "__complete", hide = true)]
     Complete(complete_cmd::CompleteArgs),
+    /// The processes `plexus bench` starts: echo worker, subscriber, floor echo and relay.
+    #[command(name = "__bench-helper", hide = true)]
+    BenchHelper(bench::helper::HelperArgs),
 }
 
 /// Logs go to stderr, never stdout. By default the broker says what it listens on and warns;
@@ -175,7 +181,8 @@ fn main() -> ExitCode {
         Command::Wait(args) => run_client(json, names_cmd::wait(args, g)),
         Command::Ping(args) => run_client(json, status_cmd::ping(args, g)),
         Command::Stats(args) => run_client(json, status_cmd::stats(args, g)),
-        Command::Bench(args) => run_client(json, bench_cmd::bench(args, g)),
+        Command::Bench(args) => run_client(json, bench::bench(args, g)),
+        Command::BenchHelper(args) => run_client(json, bench::helper::run(args, g)),
         Command::Echo(args) => run_client(json, echo_cmd::echo(args, g)),
         Command::Serve(args) => run_client(json, serve_cmd::serve(args, g)),
         Command::Doctor(args) => run_client(json, doctor_cmd::doctor(args, g)),

@@ -424,41 +424,6 @@ fn introspect_prints_a_table_of_methods() {
 }
 
 #[test]
-fn bench_runs_and_reports_every_figure() {
-    let bus = Bus::start();
-    let out = bus.run(&[
-        "bench",
-        "--calls",
-        "50",
-        "--throughput-calls",
-        "200",
-        "--concurrency",
-        "8",
-        "--events",
-        "2000",
-        "--json",
-    ]);
-    let figures = stdout_json(&out);
-    for key in [
-        "socket_floor_rtt_us",
-        "broker_ping_rtt_us",
-        "calls_per_s",
-        "events_per_s",
-    ] {
-        assert!(
-            figures[key].as_f64().is_some_and(|v| v > 0.0),
-            "{key} in {figures}"
-        );
-    }
-    assert!(
-        figures["call_latency_us"]["p99"]
-            .as_f64()
-            .is_some_and(|v| v > 0.0)
-    );
-    assert_eq!(figures["events_lost"], 0);
-}
-
-#[test]
 fn the_bus_flag_is_global() {
     let bus = Bus::start();
     let _echo = bus.echo("echo");

@@ -34,7 +34,7 @@ fn config_file_errors_name_the_key_and_line() {
         ("no_unix = true\n", &["no_unix", "tcp"][..]),
         (
             "outbox_limit = 1048576\n",
-            &["outbox_limit 1048576", "max_frame 16777216"][..],
+            &["outbox_limit 1048576", "max_frame 16842752"][..],
         ),
         (
             "slow_consumer = \"sometimes\"\n",

@@ -64,7 +64,7 @@ pub async fn serve<R, W>(
 {
     let (outbox, receiver) = outbox(router.config().outbox_limit);
     info!(conn, dialect = %peer.client, pid = ?peer.pid, uid = ?peer.uid, transport = peer.transport, addr = ?peer.addr, "connection opened");
-    let mut attached = router.attach(conn, peer, outbox.clone());
+    let attached = router.attach(conn, peer, outbox.clone());
     let mut link = Link {
         conn,
         codec,
@@ -77,17 +77,20 @@ pub async fn serve<R, W>(
         pace: Pace::Free,
         contracts: router.contracts_view(),
     };
-    let stop = link
-        .run(
-            &mut input,
-            &mut writer,
-            &outbox,
-            router,
-            &mut attached,
-            shutdown,
-        )
-        .await;
-    drop(attached);
+    let stop = match attached {
+        Ok(mut attached) => {
+            link.run(
+                &mut input,
+                &mut writer,
+                &outbox,
+                router,
+                &mut attached,
+                shutdown,
+            )
+            .await
+        }
+        Err(refused) => Stop::Refused(refused.code, refused.message),
+    };
     stop.tell_peer(conn, &outbox);
     drop(outbox);
     let grace = router.config().shutdown_grace;

@@ -70,8 +70,16 @@ async fn session<R: AsyncRead + Unpin>(
         }
     };
     peer.client = hello.string(0).to_owned();
+    // Access control: the token, if the hello carries one (its payload).
+    match router.check_token(&hello.payload()) {
+        Ok(token) => peer.token = token,
+        Err(refused) => return Stop::Refused(refused.code, refused.message),
+    }
     info!(conn, client = %peer.client, pid = ?peer.pid, uid = ?peer.uid, transport = peer.transport, addr = ?peer.addr, "connection opened");
-    let mut attached = router.attach(conn, peer, outbox.clone());
+    let mut attached = match router.attach(conn, peer, outbox.clone()) {
+        Ok(attached) => attached,
+        Err(refused) => return Stop::Refused(refused.code, refused.message),
+    };
     let stop = route_frames(conn, input, router, outbox, &mut attached, shutdown).await;
     drop(attached);
     stop

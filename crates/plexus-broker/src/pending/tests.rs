@@ -13,6 +13,7 @@ fn call(caller: ConnId, caller_id: u64, worker: ConnId, deadline: Instant) -> Pe
         deadline,
         timeout_ms: 1000,
         started: deadline,
+        name_stats: Default::default(),
         label: None,
         result_check: None,
     }

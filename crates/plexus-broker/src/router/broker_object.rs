@@ -15,7 +15,11 @@ use crate::pending::Waiter;
 use crate::registry::Owners;
 
 /// The methods, for `no_such_method` messages.
-const METHODS: &str = "ping, list, subscriptions, wait_for, stats, introspect";
+const METHODS: &str = "ping, list, subscriptions, wait_for, stats, introspect, whoami";
+
+/// The method that tells a peer who the broker thinks it is and what it may do; every peer may
+/// call it, whatever the policy says (access control).
+pub const WHOAMI: &str = "whoami";
 
 /// How the broker object answers a call.
 #[derive(Debug)]
@@ -51,8 +55,11 @@ pub fn answer(
         "ping" => Ok(json!({ "pong": true, "conn_id": conn })
             .to_string()
             .into_bytes()),
-        "list" => Ok(list(st).to_string().into_bytes()),
-        "subscriptions" => Ok(subscriptions(st).to_string().into_bytes()),
+        "list" => Ok(list(st, details(st, conn)).to_string().into_bytes()),
+        "subscriptions" => Ok(subscriptions(st, details(st, conn))
+            .to_string()
+            .into_bytes()),
+        WHOAMI => Ok(whoami(st, conn).to_string().into_bytes()),
         "stats" => Ok(stats(st).to_string().into_bytes()),
         "wait_for" => return wait_for(st, conn, frame, now, deadline),
         "introspect" => introspect(st, &frame.payload()),
@@ -127,6 +134,7 @@ fn own_description() -> Value {
         "wait_for": { "params": "{names, timeout_ms} or [names]", "result": "{names}" },
         "stats": { "params": "none", "result": "counters" },
         "introspect": { "params": "{name} or name", "result": "{name, kind, owners, description}" },
+        "whoami": { "params": "none", "result": "{conn_id, uid, gid, groups, pid, transport, token, policy}" },
     }})
 }
 
@@ -184,7 +192,42 @@ fn introspect(st: &State, params: &[u8]) -> Result<Vec<u8>, (ErrorCode, String)>
     })
 }
 
-fn list(st: &State) -> Value {
+/// Whether `conn` may see who owns names and subscriptions (access control).
+fn details(st: &State, conn: ConnId) -> bool {
+    st.conns.get(&conn).is_some_and(|c| c.access.list_details())
+}
+
+/// Who the caller is to the broker, and what the policy lets it do.
+fn whoami(st: &State, conn: ConnId) -> Value {
+    let Some(c) = st.conns.get(&conn) else {
+        return Value::Null;
+    };
+    let peer = &c.peer;
+    let policy = st.config.policy.as_ref().map(|policy| {
+        json!({
+            "source": policy.source,
+            "subject": c.access.capabilities().map(|caps| caps.subject.as_str()),
+            "rights": c.access.capabilities().map(|caps| caps.to_json()),
+            "quotas": policy.quotas,
+            "quota_owner": c.owner.to_string(),
+        })
+    });
+    json!({
+        "conn_id": conn,
+        "client": peer.client,
+        "transport": peer.transport,
+        "addr": peer.addr,
+        "uid": peer.uid,
+        "gid": peer.gid,
+        "groups": peer.groups,
+        "pid": peer.pid,
+        "pidfd": peer.pidfd.is_some(),
+        "token": peer.token,
+        "policy": policy,
+    })
+}
+
+fn list(st: &State, details: bool) -> Value {
     let mut names: Vec<Value> = st
         .registry
         .iter()
@@ -196,6 +239,9 @@ fn list(st: &State) -> Value {
             let owners: Vec<Value> = members
                 .iter()
                 .map(|c| {
+                    if !details {
+                        return json!({ "conn_id": c });
+                    }
                     let peer = st.conns.get(c).map(|conn| &conn.peer);
                     json!({
                         "conn_id": c,
@@ -215,7 +261,7 @@ fn list(st: &State) -> Value {
 
 /// Every subscription on the bus, with its queue group if it is in one, by connection then
 /// pattern.
-fn subscriptions(st: &State) -> Value {
+fn subscriptions(st: &State, details: bool) -> Value {
     let mut subs: Vec<(ConnId, &str, Option<&str>)> = st
         .conns
         .iter()
@@ -234,12 +280,16 @@ fn subscriptions(st: &State) -> Value {
         .into_iter()
         .map(|(conn_id, pattern, queue)| {
             let peer = st.conns.get(&conn_id).map(|conn| &conn.peer);
-            let mut sub = json!({
+            let mut sub = if !details {
+                json!({ "pattern": pattern, "conn_id": conn_id })
+            } else {
+                json!({
                 "pattern": pattern,
                 "conn_id": conn_id,
                 "client": peer.map(|p| p.client.as_str()),
                 "pid": peer.and_then(|p| p.pid),
-            });
+                })
+            };
             if let (Some(queue), Some(map)) = (queue, sub.as_object_mut()) {
                 map.insert("queue".into(), queue.into());
             }

@@ -11,6 +11,7 @@ use super::broker_object::{self, BrokerAnswer};
 use super::monitor::{self, CallName};
 use crate::conn_id::ConnId;
 use crate::pending::{CallLabel, PendingCall, Taken, Waiter};
+use crate::quotas::Resource;
 
 /// Who made an answer the router forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,16 @@ impl State {
                 "request id {id} is already in use by an open request on this connection; this call was not routed, and the open request goes on"
             );
             return self.fail_call(conn, id, name, ErrorCode::InvalidParams, &msg, b"");
+        }
+        // Access control.
+        let (object, method) = (frame.string(0), frame.string(1));
+        let to_broker = object == BROKER_OBJECT;
+        if let Some(Err(denied)) = self
+            .access(conn)
+            .filter(|_| !(to_broker && method == broker_object::WHOAMI))
+            .map(|a| a.call(object, method, to_broker))
+        {
+            return self.refuse(conn, id, name, denied);
         }
         let timeout = self.call_timeout(frame.aux());
         if frame.string(0) == BROKER_OBJECT {
@@ -126,7 +137,8 @@ impl State {
             deadline: now + timeout,
             timeout_ms: timeout_ms.into(),
             started: now,
-            label: (self.monitor_subs > 0).then(|| {
+            name_stats: self.registry.name_stats(object),
+            label: self.watched().then(|| {
                 Box::new(CallLabel {
                     object: object.into(),
                     method: frame.string(1).into(),
@@ -172,7 +184,7 @@ impl State {
 
     /// Whether `conn` may open one more request (a call or a wait): `Err` with the message
     /// naming the limit it hits.
-    fn room_for_request(&self, conn: ConnId) -> Result<(), String> {
+    fn room_for_request(&mut self, conn: ConnId) -> Result<(), String> {
         let open = self.pending.open_for(conn);
         let per_conn = self.config.max_pending_per_connection;
         if open >= per_conn {
@@ -187,7 +199,8 @@ impl State {
                 "{all} requests are already waiting for answers on the broker, the limit (max_pending = {total}); try again later"
             ));
         }
-        Ok(())
+        // Access control.
+        self.room_under_quota(conn, Resource::PendingCalls)
     }
 
     /// Answers a call to the `plexus` object; `deadline` is the call's own.
@@ -230,6 +243,8 @@ impl State {
             }
             _ => frame.readdress(frame.kind(), call.caller_id, frame.aux()),
         };
+        call.name_stats
+            .record_answer(answer.kind() == Kind::Error, elapsed);
         if answer.kind() == Kind::Error {
             self.stats.count_error(answer.error_code());
             self.stats
@@ -263,6 +278,7 @@ impl State {
                     call.timeout_ms
                 );
                 self.stats.record_call(Some(ErrorCode::Timeout), None);
+                call.name_stats.record_failure();
                 self.fail_call(
                     call.caller,
                     call.caller_id,

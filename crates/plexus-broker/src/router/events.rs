@@ -7,10 +7,11 @@ use plexus_proto::{
 };
 use serde_json::json;
 
-use super::monitor;
+use super::monitor::{self, CallName};
 use super::{Kick, State, Subscription};
 use crate::config::SlowConsumer;
 use crate::conn_id::ConnId;
+use crate::quotas::Resource;
 
 /// What a delivery reached.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +29,16 @@ impl State {
         if let Err(e) = validate_pattern(pattern) {
             return self.fail(conn, id, ErrorCode::InvalidParams, &e.to_string(), b"");
         }
+        // Access control.
+        let checked = self
+            .access(conn)
+            .map(|a| match monitor::is_monitor_pattern(pattern) {
+                true => a.monitor(),
+                false => a.subscribe(pattern),
+            });
+        if let Some(Err(denied)) = checked {
+            return self.refuse(conn, id, CallName::default(), denied);
+        }
         let group = (frame.flags() & flags::QUEUE != 0).then(|| frame.string(1));
         if let Some(group) = group
             && let Err(e) = validate_name(group)
@@ -40,6 +51,9 @@ impl State {
             self.config.max_subscriptions,
         );
         let held = self.subscription_count();
+        if let Err(msg) = self.room_under_quota(conn, Resource::Subscriptions) {
+            return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -121,10 +135,15 @@ impl State {
             );
             return self.fail(conn, frame.id(), ErrorCode::PermissionDenied, &msg, b"");
         }
+        // Access control.
+        if let Some(Err(denied)) = self.access(conn).map(|a| a.publish(topic)) {
+            return self.refuse(conn, frame.id(), CallName::default(), denied);
+        }
         let reach = self.deliver(frame);
         self.stats.events_published += 1;
         self.stats.events_delivered += reach.delivered;
         self.stats.events_dropped += reach.dropped;
+        self.topics.record(topic, reach.delivered, reach.dropped);
         self.feed_monitor(|st| {
             monitor::event_record(st.party(conn), frame, reach.delivered, reach.dropped)
         });
@@ -138,11 +157,17 @@ impl State {
     /// Delivers the record `build` makes to the monitor feed; builds nothing while nobody
     /// subscribes to it. Records are counted apart from events.
     pub(super) fn feed_monitor(&mut self, build: impl FnOnce(&State) -> Frame) {
-        if self.monitor_subs > 0 {
+        if self.watched() {
             let record = build(self);
-            let reach = self.deliver(&record);
-            self.stats.monitor_delivered += reach.delivered;
-            self.stats.monitor_dropped += reach.dropped;
+            // Dashboard: viewers get the record's JSON; sending never waits.
+            if self.live.watched() {
+                self.live.send(record.payload());
+            }
+            if self.monitor_subs > 0 {
+                let reach = self.deliver(&record);
+                self.stats.monitor_delivered += reach.delivered;
+                self.stats.monitor_dropped += reach.dropped;
+            }
         }
     }
 
@@ -183,6 +208,7 @@ impl State {
                 }
                 Err(_) => {
                     sub.dropped = sub.dropped.saturating_add(1);
+                    c.traffic.events_dropped += 1;
                     reach.dropped += 1;
                     if disconnect && let Some(kick) = c.kick.take() {
                         let why = slow_consumer(topic, sub_id, outbox_limit);

@@ -3,6 +3,8 @@
 //! sits behind one `std::sync::Mutex` held only while a batch of frames is routed, never across
 //! an await.
 
+// Access control.
+mod access;
 mod broker_object;
 mod calls;
 // Contracts.
@@ -25,10 +27,15 @@ use tracing::error;
 use crate::config::Config;
 use crate::conn_id::ConnId;
 use crate::contracts::{self, Published};
+use crate::observe::ConnTraffic;
+use crate::observe::live::LiveFeed;
+use crate::observe::topics::Topics;
 use crate::outbox::Outbox;
 use crate::peer::PeerInfo;
 use crate::pending::{Pending, PendingCall, Taken};
+use crate::policy::Access;
 use crate::queue_groups::QueueGroups;
+use crate::quotas::{Book, Owner};
 use crate::registry::Registry;
 use crate::stats::Stats;
 use crate::subscriptions::{SubKey, Subscriptions};
@@ -58,6 +65,12 @@ pub struct Conn {
     pub names: HashSet<String>,
     /// Its subscriptions by id.
     pub subs: HashMap<u64, Subscription>,
+    /// What it may do (access control).
+    pub access: Access,
+    /// Whose quotas it counts against (access control).
+    pub owner: Owner,
+    /// Dashboard: its traffic.
+    pub traffic: ConnTraffic,
     /// Tells the connection's task that the router disconnected it; taken when it is.
     kick: Option<oneshot::Sender<Kick>>,
 }
@@ -92,14 +105,21 @@ pub struct State {
     pub shutting_down: bool,
     /// Set when a deadline earlier than the timer's was added.
     pub timer_dirty: bool,
-    /// Subscriptions that receive the monitor feed; while 0, no feed is built.
+    /// Subscriptions that receive the monitor feed; while 0 (and nobody watches `live`), no
+    /// feed is built.
     pub monitor_subs: usize,
+    /// Dashboard: events per topic.
+    pub topics: Topics,
+    /// Dashboard: the monitor feed for the dashboard's viewers.
+    pub live: Arc<LiveFeed>,
     /// Scratch space for the subscriptions an event matches, kept to reuse its allocation.
     matches: Vec<SubKey>,
     /// Scratch space for the queue groups an event matches.
     group_matches: Vec<u64>,
     /// Connections to disconnect once the current frame is routed, with the error to tell them.
     to_kick: Vec<(ConnId, oneshot::Sender<Kick>, Kick)>,
+    /// Each owner's connections, for per-user quotas (access control).
+    pub book: Book,
     // Contracts.
     /// The contracts in force.
     pub contracts: contracts::Table,
@@ -178,7 +198,7 @@ impl Router {
     }
 
     /// Runs `f` on the state under the lock.
-    #[cfg(feature = "metrics")]
+    #[cfg(feature = "http")]
     pub fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
         f(&self.lock())
     }
@@ -188,17 +208,36 @@ impl Router {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a connection that sent `hello` and answers it with `welcome`. The connection stays
-    /// attached until the returned guard is dropped.
-    pub fn attach(&self, conn: ConnId, peer: PeerInfo, outbox: Outbox) -> Attached<'_> {
+    /// Adds a connection that sent `hello` and answers it with `welcome`, with the rights the
+    /// policy gives its peer. The connection stays
+    /// attached until the returned guard is dropped. A peer the policy or a quota refuses gets
+    /// the error to tell it instead.
+    pub fn attach(
+        &self,
+        conn: ConnId,
+        peer: PeerInfo,
+        outbox: Outbox,
+    ) -> Result<Attached<'_>, Kick> {
+        let access = self.admit(&peer)?;
+        let owner = Owner::of(&peer);
+        let (kick, kicked) = oneshot::channel();
+        let mut st = self.lock();
+        st.room_for_connection(owner)?;
+        if let Some(limit) = self
+            .config
+            .policy
+            .as_ref()
+            .and_then(|p| p.quotas.outgoing_bytes)
+        {
+            outbox.count_against(st.book.byte_quota(owner, limit));
+        }
         outbox.push_always(Frame::welcome(
             conn,
             self.config.max_frame,
             env!("CARGO_PKG_VERSION"),
         ));
-        let (kick, kicked) = oneshot::channel();
-        let mut st = self.lock();
         st.stats.connections_total += 1;
+        st.book.open(owner, conn);
         st.conns.insert(
             conn,
             Conn {
@@ -206,14 +245,17 @@ impl Router {
                 peer,
                 names: HashSet::new(),
                 subs: HashMap::new(),
+                access,
+                owner,
+                traffic: ConnTraffic::new(),
                 kick: Some(kick),
             },
         );
-        Attached {
+        Ok(Attached {
             router: self,
             conn,
             kicked: Some(kicked),
-        }
+        })
     }
 
     /// Counts a connection refused at the connection limit.
@@ -254,14 +296,21 @@ impl Router {
         mut route: impl FnMut(&mut State, ConnId, Frame, Instant),
     ) {
         let now = Instant::now();
+        let (mut frames_in, mut bytes_in) = (0u64, 0u64);
         let mut guard = self.lock();
         let st = &mut *guard;
         for frame in frames {
             let (kind, id, flag_bits) = (frame.kind(), frame.id(), frame.flags());
+            frames_in += 1;
+            bytes_in += frame.wire_len() as u64;
             if catch_unwind(AssertUnwindSafe(|| route(st, conn, frame, now))).is_err() {
                 st.after_panic(conn, kind, id, flag_bits);
             }
             st.settle();
+        }
+        if let Some(c) = st.conns.get_mut(&conn) {
+            c.traffic.frames_in += frames_in;
+            c.traffic.bytes_in += bytes_in;
         }
         if std::mem::take(&mut st.timer_dirty) {
             self.timer.notify_one();
@@ -337,9 +386,12 @@ impl State {
             shutting_down: false,
             timer_dirty: false,
             monitor_subs: 0,
+            topics: Topics::default(),
+            live: Arc::default(),
             matches: Vec::new(),
             group_matches: Vec::new(),
             to_kick: Vec::new(),
+            book: Book::default(),
             contracts: contracts::Table::new(config.max_contract_depth, config.check_results),
             results_to_check: Vec::new(),
             config,
@@ -352,6 +404,7 @@ impl State {
             return;
         };
         self.forget_prepared(conn);
+        self.book.close(gone.owner, conn);
         for name in &gone.names {
             let _ = self.registry.unregister(name, conn);
             self.drop_contract_if_gone(name);
@@ -363,6 +416,7 @@ impl State {
         let who = gone.peer.describe(conn);
         for (routed, call) in orphans.as_worker {
             self.stats.record_call(Some(ErrorCode::WorkerGone), None);
+            call.name_stats.record_failure();
             let msg = format!("the worker, {who}, disconnected before answering");
             self.fail_call(
                 call.caller,
@@ -468,6 +522,11 @@ impl State {
         self.stats.count_error(code);
         self.feed_monitor(|st| monitor::error_record(st.party(conn), id, call, code, message));
         self.send_always(conn, Frame::error(id, code, message, data));
+    }
+
+    /// Whether anyone watches the monitor feed: a subscriber or a dashboard viewer.
+    fn watched(&self) -> bool {
+        self.monitor_subs > 0 || self.live.watched()
     }
 
     /// A connection as monitor records name it.

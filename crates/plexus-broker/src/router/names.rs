@@ -5,8 +5,11 @@ use plexus_proto::{BROKER_OBJECT, ErrorCode, Frame, flags, validate_name};
 use serde_json::json;
 use serde_json::value::RawValue;
 
+use super::monitor::CallName;
 use super::{State, raw_json};
 use crate::conn_id::ConnId;
+use crate::policy::Action;
+use crate::quotas::Resource;
 use crate::registry::{Owners, RegistryRefusal};
 
 impl State {
@@ -24,6 +27,11 @@ impl State {
             return self.fail(conn, id, ErrorCode::PermissionDenied, &msg, b"");
         }
         let shared = frame.flags() & flags::SHARED != 0;
+        // Access control.
+        let action = if shared { Action::Join } else { Action::Own };
+        if let Some(Err(denied)) = self.access(conn).map(|a| a.name(action, name)) {
+            return self.refuse(conn, id, CallName::default(), denied);
+        }
         let description = match self.description(&frame.payload()) {
             Ok(description) => description,
             Err(msg) => return self.fail(conn, id, ErrorCode::InvalidParams, &msg, b""),
@@ -35,6 +43,9 @@ impl State {
             .conns
             .get(&conn)
             .is_some_and(|c| c.names.contains(name));
+        if !held_before && let Err(msg) = self.room_under_quota(conn, Resource::Names) {
+            return self.fail(conn, id, ErrorCode::Overloaded, &msg, b"");
+        }
         match self.registry.register(name, conn, shared) {
             Ok(()) => {
                 // Contracts.

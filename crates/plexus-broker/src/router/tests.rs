@@ -29,7 +29,7 @@ async fn a_connection_whose_task_panics_is_detached_and_its_names_freed() {
     let router = Router::new(Config::default());
     let (first, _first_rx) = outbox(1 << 20);
     let unwound = catch_unwind(AssertUnwindSafe(|| {
-        let _attached = router.attach(1, peer(), first);
+        let _attached = router.attach(1, peer(), first).expect("no policy");
         router.handle(1, [Frame::register(1, "svc", false)]);
         panic!("the connection's task fails");
     }));
@@ -40,7 +40,7 @@ async fn a_connection_whose_task_panics_is_detached_and_its_names_freed() {
         assert!(!st.registry.contains("svc"), "its name is free");
     }
     let (second, mut rx) = outbox(1 << 20);
-    let _attached = router.attach(2, peer(), second);
+    let _attached = router.attach(2, peer(), second).expect("no policy");
     router.handle(2, [Frame::register(1, "svc", false)]);
     let kinds: Vec<Kind> = queued(&mut rx).await.iter().map(Frame::kind).collect();
     assert_eq!(
@@ -54,7 +54,7 @@ async fn a_connection_whose_task_panics_is_detached_and_its_names_freed() {
 async fn a_panic_while_routing_a_frame_answers_it_internal_and_the_rest_goes_on() {
     let router = Router::new(Config::default());
     let (tx, mut rx) = outbox(1 << 20);
-    let _attached = router.attach(1, peer(), tx);
+    let _attached = router.attach(1, peer(), tx).expect("no policy");
     let frames = [Frame::ping(1, b""), Frame::ping(2, b"")];
     router.handle_with(1, frames, |st: &mut State, conn, frame, now| {
         assert_ne!(frame.id(), 1, "a bug on the first frame");

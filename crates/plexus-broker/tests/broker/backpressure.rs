@@ -20,7 +20,7 @@ async fn broker_with_metrics(outbox_limit: usize) -> TestBroker {
     TestBroker::with_config(Config {
         outbox_limit,
         max_frame: u32::try_from(outbox_limit).expect("a small limit"),
-        metrics: Some("127.0.0.1:0".parse().expect("addr")),
+        http: Some("127.0.0.1:0".parse().expect("addr")),
         ..Config::default()
     })
     .await
@@ -70,7 +70,7 @@ async fn a_client_that_pipelines_pings_and_never_reads_is_not_read_past_its_outb
     const PAYLOAD: usize = MIB;
     let limit = 8 * MIB;
     let broker = broker_with_metrics(limit).await;
-    let metrics = broker.metrics.expect("metrics address");
+    let metrics = broker.http.expect("metrics address");
     let (mut pinger, mut writer) = split_client(&broker, "pinger").await;
     let pings = tokio::spawn(async move {
         let payload = vec![7u8; PAYLOAD];
@@ -121,7 +121,7 @@ async fn a_dialect_peer_that_pipelines_pings_and_never_reads_is_not_read_past_it
     const PINGS: u64 = 3000;
     let limit = 256 * 1024;
     let broker = broker_with_metrics(limit).await;
-    let metrics = broker.metrics.expect("metrics address");
+    let metrics = broker.http.expect("metrics address");
     let std = std::os::unix::net::UnixStream::connect(&broker.path).expect("connect");
     std.set_nonblocking(true).expect("nonblocking");
     let mut writer = UnixStream::from_std(std.try_clone().expect("clone")).expect("tokio socket");
@@ -266,7 +266,7 @@ async fn a_peer_that_closes_while_its_answers_hold_its_reader_is_detached() {
     const PINGS: u64 = 20_000;
     let limit = 64 * 1024;
     let broker = broker_with_metrics(limit).await;
-    let metrics = broker.metrics.expect("metrics address");
+    let metrics = broker.http.expect("metrics address");
     let mut other = broker.raw_client("other").await;
     let (hog, mut writer) = split_client(&broker, "hog").await;
     let pings = tokio::spawn(async move {

@@ -637,7 +637,10 @@ async fn contracts_compiled_by_the_reader_reach_the_right_registration() {
     // A large contract (hundreds of regexes) is compiled off the router and enforced.
     let mut props = serde_json::Map::new();
     for i in 0..600 {
-        props.insert(format!("p{i}"), json!({"type": "string", "pattern": format!("^[a-z]{{1,{}}}[0-9]+$", i % 40 + 1)}));
+        props.insert(
+            format!("p{i}"),
+            json!({"type": "string", "pattern": format!("^[a-z]{{1,{}}}[0-9]+$", i % 40 + 1)}),
+        );
     }
     let big = json!({"methods": {"m": {"params": {"type": "object", "properties": props}}}});
     assert!(big.to_string().len() > 30_000);

@@ -10,11 +10,11 @@ use tokio::net::TcpStream;
 
 async fn broker() -> (TestBroker, SocketAddr) {
     let broker = TestBroker::with_config(Config {
-        metrics: Some("127.0.0.1:0".parse().expect("addr")),
+        http: Some("127.0.0.1:0".parse().expect("addr")),
         ..Config::default()
     })
     .await;
-    let addr = broker.metrics.expect("metrics address");
+    let addr = broker.http.expect("metrics address");
     (broker, addr)
 }
 

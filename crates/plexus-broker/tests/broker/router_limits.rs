@@ -69,7 +69,7 @@ async fn an_outbox_limit_below_the_frame_limit_is_refused() {
     };
     match Broker::bind(config).await {
         Err(BrokerError::InvalidConfig(why)) => assert!(
-            why.contains("outbox_limit 1048576") && why.contains("max_frame 16777216"),
+            why.contains("outbox_limit 1048576") && why.contains("max_frame 16842752"),
             "{why}"
         ),
         Err(other) => panic!("refused for another reason: {other}"),
@@ -394,8 +394,11 @@ async fn stats_show_every_limit() {
     let mut c = broker.raw_client("c").await;
     let limits = stats(&mut c, 1).await["limits"].clone();
     for (key, value) in [
-        ("max_frame", serde_json::json!(16 * 1024 * 1024)),
-        ("outbox_limit", serde_json::json!(32 * 1024 * 1024)),
+        ("max_frame", serde_json::json!(16 * 1024 * 1024 + 64 * 1024)),
+        (
+            "outbox_limit",
+            serde_json::json!(2 * (16 * 1024 * 1024 + 64 * 1024)),
+        ),
         ("max_connections", serde_json::json!(4096)),
         ("call_timeout_ms", serde_json::json!(30_000)),
         ("max_pending_per_connection", serde_json::json!(65_536)),

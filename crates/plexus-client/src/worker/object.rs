@@ -12,8 +12,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-/// An object served on the bus. Each call runs in its own task, so a slow method never delays
-/// another; a panic answers `internal` and the object keeps serving.
+/// An object served on the bus. A call that finishes without waiting is answered at once; one
+/// that awaits goes on in its own task, so a slow method never delays another (do long
+/// blocking work in `spawn_blocking`). A panic answers `internal` and the object keeps serving.
 ///
 /// ```
 /// use plexus_client::{CallContext, Error, Object, parse_params};

@@ -1,9 +1,10 @@
-//! Running one incoming call: the object's handler in its own task, a panic answered as
-//! `internal`, and the answer sent back to the socket task.
+//! Running one incoming call: the object's handler, answered inline when it finishes without
+//! waiting and otherwise in its own task, a panic answered as `internal`, and the answer sent
+//! back to the socket task.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -50,18 +51,31 @@ pub(crate) type AnswerSender = mpsc::UnboundedSender<Answered>;
 pub(crate) type AnswerReceiver = mpsc::UnboundedReceiver<Answered>;
 
 impl IncomingCall {
-    /// Runs the call in its own task, so a slow one never delays another; the answer goes to
-    /// `answers`.
-    pub(crate) fn spawn(self, answers: AnswerSender) {
+    /// Runs the handler until it first waits: a handler that needs no waiting (most do not)
+    /// is answered here, with no task and no channel hop. One that waits goes on in its own
+    /// task, so it never delays another call, and its answer goes to `answers`.
+    pub(crate) fn start(self, answers: &AnswerSender) -> Option<Answered> {
+        let (id, generation) = (self.id, self.generation);
+        let mut run = Box::pin(self.run());
+        // The task that goes on with a pending handler polls it again at once with its own
+        // waker, which replaces this one wherever the handler registered it.
+        if let Poll::Ready(frame) = run.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            return Some(Answered {
+                id,
+                generation,
+                frame,
+            });
+        }
+        let answers = answers.clone();
         tokio::spawn(async move {
-            let (id, generation) = (self.id, self.generation);
-            let frame = self.run().await;
+            let frame = run.await;
             let _ = answers.send(Answered {
                 id,
                 generation,
                 frame,
             });
         });
+        None
     }
 
     async fn run(self) -> Frame {

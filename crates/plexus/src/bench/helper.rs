@@ -1,0 +1,91 @@
+//! `plexus __bench-helper ROLE`: the processes a bench runs besides itself — an echo worker, a
+//! subscriber that counts, and the floors' echo and relay. Each prints `ready` once serving and
+//! exits when its stdin closes.
+
+use clap::{Args, Subcommand};
+use plexus_client::{CallContext, Error, Object};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::socket_floor;
+use crate::bus::Global;
+use crate::exit::{Failure, INTERNAL, OK};
+
+/// `plexus __bench-helper`.
+#[derive(Args, Debug)]
+pub struct HelperArgs {
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Subcommand, Debug)]
+enum Role {
+    /// Serve NAME, answering every call with its params.
+    EchoWorker { name: String },
+    /// Subscribe to TOPIC and count events; on the event `"end"`, print the count.
+    Subscriber { topic: String },
+    /// Echo SIZE-byte messages on a plain socket at ADDR (unix:PATH or tcp:HOST:PORT).
+    FloorEcho { addr: String, size: usize },
+    /// Copy bytes between clients at ADDR and UPSTREAM.
+    Relay { addr: String, upstream: String },
+}
+
+/// The echo worker's object.
+struct Echo;
+
+impl Object for Echo {
+    async fn call(
+        &self,
+        _method: &str,
+        params: &RawValue,
+        _ctx: &CallContext,
+    ) -> Result<Value, Error> {
+        Ok(serde_json::from_str(params.get())?)
+    }
+}
+
+/// Exits the process once stdin ends: the bench closed it, or the bench died.
+fn exit_with_stdin() {
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0)
+    });
+}
+
+/// Runs one helper role until its stdin closes.
+pub async fn run(args: HelperArgs, g: Global) -> Result<u8, Failure> {
+    exit_with_stdin();
+    let io_failure = |e: std::io::Error| Failure::new(INTERNAL, e.to_string());
+    match args.role {
+        Role::EchoWorker { name } => {
+            let client = g.connect("bench-worker").await?;
+            client.serve(&name, Echo).await?;
+            println!("ready");
+            std::future::pending::<()>().await;
+        }
+        Role::Subscriber { topic } => {
+            let client = g.connect("bench-subscriber").await?;
+            let mut events = client.subscribe(&topic).await?;
+            println!("ready");
+            let mut count = 0u64;
+            while let Some(event) = events.next().await {
+                if &event.payload[..] == b"\"end\"" {
+                    println!("{count}");
+                } else {
+                    count += 1;
+                }
+            }
+        }
+        Role::FloorEcho { addr, size } => {
+            socket_floor::serve_echo(&addr, size).map_err(io_failure)?;
+            println!("ready");
+            std::future::pending::<()>().await;
+        }
+        Role::Relay { addr, upstream } => {
+            socket_floor::serve_relay(&addr, &upstream).map_err(io_failure)?;
+            println!("ready");
+            std::future::pending::<()>().await;
+        }
+    }
+    Ok(OK)
+}
