@@ -32,6 +32,7 @@ fn every_scenario_prints_its_json_object() {
         "floor",
         "rpc-latency",
         "rpc-throughput",
+        "rpc-validated",
         "fanout",
         "payload",
         "memory",
@@ -73,6 +74,12 @@ fn every_scenario_prints_its_json_object() {
         }
         if scenario == "payload" {
             payload_sizes.push(map["bytes"].as_u64().expect("bytes"));
+        }
+        if scenario == "rpc-validated" {
+            assert!(
+                map["unchecked_p50_us"].is_number() && map["params_bytes"].is_u64(),
+                "{line}"
+            );
         }
         if scenario == "fanout" {
             assert!(

@@ -22,6 +22,9 @@ pub struct HelperArgs {
 enum Role {
     /// Serve NAME, answering every call with its params.
     EchoWorker { name: String },
+    /// Serve NAME like echo-worker, under a contract whose method `echo` checks its params and
+    /// result against the schema `rpc-validated` uses.
+    CheckedEchoWorker { name: String },
     /// Subscribe to TOPIC and count events; on the event `"end"`, print the count.
     Subscriber { topic: String },
     /// Echo SIZE-byte messages on a plain socket at ADDR (unix:PATH or tcp:HOST:PORT).
@@ -60,6 +63,16 @@ pub async fn run(args: HelperArgs, g: Global) -> Result<u8, Failure> {
         Role::EchoWorker { name } => {
             let client = g.connect("bench-worker").await?;
             client.serve(&name, Echo).await?;
+            println!("ready");
+            std::future::pending::<()>().await;
+        }
+        Role::CheckedEchoWorker { name } => {
+            let client = g.connect("bench-worker").await?;
+            let schema = super::rpc_validated::schema();
+            client
+                .serve_with(&name, Echo)
+                .method("echo", schema.clone(), schema)
+                .await?;
             println!("ready");
             std::future::pending::<()>().await;
         }

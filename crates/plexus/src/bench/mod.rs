@@ -14,6 +14,8 @@ mod registry;
 mod report;
 mod rpc_latency;
 mod rpc_throughput;
+// Contracts.
+mod rpc_validated;
 mod socket_floor;
 mod tcp;
 

@@ -3,7 +3,9 @@
 
 use super::Bench;
 use super::report::Report;
-use super::{cluster, fanout, floor, memory, payload, rpc_latency, rpc_throughput, tcp};
+use super::{
+    cluster, fanout, floor, memory, payload, rpc_latency, rpc_throughput, rpc_validated, tcp,
+};
 use crate::exit::Failure;
 use std::future::Future;
 use std::pin::Pin;
@@ -26,6 +28,7 @@ pub const ALL: &[Scenario] = &[
     floor::SCENARIO,
     rpc_latency::SCENARIO,
     rpc_throughput::SCENARIO,
+    rpc_validated::SCENARIO,
     fanout::SCENARIO,
     payload::SCENARIO,
     memory::SCENARIO,
