@@ -800,3 +800,25 @@ fn dialect_peers_on_the_socket_are_checked_by_their_uid_too() {
         "{denied}"
     );
 }
+
+#[test]
+fn the_policy_is_checked_before_a_contract() {
+    let bus = SecureBus::start(Some(POLICY), &[]);
+    let contract = bus.dir.path().join("math.json");
+    std::fs::write(
+        &contract,
+        r#"{"methods": {"sub": {"params": {"type": "object", "required": ["a", "b"]}}}}"#,
+    )
+    .expect("write the contract");
+    let contract = contract.to_str().expect("utf-8 path");
+    let _math = bus.spawn_as(0, &["echo", "--name", "math", "--schema", contract]);
+    bus.run_as(0, &["wait", "math"]);
+    // Params that break the contract, from a peer the policy refuses: the refusal names the
+    // policy, and nothing of the contract is told.
+    let out = bus.run_as(BOB, &["call", "math.sub", "[1,2]"]);
+    assert_denied(&out, "call 'math.sub' not allowed");
+    assert!(!stderr(&out).contains("required"), "{}", stderr(&out));
+    // The same params from a peer the policy lets call: the contract refuses them (exit 60).
+    let out = bus.run_as(ALICE, &["call", "math.sub", "[1,2]"]);
+    assert_eq!(out.status.code(), Some(60), "{}", stderr(&out));
+}

@@ -87,6 +87,27 @@ impl Router {
                 break;
             }
             let frame = &r.frame;
+            // Access control comes first: a peer the policy refuses is told so, not how its
+            // params or payload break a contract it may not use.
+            let denied = match frame.kind() {
+                Kind::Call => st
+                    .access(conn)
+                    .map(|a| a.call(frame.string(0), frame.string(1), false)),
+                Kind::Publish => st.access(conn).map(|a| a.publish(frame.string(0))),
+                _ => None,
+            };
+            if let Some(Err(denied)) = denied {
+                let call = match frame.kind() {
+                    Kind::Call => CallName {
+                        call_id: None,
+                        object: Some(frame.string(0)),
+                        method: Some(frame.string(1)),
+                    },
+                    _ => CallName::default(),
+                };
+                st.refuse(conn, frame.id(), call, denied);
+                continue;
+            }
             let call = match frame.kind() {
                 Kind::Call => {
                     st.stats.record_call(Some(ErrorCode::InvalidParams), None);
