@@ -17,8 +17,10 @@ pub const SCENARIO: Scenario = Scenario {
     run: start,
 };
 
-const CLIENTS: usize = 4;
-const IN_FLIGHT: usize = 16;
+/// Connections calling at once.
+pub(super) const CLIENTS: usize = 4;
+/// Calls in flight on each.
+pub(super) const IN_FLIGHT: usize = 16;
 
 fn start(bench: &Bench) -> Outcome<'_> {
     Box::pin(run(bench))
@@ -26,12 +28,25 @@ fn start(bench: &Bench) -> Outcome<'_> {
 
 async fn run(bench: &Bench) -> Result<Vec<Report>, Failure> {
     let (_worker, name) = bench.echo_worker(&bench.bus).await?;
+    let calls_per_s = calls_per_s(bench, &name, &json_string(64)).await?;
+    let mut report = Report::new("rpc-throughput")
+        .with("clients", CLIENTS)
+        .with("in_flight", CLIENTS * IN_FLIGHT)
+        .with("calls_per_s", calls_per_s);
+    if let Some(threads) = bench.broker_threads {
+        report = report.with("broker_threads", threads);
+    }
+    Ok(vec![report])
+}
+
+/// Calls to `name.echo` with `params` answered per second, from [`CLIENTS`] new connections with
+/// [`IN_FLIGHT`] calls in flight each, for the bench's duration.
+pub(super) async fn calls_per_s(bench: &Bench, name: &str, params: &[u8]) -> Result<f64, Failure> {
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
         clients.push(bench.connect(&bench.bus).await?);
     }
-    let params = Arc::new(json_string(64));
-    let name = Arc::new(name);
+    let (name, params) = (Arc::new(name.to_owned()), Arc::new(params.to_vec()));
     let done = Arc::new(AtomicU64::new(0));
     let (started, duration) = (Instant::now(), bench.duration);
     let mut callers = Vec::new();
@@ -55,13 +70,5 @@ async fn run(bench: &Bench) -> Result<Vec<Report>, Failure> {
             .await
             .map_err(|e| Failure::new(INTERNAL, e.to_string()))??;
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let mut report = Report::new("rpc-throughput")
-        .with("clients", CLIENTS)
-        .with("in_flight", CLIENTS * IN_FLIGHT)
-        .with("calls_per_s", done.load(Ordering::Relaxed) as f64 / elapsed);
-    if let Some(threads) = bench.broker_threads {
-        report = report.with("broker_threads", threads);
-    }
-    Ok(vec![report])
+    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }

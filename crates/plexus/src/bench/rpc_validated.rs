@@ -3,16 +3,13 @@
 //! sequential latency and throughput at 64 B, and latency at 1 KiB and 16 KiB of params, so
 //! that the overhead per call and per KiB of params can be read off.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
 use super::Bench;
 use super::registry::{Outcome, Scenario};
 use super::report::{Latencies, Report};
-use crate::exit::{Failure, INTERNAL};
+use super::rpc_throughput::calls_per_s;
+use crate::exit::Failure;
 
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
@@ -23,9 +20,6 @@ pub const SCENARIO: Scenario = Scenario {
 
 /// Params sizes measured (bytes, about).
 const SIZES: [usize; 3] = [64, 1024, 16 * 1024];
-/// Throughput: connections and calls in flight on each.
-const CLIENTS: usize = 4;
-const IN_FLIGHT: usize = 16;
 
 /// The schema of `echo`'s params and result: `{a: integer, b: integer, tags?: [string]}`.
 pub fn schema() -> Value {
@@ -54,39 +48,6 @@ fn start(bench: &Bench) -> Outcome<'_> {
     Box::pin(run(bench))
 }
 
-/// Calls per second from [`CLIENTS`] connections with [`IN_FLIGHT`] calls each to `name`.
-async fn throughput(bench: &Bench, name: &str, params: &[u8]) -> Result<f64, Failure> {
-    let mut clients = Vec::new();
-    for _ in 0..CLIENTS {
-        clients.push(bench.connect(&bench.bus).await?);
-    }
-    let (name, params) = (Arc::new(name.to_owned()), Arc::new(params.to_vec()));
-    let done = Arc::new(AtomicU64::new(0));
-    let (started, duration) = (Instant::now(), bench.duration);
-    let mut callers = Vec::new();
-    for client in &clients {
-        for _ in 0..IN_FLIGHT {
-            let (client, name, params, done) =
-                (client.clone(), name.clone(), params.clone(), done.clone());
-            callers.push(tokio::spawn(async move {
-                while started.elapsed() < duration {
-                    client
-                        .call_raw(&name, "echo", &params, Duration::from_secs(30))
-                        .await?;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok::<(), plexus_client::Error>(())
-            }));
-        }
-    }
-    for caller in callers {
-        caller
-            .await
-            .map_err(|e| Failure::new(INTERNAL, e.to_string()))??;
-    }
-    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
-}
-
 async fn run(bench: &Bench) -> Result<Vec<Report>, Failure> {
     let (_plain, plain) = bench.echo_worker(&bench.bus).await?;
     let checked = bench.unique("checked");
@@ -106,8 +67,8 @@ async fn run(bench: &Bench) -> Result<Vec<Report>, Failure> {
             .with("unchecked_p50_us", unchecked.p50_us())
             .with("overhead_p50_us", validated.p50_us() - unchecked.p50_us());
         if size == SIZES[0] {
-            let unchecked_rate = throughput(bench, &plain, &body).await?;
-            let validated_rate = throughput(bench, &checked, &body).await?;
+            let unchecked_rate = calls_per_s(bench, &plain, &body).await?;
+            let validated_rate = calls_per_s(bench, &checked, &body).await?;
             report = report
                 .with("calls_per_s", validated_rate)
                 .with("unchecked_calls_per_s", unchecked_rate);
