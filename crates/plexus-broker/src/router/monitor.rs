@@ -266,20 +266,7 @@ pub fn error_record(
     code: ErrorCode,
     message: &str,
 ) -> Frame {
-    let record = BrokerErrorRecord {
-        kind: "error",
-        ts_us: now_us(),
-        from: "broker",
-        to: to.into(),
-        id,
-        call_id: call.call_id,
-        object: call.object,
-        method: call.method,
-        code: code.name(),
-        message,
-        contract: None,
-    };
-    publish(TOPICS[2], &record)
+    broker_error(to, id, call, code, message, None)
 }
 
 /// The record of a call or publish a contract refused (or of a result it refused, ending the
@@ -292,6 +279,18 @@ pub fn refusal_record(
     message: &str,
     checked: &'static str,
 ) -> Frame {
+    broker_error(to, id, call, code, message, Some(checked))
+}
+
+/// An error record from the broker, marked with what a contract checked if it was a refusal.
+fn broker_error(
+    to: Party<'_>,
+    id: u64,
+    call: CallName<'_>,
+    code: ErrorCode,
+    message: &str,
+    contract: Option<&'static str>,
+) -> Frame {
     let record = BrokerErrorRecord {
         kind: "error",
         ts_us: now_us(),
@@ -303,7 +302,7 @@ pub fn refusal_record(
         method: call.method,
         code: code.name(),
         message,
-        contract: Some(checked),
+        contract,
     };
     publish(TOPICS[2], &record)
 }

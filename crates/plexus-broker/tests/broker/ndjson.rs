@@ -408,8 +408,11 @@ async fn events_after_an_unsubscribe_count_as_dropped() {
         assert_eq!((&line["op"], &line["sub"]), (&json!("event"), &json!("s")));
         received += 1;
     }
+    // How many the connection's task wrote before it saw the unsubscribe depends on scheduling
+    // (on a loaded machine it can be all of them); whatever it was, the peer got what the stats
+    // call delivered and nothing it did not count.
     assert!(
-        0 < received && received < EVENTS,
+        0 < received && received <= EVENTS,
         "some events were written before the unsubscribe ({received})"
     );
     let stats = json(
