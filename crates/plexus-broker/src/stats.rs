@@ -11,6 +11,31 @@ pub const LATENCY_BUCKETS_US: [u64; 16] = [
     1_000_000, 2_500_000, 10_000_000,
 ];
 
+/// The bucket of [`LATENCY_BUCKETS_US`] a duration falls in; the last (`len()`) is +Inf.
+pub fn latency_bucket(elapsed: Duration) -> usize {
+    let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    LATENCY_BUCKETS_US
+        .iter()
+        .position(|b| us <= *b)
+        .unwrap_or(LATENCY_BUCKETS_US.len())
+}
+
+/// Per-bucket counts (one per bound, then +Inf) as Prometheus wants them: cumulative counts per
+/// bucket bound in µs (`None` = +Inf).
+pub fn cumulative_latency(counts: impl IntoIterator<Item = u64>) -> Vec<(Option<u64>, u64)> {
+    let mut total = 0;
+    LATENCY_BUCKETS_US
+        .iter()
+        .map(|b| Some(*b))
+        .chain(std::iter::once(None))
+        .zip(counts)
+        .map(|(bound, n)| {
+            total += n;
+            (bound, total)
+        })
+        .collect()
+}
+
 /// Counters since the broker started.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -72,12 +97,7 @@ impl Stats {
             *n += 1;
         }
         if let Some(elapsed) = elapsed {
-            let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-            let bucket = LATENCY_BUCKETS_US
-                .iter()
-                .position(|b| us <= *b)
-                .unwrap_or(LATENCY_BUCKETS_US.len());
-            self.latency_counts[bucket] += 1;
+            self.latency_counts[latency_bucket(elapsed)] += 1;
             self.latency_sum += elapsed;
         }
     }
@@ -92,19 +112,7 @@ impl Stats {
     /// The latency histogram: cumulative counts per bucket bound (µs; `None` = +Inf), and the sum.
     #[cfg(feature = "http")]
     pub fn latency(&self) -> (Vec<(Option<u64>, u64)>, Duration) {
-        let mut total = 0;
-        let bounds = LATENCY_BUCKETS_US
-            .iter()
-            .map(|b| Some(*b))
-            .chain(std::iter::once(None));
-        let cumulative = bounds
-            .zip(self.latency_counts)
-            .map(|(bound, n)| {
-                total += n;
-                (bound, total)
-            })
-            .collect();
-        (cumulative, self.latency_sum)
+        (cumulative_latency(self.latency_counts), self.latency_sum)
     }
 
     /// The counters as JSON, with the current gauges added by the caller.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::stats::LATENCY_BUCKETS_US;
+use crate::stats::{LATENCY_BUCKETS_US, cumulative_latency, latency_bucket};
 
 /// The NATS connection's state, as `plexus.stats` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,11 +102,7 @@ impl ClusterStats {
     /// Records the time a call to another broker took, sent to answered.
     pub fn record_latency(&self, elapsed: Duration) {
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        let bucket = LATENCY_BUCKETS_US
-            .iter()
-            .position(|b| us <= *b)
-            .unwrap_or(LATENCY_BUCKETS_US.len());
-        if let Some(n) = self.latency_counts.get(bucket) {
+        if let Some(n) = self.latency_counts.get(latency_bucket(elapsed)) {
             n.fetch_add(1, Ordering::Relaxed);
         }
         self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
@@ -115,19 +111,14 @@ impl ClusterStats {
     /// The remote call latency histogram: cumulative counts per bucket bound (µs; `None` =
     /// +Inf), and the sum in µs.
     pub fn latency(&self) -> (Vec<(Option<u64>, u64)>, u64) {
-        let mut total = 0;
-        let bounds = LATENCY_BUCKETS_US
+        let counts = self
+            .latency_counts
             .iter()
-            .map(|b| Some(*b))
-            .chain(std::iter::once(None));
-        let cumulative = bounds
-            .zip(&self.latency_counts)
-            .map(|(bound, n)| {
-                total += n.load(Ordering::Relaxed);
-                (bound, total)
-            })
-            .collect();
-        (cumulative, self.latency_sum_us.load(Ordering::Relaxed))
+            .map(|n| n.load(Ordering::Relaxed));
+        (
+            cumulative_latency(counts),
+            self.latency_sum_us.load(Ordering::Relaxed),
+        )
     }
 
     /// The counters by name, for `plexus.stats` and the metrics.

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::stats::LATENCY_BUCKETS_US;
+use crate::stats::{LATENCY_BUCKETS_US, latency_bucket};
 
 /// Buckets: one per bound in [`LATENCY_BUCKETS_US`], then +Inf.
 pub const BUCKETS: usize = LATENCY_BUCKETS_US.len() + 1;
@@ -15,19 +15,10 @@ pub struct Histogram {
     counts: [AtomicU64; BUCKETS],
 }
 
-/// The bucket a duration falls in.
-pub fn bucket_of(elapsed: Duration) -> usize {
-    let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-    LATENCY_BUCKETS_US
-        .iter()
-        .position(|b| us <= *b)
-        .unwrap_or(LATENCY_BUCKETS_US.len())
-}
-
 impl Histogram {
     /// Counts one duration.
     pub fn record(&self, elapsed: Duration) {
-        self.counts[bucket_of(elapsed)].fetch_add(1, Ordering::Relaxed);
+        self.counts[latency_bucket(elapsed)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counts now.
