@@ -34,6 +34,7 @@ mod error;
 mod event;
 mod event_loop;
 mod lost_names;
+mod memfd;
 mod session;
 mod socket;
 mod subscription;

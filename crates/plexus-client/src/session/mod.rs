@@ -101,7 +101,13 @@ impl Session {
     pub(crate) fn take_output(&mut self, into: &mut Outbound) {
         if into.is_empty() {
             std::mem::swap(into, &mut self.out);
+            self.out.use_fds = into.use_fds;
         }
+    }
+
+    /// Memfd payloads: whether large payloads go as memfds on this connection.
+    pub(crate) fn use_fds(&mut self, on: bool) {
+        self.out.use_fds = on;
     }
 
     /// Carries out one command from the API.
