@@ -122,17 +122,19 @@ pub(crate) fn receive(
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = rustix::net::recvmsg(socket, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?;
+    let mut arrived: Vec<OwnedFd> = Vec::new();
     for message in control.drain() {
         if let RecvAncillaryMessage::ScmRights(received) = message {
-            fds.extend(received);
+            arrived.extend(received);
         }
     }
-    if msg.flags.contains(ReturnFlags::CTRUNC) {
+    if msg.flags.contains(ReturnFlags::CTRUNC) || arrived.len() > 1 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "the broker sent more than one descriptor at once",
         ));
     }
+    fds.extend(arrived);
     Ok(msg.bytes)
 }
 
