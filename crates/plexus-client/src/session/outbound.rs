@@ -1,4 +1,5 @@
-//! Frames queued for the socket, and who waits to learn they were written.
+//! Frames queued for the socket, who waits to learn they were written, and the publish-queue
+//! room their publishes hold until then.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -8,12 +9,16 @@ use plexus_proto::{FdPayload, Frame, encode};
 
 use crate::Error;
 use crate::command::Written;
+use crate::publish_queue::PublishQueue;
 
 /// Encoded frames waiting for the socket, in order.
 #[derive(Default)]
 pub(crate) struct Outbound {
     bytes: BytesMut,
+    /// Flushes waiting for everything before them to be written.
     written: Vec<Written>,
+    /// Room the publishes among `bytes` hold in the [`PublishQueue`].
+    published: usize,
     /// Memfd payloads: whether large payloads go as memfds (the broker agreed).
     pub(crate) use_fds: bool,
     /// Memfd payloads: the memfds to send, each with the offset in `bytes` of its frame.
@@ -45,10 +50,15 @@ impl Outbound {
         }
     }
 
-    /// Queues `frame`; `written` learns when it is handed to the socket.
-    pub(crate) fn push_waited(&mut self, frame: &Frame, written: Option<Written>) {
+    /// Queues a publish holding `reserved` bytes of the publish queue until it is written.
+    pub(crate) fn push_published(&mut self, frame: &Frame, reserved: u32) {
         self.push(frame);
-        self.written.extend(written);
+        self.published += reserved as usize;
+    }
+
+    /// `written` learns when everything queued so far is handed to the socket.
+    pub(crate) fn wait_written(&mut self, written: Written) {
+        self.written.push(written);
     }
 
     /// Bytes queued.
@@ -56,7 +66,7 @@ impl Outbound {
         self.bytes.len()
     }
 
-    /// Whether nothing is queued.
+    /// Whether no bytes are queued (flushes may still wait to be told so).
     pub(crate) fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
@@ -67,8 +77,9 @@ impl Outbound {
         &self.bytes
     }
 
-    /// Drops the first `n` bytes, which the socket took; once all are gone, tells the waiters.
-    pub(crate) fn advance(&mut self, n: usize) {
+    /// Drops the first `n` bytes, which the socket took; once all are gone, tells the waiters
+    /// and gives the publishes' room back to `queue`.
+    pub(crate) fn advance(&mut self, n: usize, queue: &PublishQueue) {
         if n > 0 && self.fds.front().is_some_and(|(at, _)| *at == 0) {
             self.fds.pop_front();
         }
@@ -80,15 +91,21 @@ impl Outbound {
             for written in self.written.drain(..) {
                 let _ = written.send(Ok(()));
             }
+            queue.release(std::mem::take(&mut self.published));
         }
     }
 
-    /// Drops everything queued and tells the waiters the connection was lost.
-    pub(crate) fn fail(&mut self, why: &str) {
+    /// Drops everything queued and tells the waiters the connection was lost; publishes dropped
+    /// give their room back and leave the loss in `queue` for the next publish or flush.
+    pub(crate) fn fail(&mut self, why: &str, queue: &PublishQueue) {
         self.bytes.clear();
         self.fds.clear();
         for written in self.written.drain(..) {
             let _ = written.send(Err(Error::ConnectionLost(why.to_owned())));
+        }
+        if self.published > 0 {
+            queue.release(std::mem::take(&mut self.published));
+            queue.lose(Error::ConnectionLost(why.to_owned()));
         }
     }
 }
