@@ -224,7 +224,7 @@ fn receive(stream: &UnixStream, buf: &mut BytesMut, fds: &mut Received) -> io::R
             arrived.extend(received);
         }
     }
-    if msg.flags.contains(ReturnFlags::CTRUNC) {
+    if msg.flags.contains(ReturnFlags::CTRUNC) || arrived.len() > 1 {
         return Err(violation(
             "more than one descriptor arrived at once (at most one, with the frame it belongs to)",
         ));
