@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use plexus_proto::{ErrorCode, Frame, Kind};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, error, warn};
 
 pub(crate) use outbound::Outbound;
@@ -22,7 +22,7 @@ use crate::command::{Answer, Command};
 use crate::event::Event;
 use crate::lost_names::NameLost;
 use crate::publish_queue::PublishQueue;
-use crate::worker::{Answered, DynObject, IncomingCall};
+use crate::worker::{Answered, CancelSwitch, DynObject, IncomingCall, cancel_switch};
 
 /// A subscription: its pattern (to restore it) and where its events go.
 struct Sub {
@@ -64,7 +64,7 @@ pub(crate) struct Session {
     subs: HashMap<u64, Sub>,
     served: HashMap<String, Served>,
     /// Incoming calls still running, with the switch that tells their handler the caller gave up.
-    in_flight: HashMap<u64, watch::Sender<bool>>,
+    in_flight: HashMap<u64, CancelSwitch>,
     /// Incoming calls allowed to run at once.
     max_calls: usize,
     /// One permit per running call, held by its task until the handler is done.
@@ -211,7 +211,7 @@ impl Session {
             Kind::Call => return self.dispatch(frame),
             Kind::Cancel => {
                 if let Some(cancel) = self.in_flight.remove(&frame.id()) {
-                    let _ = cancel.send(true);
+                    cancel.cancel();
                 }
             }
             other => debug!(
@@ -240,7 +240,7 @@ impl Session {
             }
         }
         for (_, cancel) in self.in_flight.drain() {
-            let _ = cancel.send(true);
+            cancel.cancel();
         }
         self.out.fail(why, &self.publishes);
     }
@@ -382,7 +382,7 @@ impl Session {
                 .push(&Frame::error(id, ErrorCode::Overloaded, &msg, b""));
             return None;
         };
-        let (cancel, cancelled) = watch::channel(false);
+        let (cancel, cancelled) = cancel_switch();
         self.in_flight.insert(id, cancel);
         Some(IncomingCall {
             id,
