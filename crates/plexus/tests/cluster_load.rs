@@ -137,6 +137,11 @@ async fn nats_delivering_faster_than_a_broker_routes_drops_events_counted() {
     let nats = Nats::start(1);
     let b = broker(&nats, "B", "", &[]);
     await_joined(&b).await;
+    let worker = bus_client(&b.addr(), "worker").await;
+    worker
+        .serve_fn("svc", |_, params, _| async move { Ok(params) })
+        .await
+        .expect("register svc");
     // Each event from NATS goes to 100 subscriptions here, so B routes it far slower than NATS
     // delivers it.
     let mut many = Conn::hello(&b.socket, "many").await;
@@ -147,20 +152,30 @@ async fn nats_delivering_faster_than_a_broker_routes_drops_events_counted() {
     let before = stats(&on_b).await;
 
     let flooder = async_nats::connect(nats.url(0)).await.expect("NATS client");
+    // Calls to B's `svc` in the middle of the flood, as another broker sends them: they have a
+    // queue of their own at the link, so the events do not crowd them out.
     const N: u64 = 5_000;
+    const EVERY: u64 = 250;
+    let mut calls = tokio::task::JoinSet::new();
     for seq in 0..N {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Plexus-Origin", "X");
-        flooder
-            .publish_with_headers(
-                "plexus.test.event.flood.fast",
-                headers,
-                format!("{seq}").into(),
-            )
-            .await
-            .expect("publish to NATS");
+        flood_event(&flooder, seq).await;
+        if seq % EVERY == EVERY / 2 {
+            calls.spawn(call_svc(flooder.clone(), seq));
+        }
     }
     flooder.flush().await.expect("flush");
+    let (answered, refused) = answers(&mut calls).await;
+    assert_eq!((answered, refused), (N / EVERY, 0), "calls amid events");
+    // A burst of calls while the link is busy: what does not fit in its queue of calls is
+    // refused `overloaded` at once; none is lost.
+    const BURST: u64 = 3_000;
+    for seq in 0..BURST {
+        calls.spawn(call_svc(flooder.clone(), seq));
+    }
+    let (answered, refused) = answers(&mut calls).await;
+    assert_eq!(answered + refused, BURST);
+    assert!(refused > 0, "no call of the burst met a full queue");
+    eprintln!("of a burst of {BURST} calls from NATS, B answered {answered} and refused {refused}");
 
     // Every event B's NATS client received is routed or counted as dropped: none vanishes.
     let counted = |s: &Value| {
@@ -198,6 +213,12 @@ async fn nats_delivering_faster_than_a_broker_routes_drops_events_counted() {
     let routed = cluster["events_in"].as_u64().unwrap_or(0)
         - before["cluster"]["events_in"].as_u64().unwrap_or(0);
     eprintln!("of {N} events from NATS, B routed {routed} and dropped {dropped} at the link");
+    assert_eq!(
+        cluster["calls_in_refused"].as_u64().unwrap_or(0)
+            - before["cluster"]["calls_in_refused"].as_u64().unwrap_or(0),
+        refused,
+        "{cluster}"
+    );
     let published = after["events_published"].as_u64().unwrap_or(0)
         - before["events_published"].as_u64().unwrap_or(0);
     assert_eq!(published, routed, "every event the link took was routed");
@@ -209,6 +230,68 @@ async fn nats_delivering_faster_than_a_broker_routes_drops_events_counted() {
         .expect("B answers");
     assert!(!pong.is_null());
     b.assert_alive("the flood from NATS");
+}
+
+/// Publishes event `seq` on `flood.fast` of cluster `test` straight to NATS, as another broker.
+async fn flood_event(nats: &async_nats::Client, seq: u64) {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Plexus-Origin", "X");
+    nats.publish_with_headers(
+        "plexus.test.event.flood.fast",
+        headers,
+        format!("{seq}").into(),
+    )
+    .await
+    .expect("publish to NATS");
+}
+
+/// Calls `svc.echo` of cluster `test` with `seq` straight through NATS, as another broker:
+/// the params and the answer.
+async fn call_svc(nats: async_nats::Client, seq: u64) -> (String, async_nats::Message) {
+    let params = format!("{seq}");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Plexus-Timeout", "15000");
+    let request = async_nats::Request::new()
+        .headers(headers)
+        .payload(params.clone().into())
+        .timeout(Some(Duration::from_secs(20)));
+    let answer = nats
+        .send_request("plexus.test.call.svc.echo", request)
+        .await
+        .expect("every call is answered");
+    (params, answer)
+}
+
+/// Waits for every call: how many were answered with their params, and how many refused
+/// `overloaded`; anything else fails the test.
+async fn answers(calls: &mut tokio::task::JoinSet<(String, async_nats::Message)>) -> (u64, u64) {
+    let (mut answered, mut refused) = (0, 0);
+    while let Some(done) = calls.join_next().await {
+        let (params, answer) = done.expect("call task");
+        let header = |name: &str| {
+            answer
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+        };
+        match header("Plexus-Answer").as_deref() {
+            Some("reply") => {
+                assert_eq!(&answer.payload[..], params.as_bytes());
+                answered += 1;
+            }
+            Some("error") => {
+                assert_eq!(
+                    header("Plexus-Aux"),
+                    Some(ErrorCode::Overloaded.code().to_string()),
+                    "{answer:?}"
+                );
+                refused += 1;
+            }
+            other => panic!("not a plexus answer: {other:?} {answer:?}"),
+        }
+    }
+    (answered, refused)
 }
 
 /// A gate a worker's calls wait on, opened by the test.

@@ -46,9 +46,10 @@ const STRINGS: &str = "Plexus-Strings";
 /// Header: the node an event was published on.
 const ORIGIN: &str = "Plexus-Origin";
 
-/// Messages from NATS waiting for the link task (and at most `outbox_limit` bytes of them); past
-/// this an event is dropped and counted (`events_in_dropped`), a call answered `overloaded`
-/// (`calls_in_refused`).
+/// Messages from NATS waiting for the link task in each of its two inbound queues, calls and
+/// events (and at most `outbox_limit` bytes in each); past this an event is dropped and counted
+/// (`events_in_dropped`), a call answered `overloaded` (`calls_in_refused`). Calls have a queue
+/// of their own so that a flood of events never crowds them out.
 const INBOUND_QUEUE: usize = 1024;
 /// Messages the NATS client holds for one subscription before the link's listener takes them;
 /// past this it drops them (counted as `messages_in_dropped`, as far as the client reports
@@ -109,12 +110,8 @@ async fn run_joined(
             return;
         }
     };
-    let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-    let inbox = Inbox {
-        tx: inbound_tx,
-        bytes: Arc::new(AtomicUsize::new(0)),
-        limit: router.config().outbox_limit,
-    };
+    let (events_inbox, events_rx) = Inbox::new(router.config().outbox_limit);
+    let (calls_inbox, calls_rx) = Inbox::new(router.config().outbox_limit);
     let mut link = Link {
         router: router.clone(),
         conn,
@@ -132,11 +129,13 @@ async fn run_joined(
         held: HashMap::new(),
         kv_tasks: JoinSet::new(),
         listeners: JoinSet::new(),
-        inbox,
+        events_inbox,
+        calls_inbox,
         renewed: Instant::now(),
     };
     link.listen_to_cluster().await;
-    link.run(rx, inbound_rx, nats_events_rx, &shutdown).await;
+    link.run(rx, [events_rx, calls_rx], nats_events_rx, &shutdown)
+        .await;
     link.leave().await;
     drop(joined);
 }
@@ -290,7 +289,7 @@ impl Inbound {
     }
 }
 
-/// The queue from the listeners (one task per NATS subscription) to the link task, bounded in
+/// A queue from the listeners (one task per NATS subscription) to the link task, bounded in
 /// messages and in payload bytes. Listeners never wait on it: what does not fit is refused at
 /// once, so the NATS client's own queues stay short and nothing piles up unseen.
 #[derive(Clone)]
@@ -310,6 +309,17 @@ enum Refused {
 }
 
 impl Inbox {
+    /// An empty queue holding at most `limit` payload bytes, and its receiving end.
+    fn new(limit: usize) -> (Inbox, mpsc::Receiver<Inbound>) {
+        let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+        let inbox = Inbox {
+            tx,
+            bytes: Arc::new(AtomicUsize::new(0)),
+            limit,
+        };
+        (inbox, rx)
+    }
+
     /// Queues `inbound` if it fits.
     fn offer(&self, inbound: Inbound) -> Result<(), Refused> {
         let len = inbound.message().payload.len();
@@ -372,7 +382,10 @@ struct Link {
     held: HashMap<String, Held>,
     kv_tasks: JoinSet<KvDone>,
     listeners: JoinSet<()>,
-    inbox: Inbox,
+    /// Events and cancels from NATS.
+    events_inbox: Inbox,
+    /// Calls from other brokers.
+    calls_inbox: Inbox,
     renewed: Instant,
 }
 
@@ -380,7 +393,7 @@ impl Link {
     async fn run(
         &mut self,
         mut rx: OutboxReceiver,
-        mut inbound: mpsc::Receiver<Inbound>,
+        [mut events, mut calls]: [mpsc::Receiver<Inbound>; 2],
         mut nats_events: mpsc::UnboundedReceiver<Event>,
         shutdown: &Shutdown,
     ) {
@@ -402,7 +415,8 @@ impl Link {
                     }
                     rx.release(taken);
                 }
-                Some(message) = inbound.recv() => self.on_message(message).await,
+                Some(message) = calls.recv() => self.on_message(message).await,
+                Some(message) = events.recv() => self.on_message(message).await,
                 Some(event) = nats_events.recv() => self.nats_event(event),
                 Some(Ok(done)) = self.kv_tasks.join_next() => self.kv_done(done),
                 Some(Ok(routed)) = self.requests.join_next() => {
@@ -588,8 +602,9 @@ impl Link {
         let cancels = self.client.subscribe(self.subjects.cancels()).await;
         match (events, cancels) {
             (Ok(events), Ok(cancels)) => {
-                self.listen(events, Inbound::Event);
-                self.listen(cancels, Inbound::Cancel);
+                let inbox = self.events_inbox.clone();
+                self.listen(events, inbox.clone(), Inbound::Event);
+                self.listen(cancels, inbox, Inbound::Cancel);
             }
             (Err(e), _) | (_, Err(e)) => {
                 warn!(error = %e, "cannot subscribe to the cluster's events; events from other brokers will not arrive")
@@ -602,8 +617,13 @@ impl Link {
     /// answered `overloaded` at once (`calls_in_refused`), and a cancel waits for room. The
     /// listener is exempt from tokio's cooperative budget: whenever it runs it empties the NATS
     /// client's queue, so that what this broker cannot take is dropped (and counted) here.
-    fn listen(&mut self, mut subscriber: Subscriber, tag: fn(Message) -> Inbound) -> AbortHandle {
-        let (inbox, stats, client) = (self.inbox.clone(), self.stats.clone(), self.client.clone());
+    fn listen(
+        &mut self,
+        mut subscriber: Subscriber,
+        inbox: Inbox,
+        tag: fn(Message) -> Inbound,
+    ) -> AbortHandle {
+        let (stats, client) = (self.stats.clone(), self.client.clone());
         self.listeners.spawn(tokio::task::unconstrained(async move {
             while let Some(message) = subscriber.next().await {
                 match inbox.offer(tag(message)) {
@@ -628,7 +648,10 @@ impl Link {
 
     /// Something from NATS.
     async fn on_message(&mut self, inbound: Inbound) {
-        self.inbox.taken(&inbound);
+        match &inbound {
+            Inbound::Call(_) => self.calls_inbox.taken(&inbound),
+            Inbound::Event(_) | Inbound::Cancel(_) => self.events_inbox.taken(&inbound),
+        }
         match inbound {
             Inbound::Call(message) => self.call_in(message).await,
             Inbound::Event(message) => self.event_in(&message),
@@ -845,7 +868,8 @@ impl Link {
     fn claimed(&mut self, token: u64, name: String, shared: bool, result: Claimed) {
         let answer = match result {
             Ok((revision, subscriber)) => {
-                let listener = self.listen(*subscriber, Inbound::Call);
+                let inbox = self.calls_inbox.clone();
+                let listener = self.listen(*subscriber, inbox, Inbound::Call);
                 if let Some(old) = self.held.insert(
                     name.clone(),
                     Held {
@@ -982,7 +1006,7 @@ async fn refuse_call(client: &Client, message: Message) {
         return;
     };
     let msg = format!(
-        "the broker serving this name receives calls from the cluster faster than it routes them (more than {INBOUND_QUEUE} messages are waiting); try again later"
+        "the broker serving this name receives calls from other brokers faster than it routes them (its queue of them is full: {INBOUND_QUEUE} calls or outbox_limit bytes); try again later"
     );
     let frame = Frame::error(0, ErrorCode::Overloaded, &msg, b"");
     let publish = client.publish_with_headers(reply, answer_headers(&frame), frame.body().clone());
