@@ -16,6 +16,7 @@ use tracing::{debug, warn};
 use crate::Options;
 use crate::command::CommandReceiver;
 use crate::connect::{self, Connection};
+use crate::publish_queue::PublishQueue;
 use crate::session::{Outbound, Session};
 use crate::worker::{AnswerReceiver, AnswerSender};
 
@@ -46,19 +47,21 @@ pub(crate) struct EventLoop {
 }
 
 impl EventLoop {
-    /// A loop for the client at `addr`, taking commands from `commands`.
+    /// A loop for the client at `addr`, taking commands from `commands`; publishes hold room in
+    /// `publishes` until written.
     pub(crate) fn new(
         addr: BusAddr,
         options: &Options,
         ids: Arc<AtomicU64>,
         commands: CommandReceiver,
+        publishes: Arc<PublishQueue>,
     ) -> EventLoop {
         let (answer_sender, answers) = mpsc::unbounded_channel();
         EventLoop {
             addr,
             options: options.clone(),
             reconnect: options.reconnect,
-            session: Session::new(ids, options.max_concurrent_calls),
+            session: Session::new(ids, options.max_concurrent_calls, publishes),
             commands,
             answers,
             answer_sender,
@@ -77,7 +80,7 @@ impl EventLoop {
                 End::Lost(why) => why,
             };
             warn!(addr = %self.addr, %why, "connection to the broker lost");
-            self.writing.fail(&why);
+            self.writing.fail(&why, self.session.publishes());
             self.session.connection_lost(&why);
             if !self.reconnect {
                 return;
@@ -99,7 +102,7 @@ impl EventLoop {
                 match connection.writer.try_write(self.writing.bytes()) {
                     Ok(0) => return End::Lost("the socket took no more bytes".to_owned()),
                     Ok(n) => {
-                        self.writing.advance(n);
+                        self.writing.advance(n, self.session.publishes());
                         // The batch is out and the next one waits in the session: no branch
                         // below would fire for it (when it is full, not even a command), so
                         // write it now.
@@ -178,7 +181,8 @@ impl EventLoop {
             {
                 return;
             }
-            self.writing.advance(self.writing.len());
+            self.writing
+                .advance(self.writing.len(), self.session.publishes());
         }
     }
 
@@ -196,5 +200,12 @@ impl EventLoop {
                 connection = &mut reconnecting => return Some(connection),
             }
         }
+    }
+}
+
+impl Drop for EventLoop {
+    /// However the task ends, publishers waiting for room (and later ones) learn it is gone.
+    fn drop(&mut self) {
+        self.session.publishes().close();
     }
 }

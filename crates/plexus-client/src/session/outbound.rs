@@ -1,16 +1,21 @@
-//! Frames queued for the socket, and who waits to learn they were written.
+//! Frames queued for the socket, who waits to learn they were written, and the publish-queue
+//! room their publishes hold until then.
 
 use bytes::{Buf, BytesMut};
 use plexus_proto::{Frame, encode};
 
 use crate::Error;
 use crate::command::Written;
+use crate::publish_queue::PublishQueue;
 
 /// Encoded frames waiting for the socket, in order.
 #[derive(Default)]
 pub(crate) struct Outbound {
     bytes: BytesMut,
+    /// Flushes waiting for everything before them to be written.
     written: Vec<Written>,
+    /// Room the publishes among `bytes` hold in the [`PublishQueue`].
+    published: usize,
 }
 
 impl Outbound {
@@ -19,10 +24,15 @@ impl Outbound {
         encode(frame, &mut self.bytes);
     }
 
-    /// Queues `frame`; `written` learns when it is handed to the socket.
-    pub(crate) fn push_waited(&mut self, frame: &Frame, written: Option<Written>) {
+    /// Queues a publish holding `reserved` bytes of the publish queue until it is written.
+    pub(crate) fn push_published(&mut self, frame: &Frame, reserved: u32) {
         self.push(frame);
-        self.written.extend(written);
+        self.published += reserved as usize;
+    }
+
+    /// `written` learns when everything queued so far is handed to the socket.
+    pub(crate) fn wait_written(&mut self, written: Written) {
+        self.written.push(written);
     }
 
     /// Bytes queued.
@@ -30,7 +40,7 @@ impl Outbound {
         self.bytes.len()
     }
 
-    /// Whether nothing is queued.
+    /// Whether no bytes are queued (flushes may still wait to be told so).
     pub(crate) fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
@@ -40,21 +50,28 @@ impl Outbound {
         &self.bytes
     }
 
-    /// Drops the first `n` bytes, which the socket took; once all are gone, tells the waiters.
-    pub(crate) fn advance(&mut self, n: usize) {
+    /// Drops the first `n` bytes, which the socket took; once all are gone, tells the waiters
+    /// and gives the publishes' room back to `queue`.
+    pub(crate) fn advance(&mut self, n: usize, queue: &PublishQueue) {
         self.bytes.advance(n.min(self.bytes.len()));
         if self.bytes.is_empty() {
             for written in self.written.drain(..) {
                 let _ = written.send(Ok(()));
             }
+            queue.release(std::mem::take(&mut self.published));
         }
     }
 
-    /// Drops everything queued and tells the waiters the connection was lost.
-    pub(crate) fn fail(&mut self, why: &str) {
+    /// Drops everything queued and tells the waiters the connection was lost; publishes dropped
+    /// give their room back and leave the loss in `queue` for the next publish or flush.
+    pub(crate) fn fail(&mut self, why: &str, queue: &PublishQueue) {
         self.bytes.clear();
         for written in self.written.drain(..) {
             let _ = written.send(Err(Error::ConnectionLost(why.to_owned())));
+        }
+        if self.published > 0 {
+            queue.release(std::mem::take(&mut self.published));
+            queue.lose(Error::ConnectionLost(why.to_owned()));
         }
     }
 }
