@@ -206,9 +206,6 @@ async fn options(
                         warn!(error = %why, "cannot connect to the cluster's NATS; retrying");
                         stats.set_nats_error(Some(why));
                     }
-                    Event::ServerError(e) => {
-                        warn!(error = %e, "the cluster's NATS server reports an error")
-                    }
                     _ => {}
                 }
                 let _ = events.send(event);
