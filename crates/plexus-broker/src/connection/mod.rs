@@ -4,6 +4,7 @@
 mod dialect;
 mod input;
 mod native;
+pub mod socket;
 mod stop;
 
 use std::sync::Arc;
