@@ -41,6 +41,11 @@ pub fn held(frame: &Frame) -> usize {
 const BATCH_FRAMES: usize = 512;
 /// Bytes after which the writer stops adding frames to one write.
 const BATCH_BYTES: usize = 256 * 1024;
+/// The writer's buffer, grown past this by a burst, is given back once the queue is empty.
+const KEEP_BUFFER: usize = 16 * 1024;
+/// The writer's list of frames taken, grown past this by a burst, is given back once the queue
+/// is empty.
+const KEEP_FRAMES: usize = 64;
 /// Frames this large or larger are not copied into the batch buffer: their header and body go to
 /// the socket in one vectored write, after what the buffer holds.
 const COPY_BELOW: usize = 16 * 1024;
@@ -228,8 +233,10 @@ impl OutboxReceiver {
     /// Writes native frames until every `Outbox` is dropped and the queue is empty, or the socket
     /// fails. Everything queued at a time goes out in one write.
     pub async fn write_all_to<W: WriteFds>(mut self, mut socket: W) -> std::io::Result<()> {
-        let mut batch = Vec::with_capacity(BATCH_FRAMES);
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        // Performance: both are allocated by the first write and given back after a burst, so
+        // an idle connection holds neither.
+        let mut batch = Vec::new();
+        let mut buf = BytesMut::new();
         while self.recv_batch(&mut batch).await > 0 {
             let mut taken = 0;
             for frame in batch.drain(..) {
@@ -259,6 +266,14 @@ impl OutboxReceiver {
                 buf.clear();
             }
             self.release(taken);
+            if self.rx.is_empty() {
+                if buf.capacity() > KEEP_BUFFER {
+                    buf = BytesMut::new();
+                }
+                if batch.capacity() > KEEP_FRAMES {
+                    batch = Vec::new();
+                }
+            }
         }
         socket.shutdown().await
     }

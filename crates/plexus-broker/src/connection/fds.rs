@@ -11,10 +11,11 @@
 //! descriptor is closed (it is an [`OwnedFd`] from the moment it arrives).
 
 use std::collections::VecDeque;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use plexus_proto::{BROKER_OBJECT, ErrorCode, FdPayload, Frame, HEADER_LEN, Kind, wants_fd};
@@ -23,10 +24,10 @@ use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
-use tokio::net::UnixStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::warn;
 
+use super::socket::{SocketReader, SocketWriter};
 use super::stop::Stop;
 use crate::conn_id::ConnId;
 use crate::contracts::View;
@@ -181,28 +182,32 @@ pub trait ReadFds: AsyncRead + Unpin + Send {
     }
 }
 
-impl ReadFds for tokio::net::tcp::OwnedReadHalf {}
-
 impl ReadFds for &[u8] {}
 
-impl ReadFds for tokio::net::unix::OwnedReadHalf {
+impl ReadFds for SocketReader {
     async fn read_fds(&mut self, buf: &mut BytesMut, fds: &mut Received) -> io::Result<usize> {
-        let stream: &UnixStream = self.as_ref();
-        loop {
-            stream.readable().await?;
-            match stream.try_io(Interest::READABLE, || receive(stream, buf, fds)) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                result => return result,
-            }
+        if !self.is_unix() {
+            return self.read_buf(buf).await;
         }
+        self.read_with(|sock| receive(sock.as_fd(), buf, fds)).await
     }
 }
 
-/// One `recvmsg` into `buf`, taking at most one descriptor.
-fn receive(stream: &UnixStream, buf: &mut BytesMut, fds: &mut Received) -> io::Result<usize> {
+/// One `recvmsg` into `buf`, taking at most one descriptor: the bytes read, and whether they
+/// were fewer than asked for (the socket has nothing more now).
+fn receive(
+    stream: BorrowedFd<'_>,
+    buf: &mut BytesMut,
+    fds: &mut Received,
+) -> io::Result<(usize, bool)> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let room = buf.capacity() - buf.len();
+    let asked = if room >= DIRECT {
+        DIRECT
+    } else {
+        room.clamp(1, SCRATCH)
+    };
     let msg = if room >= DIRECT {
         let start = buf.len();
         buf.resize(start + DIRECT, 0);
@@ -212,8 +217,7 @@ fn receive(stream: &UnixStream, buf: &mut BytesMut, fds: &mut Received) -> io::R
     } else {
         SCRATCH_BUF.with_borrow_mut(|scratch| {
             scratch.resize(SCRATCH, 0);
-            let want = room.clamp(1, SCRATCH);
-            let msg = recvmsg(stream, &mut scratch[..want], &mut control)?;
+            let msg = recvmsg(stream, &mut scratch[..asked], &mut control)?;
             buf.extend_from_slice(&scratch[..msg.bytes]);
             Ok::<_, io::Error>(msg)
         })?
@@ -237,11 +241,11 @@ fn receive(stream: &UnixStream, buf: &mut BytesMut, fds: &mut Received) -> io::R
         }
         fds.queue.push_back(fd);
     }
-    Ok(msg.bytes)
+    Ok((msg.bytes, msg.bytes < asked))
 }
 
 fn recvmsg(
-    stream: &UnixStream,
+    stream: BorrowedFd<'_>,
     into: &mut [u8],
     control: &mut RecvAncillaryBuffer<'_>,
 ) -> io::Result<rustix::net::RecvMsg> {
@@ -260,18 +264,54 @@ fn violation(message: &str) -> io::Error {
 
 /// A socket's write half that may send descriptors.
 pub trait WriteFds: AsyncWrite + Unpin + Send {
-    /// The Unix socket under it, if it is one.
-    fn unix(&self) -> Option<&UnixStream> {
-        None
+    /// Whether the socket is a Unix socket, which can carry descriptors.
+    fn is_unix(&self) -> bool {
+        false
+    }
+
+    /// Sends `parts` with `fd` in one `sendmsg`, waiting for room: the bytes it took. Only for a
+    /// Unix socket ([`WriteFds::is_unix`]).
+    fn poll_send_with_fd(
+        &mut self,
+        _cx: &mut Context<'_>,
+        _parts: &[IoSlice<'_>],
+        _fd: BorrowedFd<'_>,
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
     }
 }
 
-impl WriteFds for tokio::net::tcp::OwnedWriteHalf {}
-
-impl WriteFds for tokio::net::unix::OwnedWriteHalf {
-    fn unix(&self) -> Option<&UnixStream> {
-        Some(self.as_ref())
+impl WriteFds for SocketWriter {
+    fn is_unix(&self) -> bool {
+        SocketWriter::is_unix(self)
     }
+
+    fn poll_send_with_fd(
+        &mut self,
+        cx: &mut Context<'_>,
+        parts: &[IoSlice<'_>],
+        fd: BorrowedFd<'_>,
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_with(cx, |sock| send_with_fd(sock.as_fd(), parts, fd))
+    }
+}
+
+/// One `sendmsg` of `parts` with `fd` attached.
+fn send_with_fd(
+    socket: BorrowedFd<'_>,
+    parts: &[IoSlice<'_>],
+    fd: BorrowedFd<'_>,
+) -> io::Result<usize> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds = [fd];
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    Ok(rustix::net::sendmsg(
+        socket,
+        parts,
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )?)
 }
 
 /// Writes a frame whose payload is a memfd: with the memfd (one `sendmsg` whose bytes begin with
@@ -283,31 +323,13 @@ pub async fn write_fd_frame<W: WriteFds>(
     peer_takes_fds: bool,
 ) -> io::Result<()> {
     let head = frame.header().encode();
-    let Some(stream) = socket.unix().filter(|_| peer_takes_fds) else {
+    if !(peer_takes_fds && socket.is_unix()) {
         let inline = inline(frame)?;
         socket.write_all(&inline.header().encode()).await?;
         return socket.write_all(inline.body()).await;
-    };
-    let sent = loop {
-        stream.writable().await?;
-        let send = || {
-            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-            let mut control = SendAncillaryBuffer::new(&mut space);
-            let fds = [fd.as_fd()];
-            control.push(SendAncillaryMessage::ScmRights(&fds));
-            let iov = [IoSlice::new(&head), IoSlice::new(frame.body())];
-            Ok(rustix::net::sendmsg(
-                stream,
-                &iov,
-                &mut control,
-                SendFlags::NOSIGNAL,
-            )?)
-        };
-        match stream.try_io(Interest::WRITABLE, send) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            result => break result?,
-        }
-    };
+    }
+    let iov = [IoSlice::new(&head), IoSlice::new(frame.body())];
+    let sent = poll_fn(|cx| socket.poll_send_with_fd(cx, &iov, fd.as_fd())).await?;
     if sent < HEADER_LEN {
         socket.write_all(&head[sent..]).await?;
         socket.write_all(frame.body()).await

@@ -5,6 +5,7 @@ mod dialect;
 mod fds;
 mod input;
 mod native;
+pub mod socket;
 mod stop;
 
 use std::sync::Arc;
