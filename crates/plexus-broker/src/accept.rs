@@ -12,7 +12,8 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
-use crate::connection;
+use crate::connection::socket::{self, Sock, SocketReader, SocketWriter};
+use crate::connection::{self, ReadFds, WriteFds};
 use crate::peer::PeerInfo;
 use crate::router::Router;
 use crate::shutdown::Shutdown;
@@ -29,9 +30,9 @@ const REFUSAL_DRAIN: usize = 64 * 1024;
 /// A listening socket the accept loop takes connections from.
 pub trait Listen: Send + 'static {
     /// The read half of an accepted connection.
-    type Reader: AsyncRead + Unpin + Send + 'static;
+    type Reader: ReadFds + 'static;
     /// Its write half.
-    type Writer: AsyncWrite + Unpin + Send + 'static;
+    type Writer: WriteFds + 'static;
     /// The transport's name, for logs.
     const TRANSPORT: &'static str;
     /// Accepts one connection, split in halves, with what is known of the peer.
@@ -40,22 +41,23 @@ pub trait Listen: Send + 'static {
     ) -> impl Future<Output = std::io::Result<(Self::Reader, Self::Writer, PeerInfo)>> + Send;
 }
 
+// Performance: accepted sockets are registered for reading only (see `connection::socket`).
 impl Listen for UnixListener {
-    type Reader = tokio::net::unix::OwnedReadHalf;
-    type Writer = tokio::net::unix::OwnedWriteHalf;
+    type Reader = SocketReader;
+    type Writer = SocketWriter;
     const TRANSPORT: &'static str = "unix";
 
     async fn accept_peer(&self) -> std::io::Result<(Self::Reader, Self::Writer, PeerInfo)> {
         let (stream, _) = self.accept().await?;
         let peer = PeerInfo::from_unix(&stream);
-        let (r, w) = stream.into_split();
+        let (r, w) = socket::split(Sock::from_unix(stream)?)?;
         Ok((r, w, peer))
     }
 }
 
 impl Listen for TcpListener {
-    type Reader = tokio::net::tcp::OwnedReadHalf;
-    type Writer = tokio::net::tcp::OwnedWriteHalf;
+    type Reader = SocketReader;
+    type Writer = SocketWriter;
     const TRANSPORT: &'static str = "tcp";
 
     async fn accept_peer(&self) -> std::io::Result<(Self::Reader, Self::Writer, PeerInfo)> {
@@ -63,7 +65,7 @@ impl Listen for TcpListener {
         if let Err(e) = stream.set_nodelay(true) {
             warn!(error = %e, "cannot set TCP_NODELAY");
         }
-        let (r, w) = stream.into_split();
+        let (r, w) = socket::split(Sock::from_tcp(stream)?)?;
         Ok((r, w, PeerInfo::from_tcp(addr)))
     }
 }

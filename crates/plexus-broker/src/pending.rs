@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crate::conn_id::ConnId;
 use crate::observe::NameStats;
+use foldhash::{HashMap as FastMap, HashSet as FastSet};
 
 /// A call routed to a worker, waiting for its answer.
 #[derive(Debug, Clone)]
@@ -88,12 +89,15 @@ pub struct DuplicateId;
 /// connection and a registered name cost only the entries involved.
 #[derive(Debug, Default)]
 pub struct Pending {
-    calls: HashMap<u64, PendingCall>,
-    waiters: HashMap<u64, Waiter>,
+    // Performance: tables keyed by ids the broker assigns (routed ids, connection ids) hash with
+    // foldhash; the caller's own request ids, which a peer chooses, keep the DoS-resistant
+    // default hasher.
+    calls: FastMap<u64, PendingCall>,
+    waiters: FastMap<u64, Waiter>,
     /// Open requests per caller: the caller's id → where the request is.
-    by_caller: HashMap<ConnId, HashMap<u64, Ticket>>,
+    by_caller: FastMap<ConnId, HashMap<u64, Ticket>>,
     /// Routed ids of the calls routed to each worker.
-    by_worker: HashMap<ConnId, HashSet<u64>>,
+    by_worker: FastMap<ConnId, FastSet<u64>>,
     /// Waiters by each name they wait for.
     by_name: HashMap<String, HashSet<u64>>,
     deadlines: BinaryHeap<Reverse<(Instant, Ticket)>>,

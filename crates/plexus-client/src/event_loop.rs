@@ -72,6 +72,7 @@ impl EventLoop {
     /// Serves the connection, reconnecting if the options say so, until the client is dropped.
     pub(crate) async fn run(mut self, mut connection: Connection) {
         loop {
+            self.session.use_fds(connection.fds);
             let why = match self.drive(&mut connection).await {
                 End::ClientGone => {
                     self.flush(&mut connection).await;
@@ -99,14 +100,17 @@ impl EventLoop {
         loop {
             self.session.take_output(&mut self.writing);
             if !self.writing.is_empty() {
-                match connection.writer.try_write(self.writing.bytes()) {
+                let (bytes, fd) = self.writing.next_write();
+                let asked = bytes.len();
+                match connection.writer.try_write_fd(bytes, fd) {
                     Ok(0) => return End::Lost("the socket took no more bytes".to_owned()),
                     Ok(n) => {
                         self.writing.advance(n, self.session.publishes());
                         // The batch is out and the next one waits in the session: no branch
                         // below would fire for it (when it is full, not even a command), so
-                        // write it now.
-                        if self.writing.is_empty() && self.session.queued() > 0 {
+                        // write it now. Likewise the rest of a batch cut at a memfd payload.
+                        let cut = n == asked && !self.writing.is_empty();
+                        if cut || self.writing.is_empty() && self.session.queued() > 0 {
                             continue;
                         }
                     }
@@ -173,16 +177,12 @@ impl EventLoop {
             if self.writing.is_empty() {
                 return;
             }
-            if connection
-                .writer
-                .write_all(self.writing.bytes())
-                .await
-                .is_err()
-            {
+            let (bytes, fd) = self.writing.next_write();
+            let n = bytes.len();
+            if connection.writer.write_all_fd(bytes, fd).await.is_err() {
                 return;
             }
-            self.writing
-                .advance(self.writing.len(), self.session.publishes());
+            self.writing.advance(n, self.session.publishes());
         }
     }
 

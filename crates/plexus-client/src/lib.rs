@@ -37,6 +37,7 @@ mod error;
 mod event;
 mod event_loop;
 mod lost_names;
+mod memfd;
 mod publish_queue;
 mod session;
 mod socket;

@@ -12,20 +12,22 @@ use std::time::Duration;
 use bytes::BytesMut;
 use plexus_proto::dialect::Dialect;
 use plexus_proto::{DecodeError, ErrorCode, Frame, decode_compact};
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::fds::{ReadFds, Received};
 use super::stop::Stop;
 
-/// Bytes the reader asks the socket for at least, per read.
+/// Bytes the reader asks the socket for at most, per read, unless a large frame's body is due.
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes the reader asks for at first: a connection that sends small frames keeps a small
+/// buffer. Each read that fills what it asked for doubles the next ask, up to [`READ_CHUNK`].
+const FIRST_READ: usize = 4 * 1024;
 /// Frames smaller than this are copied out of the read buffer when decoded, so that a frame
 /// queued for long (for a peer that reads slowly) holds only its own bytes, not the whole buffer
 /// it was read into. Larger frames fill most of their buffer and stay slices of it.
 const COPY_BELOW: usize = READ_CHUNK / 2;
-/// A buffer that grew past this for a large message is replaced by a fresh [`READ_CHUNK`] one
-/// once it is empty, so an idle connection does not keep its peak size.
+/// A buffer that grew past this for a large message is given back once it is empty, so an idle connection does not keep its peak size.
 const SHRINK_ABOVE: usize = 2 * READ_CHUNK;
 /// The largest native frame taken before `hello`: nothing reserves more for a peer that has not
 /// introduced itself.
@@ -52,9 +54,13 @@ pub struct Input<R> {
     unit: &'static str,
     /// Whether the buffer grew past [`SHRINK_ABOVE`] since it was last replaced.
     grown: bool,
+    /// Memfd payloads: descriptors received and not yet given to their frames.
+    pub fds: Received,
+    /// Bytes the next read asks for at least (performance: grows from [`FIRST_READ`]).
+    read_size: usize,
 }
 
-impl<R: AsyncRead + Unpin> Input<R> {
+impl<R: ReadFds> Input<R> {
     /// Wraps the read half of a connection accepted now, whose frames may be up to `max_frame`
     /// bytes after the handshake.
     pub fn new(
@@ -65,7 +71,7 @@ impl<R: AsyncRead + Unpin> Input<R> {
     ) -> Input<R> {
         Input {
             reader,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
             max_frame: max_frame.min(HELLO_MAX_FRAME),
             full_max_frame: max_frame,
             handshake: true,
@@ -75,6 +81,8 @@ impl<R: AsyncRead + Unpin> Input<R> {
             partial_due: None,
             unit: "frame",
             grown: false,
+            fds: Received::default(),
+            read_size: FIRST_READ,
         }
     }
 
@@ -87,13 +95,14 @@ impl<R: AsyncRead + Unpin> Input<R> {
     /// the connection when the read fails, or when the handshake or a partial message is overdue.
     /// Cancel safe: bytes are only ever added to the buffer by a completed read.
     pub async fn read_some(&mut self) -> Result<bool, Stop> {
-        self.buf.reserve(READ_CHUNK);
+        self.buf.reserve(self.read_size);
+        let room = self.buf.capacity() - self.buf.len();
         let due = if self.handshake {
             Some(self.handshake_due)
         } else {
             self.partial_due
         };
-        let read = self.reader.read_buf(&mut self.buf);
+        let read = self.reader.read_fds(&mut self.buf, &mut self.fds);
         let result = match due {
             None => read.await,
             Some(due) => match tokio::time::timeout_at(due, read).await {
@@ -104,7 +113,16 @@ impl<R: AsyncRead + Unpin> Input<R> {
         self.grown |= self.buf.capacity() > SHRINK_ABOVE;
         match result {
             Ok(0) => Ok(false),
-            Ok(_) => Ok(true),
+            Ok(n) => {
+                if n == room && self.read_size < READ_CHUNK {
+                    self.read_size *= 2;
+                }
+                Ok(true)
+            }
+            // Memfd payloads: a descriptor the connection may not send.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                Err(Stop::Refused(ErrorCode::BadFrame, e.to_string()))
+            }
             Err(e) => {
                 debug!(error = %e, "read failed");
                 Err(Stop::Closed)
@@ -148,7 +166,7 @@ impl<R: AsyncRead + Unpin> Input<R> {
         if self.buf.is_empty() {
             self.partial_due = None;
             if std::mem::take(&mut self.grown) {
-                self.buf = BytesMut::with_capacity(READ_CHUNK);
+                self.buf = BytesMut::new();
             }
         } else if completed || self.partial_due.is_none() {
             self.partial_due = Some(Instant::now() + self.partial_timeout);
@@ -197,7 +215,8 @@ impl<R: AsyncRead + Unpin> Input<R> {
             }
         };
         self.decoded(out.len() > before);
-        result
+        result?;
+        self.fds.check_left(!self.buf.is_empty())
     }
 
     /// The next native frame, reading as needed.
@@ -205,6 +224,7 @@ impl<R: AsyncRead + Unpin> Input<R> {
         loop {
             if let Some(frame) = self.decode_one()? {
                 self.decoded(true);
+                self.fds.check_left(!self.buf.is_empty())?;
                 return Ok(frame);
             }
             self.decoded(false);
@@ -213,7 +233,12 @@ impl<R: AsyncRead + Unpin> Input<R> {
     }
 
     fn decode_one(&mut self) -> Result<Option<Frame>, Stop> {
-        decode_compact(&mut self.buf, self.max_frame, COPY_BELOW).map_err(|e| self.refusal(e))
+        let frame = decode_compact(&mut self.buf, self.max_frame, COPY_BELOW)
+            .map_err(|e| self.refusal(e))?;
+        // Memfd payloads: a frame flagged for one takes its descriptor.
+        frame
+            .map(|frame| self.fds.attach(frame, self.max_frame))
+            .transpose()
     }
 
     fn refusal(&self, e: DecodeError) -> Stop {

@@ -12,6 +12,7 @@ mod contract_checks;
 // Cluster.
 mod cluster;
 mod events;
+mod fd_payloads;
 mod monitor;
 mod names;
 mod raw_json;
@@ -93,8 +94,8 @@ pub struct Kick {
 pub struct State {
     /// The broker's settings (the limits).
     config: Arc<Config>,
-    /// Connections by id.
-    pub conns: HashMap<ConnId, Conn>,
+    /// Connections by id (performance: hashed with foldhash, as the broker assigns the ids).
+    pub conns: foldhash::HashMap<ConnId, Conn>,
     /// Names.
     pub registry: Registry,
     /// Subscriptions outside queue groups.
@@ -238,11 +239,14 @@ impl Router {
         {
             outbox.count_against(st.book.byte_quota(owner, limit));
         }
-        outbox.push_always(Frame::welcome(
-            conn,
-            self.config.max_frame,
-            env!("CARGO_PKG_VERSION"),
-        ));
+        let welcome = Frame::welcome(conn, self.config.max_frame, env!("CARGO_PKG_VERSION"));
+        // Memfd payloads: the welcome tells a peer that asked that the broker agrees.
+        let fds = if outbox.sends_fds() {
+            plexus_proto::flags::FD_PAYLOAD
+        } else {
+            0
+        };
+        outbox.push_always(welcome.with_flags(fds));
         st.stats.connections_total += 1;
         st.book.open(owner, conn);
         st.conns.insert(
@@ -384,7 +388,7 @@ impl Router {
 impl State {
     fn new(config: Arc<Config>) -> State {
         State {
-            conns: HashMap::new(),
+            conns: foldhash::HashMap::default(),
             registry: Registry::default(),
             subs: Subscriptions::default(),
             queues: QueueGroups::default(),

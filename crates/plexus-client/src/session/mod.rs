@@ -111,10 +111,16 @@ impl Session {
     pub(crate) fn take_output(&mut self, into: &mut Outbound) {
         if into.is_empty() {
             std::mem::swap(into, &mut self.out);
+            self.out.use_fds = into.use_fds;
             if into.is_empty() {
                 into.advance(0, &self.publishes);
             }
         }
+    }
+
+    /// Memfd payloads: whether large payloads go as memfds on this connection.
+    pub(crate) fn use_fds(&mut self, on: bool) {
+        self.out.use_fds = on;
     }
 
     /// The room publishes hold until written.
