@@ -1,5 +1,6 @@
 //! Native frames: any bytes, cut anywhere, decode to the same frames or the same error, and
-//! every frame re-encodes to exactly the bytes it came from.
+//! every frame re-encodes to exactly the bytes it came from; a frame flagged to carry its payload
+//! in a memfd has none inline.
 
 #![no_main]
 
@@ -42,6 +43,10 @@ fuzz_target!(|data: &[u8]| {
             let _ = frame.string(i);
         }
         let _ = (frame.payload(), frame.error_code(), frame.kind().name());
+        // Memfd payloads: a frame flagged for one holds no payload bytes inline.
+        if plexus_proto::wants_fd(frame.kind(), frame.flags()) {
+            assert!(frame.payload().is_empty());
+        }
     }
     if let Some(e) = error {
         let _ = (e.code(), e.to_string());

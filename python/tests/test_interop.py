@@ -86,3 +86,15 @@ def test_procbridge_client_calls_python_worker(broker: Broker) -> None:
     finally:
         socket.setdefaulttimeout(previous)
     assert result == {"sum": 42}
+
+
+def test_python_client_gets_a_rust_workers_large_answer_inline(broker: Broker) -> None:
+    """Memfd payloads: `plexus echo` (Rust) answers 1 MiB as a sealed memfd; the Python client,
+    which does not ask for them, gets the bytes inline from the broker."""
+    broker.spawn([str(broker_binary()), "echo", "--name", "big"])
+    caller = broker.client("python-caller")
+    caller.wait_for("big", timeout=WAIT)
+    text = "".join(chr(ord("a") + i % 26) for i in range(1 << 20))
+    assert caller.call("big", "echo", text, timeout=WAIT) == text
+    nested = {"rows": [text[:300_000], text[300_000:]]}
+    assert caller.call("big", "echo", nested, timeout=WAIT) == nested

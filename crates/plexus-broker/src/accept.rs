@@ -12,8 +12,8 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
-use crate::connection;
 use crate::connection::socket::{self, Sock, SocketReader, SocketWriter};
+use crate::connection::{self, ReadFds, WriteFds};
 use crate::peer::PeerInfo;
 use crate::router::Router;
 use crate::shutdown::Shutdown;
@@ -30,9 +30,9 @@ const REFUSAL_DRAIN: usize = 64 * 1024;
 /// A listening socket the accept loop takes connections from.
 pub trait Listen: Send + 'static {
     /// The read half of an accepted connection.
-    type Reader: AsyncRead + Unpin + Send + 'static;
+    type Reader: ReadFds + 'static;
     /// Its write half.
-    type Writer: AsyncWrite + Unpin + Send + 'static;
+    type Writer: WriteFds + 'static;
     /// The transport's name, for logs.
     const TRANSPORT: &'static str;
     /// Accepts one connection, split in halves, with what is known of the peer.

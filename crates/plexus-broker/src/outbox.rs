@@ -8,7 +8,7 @@
 //! count back under the limit, so a peer that asks and does not read is no longer read from.
 
 use std::io::IoSlice;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
@@ -16,6 +16,7 @@ use plexus_proto::{Frame, encode};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
 
+use crate::connection::{WriteFds, write_fd_frame};
 use crate::quotas::ByteQuota;
 
 /// Memory a queued frame holds besides its wire bytes: the frame itself in the queue, and the
@@ -23,9 +24,17 @@ use crate::quotas::ByteQuota;
 /// one-byte event holds several times its wire size).
 const FRAME_OVERHEAD: usize = size_of::<Frame>() + 64;
 
-/// What a queued frame counts against the limit.
+/// Memfd payloads: what a queued memfd counts at least, besides its frame, so that the limit
+/// also bounds how many descriptors an outbox holds (an `outbox_limit` of 32 MiB: 32).
+pub const FD_HELD_AT_LEAST: usize = 1024 * 1024;
+
+/// What a queued frame counts against the limit: a memfd payload counts its size, at least
+/// [`FD_HELD_AT_LEAST`].
 pub fn held(frame: &Frame) -> usize {
-    frame.wire_len() + FRAME_OVERHEAD
+    let fd = frame
+        .fd_payload()
+        .map_or(0, |fd| (fd.len() as usize).max(FD_HELD_AT_LEAST));
+    frame.wire_len() + FRAME_OVERHEAD + fd
 }
 
 /// Most frames the writer takes off the queue for one write.
@@ -62,6 +71,8 @@ struct Shared {
     frames_out: AtomicU64,
     /// Dashboard: their wire size.
     bytes_out: AtomicU64,
+    /// Memfd payloads: whether the peer takes them (it asked in its `hello`, on a Unix socket).
+    takes_fds: AtomicBool,
 }
 
 impl Drop for Shared {
@@ -153,6 +164,17 @@ impl Outbox {
         )
     }
 
+    /// Memfd payloads: from now on frames with one are written with it, not inline. Set before
+    /// the `welcome`.
+    pub fn send_fds(&self) {
+        self.shared.takes_fds.store(true, Ordering::Relaxed);
+    }
+
+    /// Memfd payloads: whether frames with one are written with it.
+    pub fn sends_fds(&self) -> bool {
+        self.shared.takes_fds.load(Ordering::Relaxed)
+    }
+
     /// Bytes queued and not yet written, as [`held`] counts them.
     pub fn queued(&self) -> usize {
         self.shared.queued.load(Ordering::Relaxed)
@@ -210,10 +232,7 @@ impl OutboxReceiver {
 
     /// Writes native frames until every `Outbox` is dropped and the queue is empty, or the socket
     /// fails. Everything queued at a time goes out in one write.
-    pub async fn write_all_to<W: AsyncWrite + Unpin>(
-        mut self,
-        mut socket: W,
-    ) -> std::io::Result<()> {
+    pub async fn write_all_to<W: WriteFds>(mut self, mut socket: W) -> std::io::Result<()> {
         // Performance: both are allocated by the first write and given back after a burst, so
         // an idle connection holds neither.
         let mut batch = Vec::new();
@@ -222,6 +241,14 @@ impl OutboxReceiver {
             let mut taken = 0;
             for frame in batch.drain(..) {
                 taken += held(&frame);
+                // Memfd payloads: the descriptor goes with the first bytes of its frame.
+                if let Some(fd) = frame.fd_payload() {
+                    socket.write_all(&buf).await?;
+                    buf.clear();
+                    let takes_fds = self.shared.takes_fds.load(Ordering::Relaxed);
+                    write_fd_frame(&mut socket, &frame, fd, takes_fds).await?;
+                    continue;
+                }
                 if frame.wire_len() >= COPY_BELOW {
                     let head = frame.header().encode();
                     write_all_vectored(&mut socket, [&buf[..], &head[..], frame.body()]).await?;

@@ -1,5 +1,6 @@
 //! Per-user quotas, like dbus-broker's: what all the connections of one uid (or all anonymous
-//! peers, or all token peers) may hold together, and the book of which connections are whose.
+//! peers, or all token peers, or the cluster link) may hold together, and the book of which
+//! connections are whose.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -24,6 +25,20 @@ pub struct Quotas {
     pub pending_calls: Option<usize>,
     /// Bytes queued to the user's connections and not yet written.
     pub outgoing_bytes: Option<usize>,
+    // Cluster quota class (issue 16): `[quotas.cluster]`.
+    /// The cluster link's own limits (`[quotas.cluster]`); keys it does not set are the per-user
+    /// ones above, which the link gets as a bucket of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterQuotas>,
+}
+
+/// `[quotas.cluster]`: what calls from other brokers (all of them together, through the cluster
+/// link) may hold on this broker.
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterQuotas {
+    /// Calls from other brokers waiting for answers here.
+    pub pending_calls: Option<usize>,
 }
 
 /// What a quota counts.
@@ -62,14 +77,39 @@ impl Quotas {
         }
     }
 
+    /// Whether any owner has a limit on `resource`.
+    pub fn limits(&self, resource: Resource) -> bool {
+        self.limit(resource).is_some() || self.cluster_limit(resource).is_some()
+    }
+
+    /// The cluster link's own limit on `resource` (`[quotas.cluster]`), if it has one.
+    fn cluster_limit(&self, resource: Resource) -> Option<usize> {
+        match resource {
+            Resource::PendingCalls => self.cluster.and_then(|c| c.pending_calls),
+            _ => None,
+        }
+    }
+
+    /// `owner`'s limit on `resource`, and the policy key that sets it.
+    pub fn limit_for(&self, owner: Owner, resource: Resource) -> Option<(usize, String)> {
+        let own = (owner == Owner::Cluster)
+            .then(|| self.cluster_limit(resource))
+            .flatten();
+        match own {
+            Some(limit) => Some((limit, format!("quotas.cluster.{}", resource.key()))),
+            None => self
+                .limit(resource)
+                .map(|limit| (limit, format!("quotas.{}", resource.key()))),
+        }
+    }
+
     /// Whether `owner`, already using `used`, may take one more `resource`: `Err` names the
     /// quota.
     pub fn room(&self, resource: Resource, owner: Owner, used: usize) -> Result<(), String> {
-        match self.limit(resource) {
-            Some(limit) if used >= limit => Err(format!(
-                "{owner} already has {used} {}, its quota (quotas.{} = {limit} in the policy); release some first",
+        match self.limit_for(owner, resource) {
+            Some((limit, key)) if used >= limit => Err(format!(
+                "{owner} already has {used} {}, its quota ({key} = {limit} in the policy); release some first",
                 resource.key().replace('_', " "),
-                resource.key()
             )),
             _ => Ok(()),
         }
@@ -85,6 +125,8 @@ pub enum Owner {
     Token,
     /// Peers with neither.
     Anonymous,
+    /// The cluster link: calls from other brokers (issue 16).
+    Cluster,
 }
 
 impl Owner {
@@ -104,6 +146,7 @@ impl std::fmt::Display for Owner {
             Owner::Uid(uid) => write!(f, "uid {uid}"),
             Owner::Token => f.write_str("the token's peers"),
             Owner::Anonymous => f.write_str("anonymous peers"),
+            Owner::Cluster => f.write_str("the cluster link (calls from other brokers)"),
         }
     }
 }
@@ -206,6 +249,47 @@ mod tests {
         assert!(
             quotas
                 .room(Resource::Subscriptions, Owner::Uid(7), 1_000)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_cluster_link_has_its_own_quota_or_a_users() {
+        let shared = Quotas {
+            pending_calls: Some(2),
+            ..Quotas::default()
+        };
+        let err = shared
+            .room(Resource::PendingCalls, Owner::Cluster, 2)
+            .expect_err("a user's quota applies to the link");
+        assert!(
+            err.contains("cluster link") && err.contains("(quotas.pending_calls = 2"),
+            "{err}"
+        );
+        let own = Quotas {
+            cluster: Some(ClusterQuotas {
+                pending_calls: Some(5),
+            }),
+            ..shared
+        };
+        assert!(own.room(Resource::PendingCalls, Owner::Cluster, 4).is_ok());
+        let err = own
+            .room(Resource::PendingCalls, Owner::Cluster, 5)
+            .expect_err("at the link's own limit");
+        assert!(err.contains("quotas.cluster.pending_calls = 5"), "{err}");
+        assert!(
+            own.room(Resource::PendingCalls, Owner::Anonymous, 2)
+                .is_err(),
+            "users keep theirs"
+        );
+        let only_cluster = Quotas {
+            cluster: own.cluster,
+            ..Quotas::default()
+        };
+        assert!(only_cluster.limits(Resource::PendingCalls));
+        assert!(
+            only_cluster
+                .room(Resource::PendingCalls, Owner::Anonymous, 1_000)
                 .is_ok()
         );
     }

@@ -19,10 +19,32 @@ use crate::{CallContext, Error, Event};
 /// let sum: serde_json::Value = client.call("math", "add", &serde_json::json!({"a": 1, "b": 2}))?;
 /// # Ok::<(), plexus_client::Error>(())
 /// ```
+///
+/// Dropping the last clone writes the events still queued (see [`Client::flush`]) before the
+/// private runtime stops, waiting at most 5 s.
 #[derive(Clone)]
 pub struct Client {
     inner: crate::Client,
     runtime: Arc<Runtime>,
+    _flush_on_drop: Arc<FlushOnDrop>,
+}
+
+/// How long dropping the last blocking client waits for queued events to be written.
+const FLUSH_ON_DROP: Duration = Duration::from_secs(5);
+
+/// Writes what the blocking clients queued when the last of them goes, while the runtime that
+/// writes it still runs.
+struct FlushOnDrop {
+    inner: crate::Client,
+    runtime: Arc<Runtime>,
+}
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        let flush = async { tokio::time::timeout(FLUSH_ON_DROP, inner.flush()).await };
+        let _ = self.runtime.block_on(flush);
+    }
 }
 
 fn runtime() -> Result<Runtime, Error> {
@@ -33,24 +55,31 @@ fn runtime() -> Result<Runtime, Error> {
 }
 
 impl Client {
+    fn new(inner: crate::Client, runtime: Runtime) -> Client {
+        let runtime = Arc::new(runtime);
+        let flush_on_drop = FlushOnDrop {
+            inner: inner.clone(),
+            runtime: runtime.clone(),
+        };
+        Client {
+            inner,
+            runtime,
+            _flush_on_drop: Arc::new(flush_on_drop),
+        }
+    }
+
     /// Connects to `PLEXUS_BUS`, else the default socket.
     pub fn connect() -> Result<Client, Error> {
         let runtime = runtime()?;
         let inner = runtime.block_on(crate::Client::connect())?;
-        Ok(Client {
-            inner,
-            runtime: Arc::new(runtime),
-        })
+        Ok(Client::new(inner, runtime))
     }
 
     /// Connects to `unix:/path`, `tcp://host:port`, or a socket path.
     pub fn connect_to(addr: &str) -> Result<Client, Error> {
         let runtime = runtime()?;
         let inner = runtime.block_on(crate::Client::connect_to(addr))?;
-        Ok(Client {
-            inner,
-            runtime: Arc::new(runtime),
-        })
+        Ok(Client::new(inner, runtime))
     }
 
     /// Calls `object.method` with the default timeout.
@@ -76,9 +105,16 @@ impl Client {
             .block_on(self.inner.call_with(object, method, params, timeout))
     }
 
-    /// Publishes; returns once the frame is handed to the socket.
+    /// Publishes; returns once the event is queued for the socket (see
+    /// [`crate::Client::publish`]).
     pub fn publish<P: Serialize + ?Sized>(&self, topic: &str, payload: &P) -> Result<(), Error> {
         self.runtime.block_on(self.inner.publish(topic, payload))
+    }
+
+    /// Waits until everything sent before is written to the socket (see
+    /// [`crate::Client::flush`]).
+    pub fn flush(&self) -> Result<(), Error> {
+        self.runtime.block_on(self.inner.flush())
     }
 
     /// Subscribes; the result is an iterator of events.

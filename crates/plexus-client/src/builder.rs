@@ -11,6 +11,7 @@ use crate::address::{broker_uid_from_env, default_bus};
 use crate::client::Client;
 use crate::connect;
 use crate::event_loop::EventLoop;
+use crate::publish_queue::{PUBLISH_QUEUE_BYTES, PublishQueue};
 use crate::{Error, Options, Token};
 
 /// Connecting: the ways to get a [`Client`].
@@ -110,8 +111,22 @@ impl ClientBuilder {
         let welcome = connection.welcome.clone();
         let (commands, received) = mpsc::unbounded_channel();
         let ids = Arc::new(AtomicU64::new(1));
-        let task = EventLoop::new(addr.clone(), &self.options, ids.clone(), received);
+        let publishes = Arc::new(PublishQueue::new(PUBLISH_QUEUE_BYTES));
+        let task = EventLoop::new(
+            addr.clone(),
+            &self.options,
+            ids.clone(),
+            received,
+            publishes.clone(),
+        );
         tokio::spawn(task.run(connection));
-        Ok(Client::new(commands, ids, welcome, addr, self.options))
+        Ok(Client::new(
+            commands,
+            publishes,
+            ids,
+            welcome,
+            addr,
+            self.options,
+        ))
     }
 }

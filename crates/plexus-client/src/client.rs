@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::command::{Command, CommandSender};
 use crate::error::into_result;
 use crate::lost_names::LostNames;
+use crate::publish_queue::PublishQueue;
 use crate::subscription::Subscription;
 use crate::worker::{CallContext, DynObject, FnObject, Object, Serve};
 use crate::{BrokerInfo, Error, Options};
@@ -34,6 +35,8 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     commands: CommandSender,
+    /// Room for publishes not yet written, and the loss of any that never will be.
+    publishes: Arc<PublishQueue>,
     ids: Arc<AtomicU64>,
     welcome: BrokerInfo,
     addr: BusAddr,
@@ -44,6 +47,7 @@ impl Client {
     /// A client on a running socket task that takes `commands`.
     pub(crate) fn new(
         commands: CommandSender,
+        publishes: Arc<PublishQueue>,
         ids: Arc<AtomicU64>,
         welcome: BrokerInfo,
         addr: BusAddr,
@@ -52,6 +56,7 @@ impl Client {
         Client {
             inner: Arc::new(Inner {
                 commands,
+                publishes,
                 ids,
                 welcome,
                 addr,
@@ -158,7 +163,12 @@ impl Client {
         }
     }
 
-    /// Publishes `payload` on `topic`; returns once the frame is handed to the socket.
+    /// Publishes `payload` on `topic`. Returns once the event is queued for the socket, without
+    /// waiting for it to be written: the queue holds at most 1 MiB of publishes, and a publish
+    /// that does not fit waits for room. Events from one client reach the broker in the order
+    /// they were published, and in order with this client's calls and other requests. If the
+    /// connection is lost with events unwritten, the next publish (or [`Client::flush`]) fails
+    /// with the reason, once; [`Client::flush`] waits until every event before it is written.
     pub async fn publish<P: Serialize + ?Sized>(
         &self,
         topic: &str,
@@ -167,15 +177,34 @@ impl Client {
         self.publish_raw(topic, &serde_json::to_vec(payload)?).await
     }
 
-    /// Publishes JSON bytes as they are.
+    /// Publishes JSON bytes as they are, as [`Client::publish`] does.
     pub async fn publish_raw(&self, topic: &str, payload: &[u8]) -> Result<(), Error> {
         validate_topic(topic).map_err(|e| Error::invalid_params(e.to_string()))?;
+        let publishes = &self.inner.publishes;
+        if let Some(lost) = publishes.take_error() {
+            return Err(lost);
+        }
+        let frame = Frame::publish(0, topic, payload, false);
+        let sent = match publishes.reserve(frame.wire_len()).await {
+            Ok(reserved) => self.send(Command::Publish { frame, reserved }),
+            Err(closed) => Err(closed),
+        };
+        sent.map_err(|closed| publishes.take_error().unwrap_or(closed))
+    }
+
+    /// Waits until everything this client sent before — publishes above all — is written to
+    /// the socket. Fails if the connection was lost with publishes unwritten since the last
+    /// publish or flush that said so.
+    pub async fn flush(&self) -> Result<(), Error> {
         let (written, rx) = oneshot::channel();
-        self.send(Command::Send {
-            frame: Frame::publish(0, topic, payload, false),
-            written: Some(written),
-        })?;
-        rx.await.map_err(|_| Error::Closed)?
+        let flushed = match self.send(Command::Flush { written }) {
+            Ok(()) => rx.await.unwrap_or(Err(Error::Closed)),
+            Err(closed) => Err(closed),
+        };
+        match self.inner.publishes.take_error() {
+            Some(lost) => Err(lost),
+            None => flushed,
+        }
     }
 
     /// Publishes and waits for the broker's count of subscriptions reached and dropped.

@@ -13,7 +13,7 @@ use crate::worker::DynObject;
 /// Where a request's answer goes: the `reply`/`error`/`pong` frame, or why none came.
 pub(crate) type Answer = oneshot::Sender<Result<Frame, Error>>;
 
-/// Learns when a sent frame was handed to the socket, or why it was not.
+/// Learns when everything queued before a flush was handed to the socket, or why it was not.
 pub(crate) type Written = oneshot::Sender<Result<(), Error>>;
 
 /// The API's end of the command channel to the socket task.
@@ -26,11 +26,11 @@ pub(crate) type CommandReceiver = mpsc::UnboundedReceiver<Command>;
 pub(crate) enum Command {
     /// Send a request and deliver its answer.
     Request { frame: Frame, answer: Answer },
-    /// Send a frame that gets no answer; `written` learns when it was handed to the socket.
-    Send {
-        frame: Frame,
-        written: Option<Written>,
-    },
+    /// Send a publish that gets no answer; it holds `reserved` bytes of the publish queue
+    /// until it is written.
+    Publish { frame: Frame, reserved: u32 },
+    /// Tell `written` once everything sent before is handed to the socket.
+    Flush { written: Written },
     /// The caller gave up on request `id`: forget it and cancel it at the broker.
     Cancel { id: u64 },
     /// Subscribe as `id` (a member of queue group `group`, if any); events go to `events`.

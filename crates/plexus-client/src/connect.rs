@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use plexus_proto::{BusAddr, Frame, Kind};
+use plexus_proto::{BusAddr, Frame, Kind, flags};
 use tokio::net::{TcpStream, UnixStream};
 use tracing::debug;
 
@@ -32,6 +32,8 @@ pub(crate) struct Connection {
     pub(crate) writer: Writer,
     /// What the broker said in its `welcome`.
     pub(crate) welcome: BrokerInfo,
+    /// Memfd payloads: whether the broker agreed to take and send them.
+    pub(crate) fds: bool,
 }
 
 /// Connects to `addr` and completes the handshake, as `options.name`. On a Unix socket the
@@ -71,7 +73,9 @@ pub(crate) async fn open(addr: &BusAddr, options: &Options) -> Result<Connection
     let (mut reader, mut writer): (FrameReader, Writer) = socket::split(sock, HANDSHAKE_LIMIT)?;
     let hello = match (&options.token, addr) {
         (Some(token), BusAddr::Tcp(_)) => Frame::hello_with_token(client_name, &token.0),
-        _ => Frame::hello(client_name),
+        // Memfd payloads: asked for on a Unix socket.
+        (_, BusAddr::Unix(_)) => Frame::hello(client_name).with_flags(flags::FD_PAYLOAD),
+        (_, BusAddr::Tcp(_)) => Frame::hello(client_name),
     };
     writer.write_all(&hello.to_bytes()).await?;
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_frame())
@@ -82,6 +86,7 @@ pub(crate) async fn open(addr: &BusAddr, options: &Options) -> Result<Connection
         Kind::Welcome => {
             reader.set_limit(read_limit(first.aux()));
             Ok(Connection {
+                fds: first.flags() & flags::FD_PAYLOAD != 0 && matches!(addr, BusAddr::Unix(_)),
                 reader,
                 writer,
                 welcome: BrokerInfo {

@@ -16,6 +16,7 @@ use tracing::{debug, warn};
 use crate::Options;
 use crate::command::CommandReceiver;
 use crate::connect::{self, Connection};
+use crate::publish_queue::PublishQueue;
 use crate::session::{Outbound, Session};
 use crate::worker::{AnswerReceiver, AnswerSender};
 
@@ -46,19 +47,21 @@ pub(crate) struct EventLoop {
 }
 
 impl EventLoop {
-    /// A loop for the client at `addr`, taking commands from `commands`.
+    /// A loop for the client at `addr`, taking commands from `commands`; publishes hold room in
+    /// `publishes` until written.
     pub(crate) fn new(
         addr: BusAddr,
         options: &Options,
         ids: Arc<AtomicU64>,
         commands: CommandReceiver,
+        publishes: Arc<PublishQueue>,
     ) -> EventLoop {
         let (answer_sender, answers) = mpsc::unbounded_channel();
         EventLoop {
             addr,
             options: options.clone(),
             reconnect: options.reconnect,
-            session: Session::new(ids, options.max_concurrent_calls),
+            session: Session::new(ids, options.max_concurrent_calls, publishes),
             commands,
             answers,
             answer_sender,
@@ -69,6 +72,7 @@ impl EventLoop {
     /// Serves the connection, reconnecting if the options say so, until the client is dropped.
     pub(crate) async fn run(mut self, mut connection: Connection) {
         loop {
+            self.session.use_fds(connection.fds);
             let why = match self.drive(&mut connection).await {
                 End::ClientGone => {
                     self.flush(&mut connection).await;
@@ -77,7 +81,7 @@ impl EventLoop {
                 End::Lost(why) => why,
             };
             warn!(addr = %self.addr, %why, "connection to the broker lost");
-            self.writing.fail(&why);
+            self.writing.fail(&why, self.session.publishes());
             self.session.connection_lost(&why);
             if !self.reconnect {
                 return;
@@ -96,14 +100,17 @@ impl EventLoop {
         loop {
             self.session.take_output(&mut self.writing);
             if !self.writing.is_empty() {
-                match connection.writer.try_write(self.writing.bytes()) {
+                let (bytes, fd) = self.writing.next_write();
+                let asked = bytes.len();
+                match connection.writer.try_write_fd(bytes, fd) {
                     Ok(0) => return End::Lost("the socket took no more bytes".to_owned()),
                     Ok(n) => {
-                        self.writing.advance(n);
+                        self.writing.advance(n, self.session.publishes());
                         // The batch is out and the next one waits in the session: no branch
                         // below would fire for it (when it is full, not even a command), so
-                        // write it now.
-                        if self.writing.is_empty() && self.session.queued() > 0 {
+                        // write it now. Likewise the rest of a batch cut at a memfd payload.
+                        let cut = n == asked && !self.writing.is_empty();
+                        if cut || self.writing.is_empty() && self.session.queued() > 0 {
                             continue;
                         }
                     }
@@ -170,15 +177,12 @@ impl EventLoop {
             if self.writing.is_empty() {
                 return;
             }
-            if connection
-                .writer
-                .write_all(self.writing.bytes())
-                .await
-                .is_err()
-            {
+            let (bytes, fd) = self.writing.next_write();
+            let n = bytes.len();
+            if connection.writer.write_all_fd(bytes, fd).await.is_err() {
                 return;
             }
-            self.writing.advance(self.writing.len());
+            self.writing.advance(n, self.session.publishes());
         }
     }
 
@@ -196,5 +200,12 @@ impl EventLoop {
                 connection = &mut reconnecting => return Some(connection),
             }
         }
+    }
+}
+
+impl Drop for EventLoop {
+    /// However the task ends, publishers waiting for room (and later ones) learn it is gone.
+    fn drop(&mut self) {
+        self.session.publishes().close();
     }
 }

@@ -17,11 +17,14 @@
 //! ```
 //!
 //! One task owns the socket; the API sends it commands over a channel and waits on oneshot
-//! answers. A call whose future is dropped is cancelled at the broker and the worker.
+//! answers. A call whose future is dropped is cancelled at the broker and the worker. A publish
+//! does not wait: it takes room in a bounded queue and returns; [`Client::flush`] waits until
+//! every publish before it is written.
 //!
 //! Inside, `connect` opens the socket and does the handshake, `session` holds the protocol state
 //! with no I/O (open requests, subscriptions, served names, running calls), `event_loop` is the
-//! task that feeds it and writes what it queues, and `worker` runs incoming calls.
+//! task that feeds it and writes what it queues, `publish_queue` bounds the bytes published and
+//! not yet written, and `worker` runs incoming calls.
 
 mod address;
 #[cfg(feature = "blocking")]
@@ -34,6 +37,8 @@ mod error;
 mod event;
 mod event_loop;
 mod lost_names;
+mod memfd;
+mod publish_queue;
 mod session;
 mod socket;
 mod subscription;

@@ -6,8 +6,10 @@
 //! again), which is a wasted wake-up per message sent; so a write that would block waits on a
 //! second descriptor of the same socket, registered for writing only while that lasts.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
@@ -15,6 +17,8 @@ use bytes::BytesMut;
 use plexus_proto::{Frame, decode};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+
+use crate::memfd;
 
 /// Bytes read at a time into the reusable read buffer.
 const READ_CHUNK: usize = 64 * 1024;
@@ -47,17 +51,20 @@ impl Sock {
         }
     }
 
-    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads; on a Unix socket a descriptor that came with the bytes goes to `fds`.
+    fn read(&self, buf: &mut [u8], fds: &mut VecDeque<OwnedFd>) -> io::Result<usize> {
         match self {
-            Sock::Unix(s) => (&*s).read(buf),
+            Sock::Unix(s) => memfd::receive(s, buf, fds),
             Sock::Tcp(s) => (&*s).read(buf),
         }
     }
 
-    fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Sock::Unix(s) => (&*s).write(buf),
-            Sock::Tcp(s) => (&*s).write(buf),
+    /// Writes; on a Unix socket `fd` goes with the first byte.
+    fn write(&self, buf: &[u8], fd: Option<BorrowedFd<'_>>) -> io::Result<usize> {
+        match (self, fd) {
+            (Sock::Unix(s), Some(fd)) => memfd::send(s, buf, fd),
+            (Sock::Unix(s), None) => (&*s).write(buf),
+            (Sock::Tcp(s), _) => (&*s).write(buf),
         }
     }
 }
@@ -90,6 +97,7 @@ pub(crate) fn split(sock: Sock, limit: u32) -> io::Result<(FrameReader, Writer)>
         buf: BytesMut::with_capacity(READ_CHUNK),
         scratch: vec![0; READ_CHUNK],
         limit,
+        fds: VecDeque::new(),
     };
     Ok((reader, Writer { fd, waiting: None }))
 }
@@ -102,6 +110,8 @@ pub(crate) struct FrameReader {
     scratch: Vec<u8>,
     /// The largest frame accepted from the broker.
     limit: u32,
+    /// Memfd payloads: descriptors received and not yet given to their frames.
+    fds: VecDeque<OwnedFd>,
 }
 
 /// The writing side of the socket.
@@ -129,7 +139,8 @@ impl FrameReader {
                 let asked = room.min(LARGE_READ);
                 self.buf.resize(start + asked, 0);
                 let buf = &mut self.buf[start..];
-                let read = ready.try_io(|fd| fd.get_ref().read(buf));
+                let fds = &mut self.fds;
+                let read = ready.try_io(|fd| fd.get_ref().read(buf, fds));
                 let n = match &read {
                     Ok(Ok(n)) => *n,
                     _ => 0,
@@ -138,7 +149,8 @@ impl FrameReader {
                 (read, asked)
             } else {
                 let scratch = &mut self.scratch;
-                let read = ready.try_io(|fd| fd.get_ref().read(scratch));
+                let fds = &mut self.fds;
+                let read = ready.try_io(|fd| fd.get_ref().read(scratch, fds));
                 if let Ok(Ok(n)) = read {
                     self.buf.extend_from_slice(&self.scratch[..n]);
                 }
@@ -161,7 +173,12 @@ impl FrameReader {
 
     /// The next whole frame in the bytes read so far, if there is one.
     pub(crate) fn next_frame(&mut self) -> Result<Option<Frame>, String> {
-        decode(&mut self.buf, self.limit).map_err(|e| format!("the broker sent a bad frame: {e}"))
+        let frame = decode(&mut self.buf, self.limit)
+            .map_err(|e| format!("the broker sent a bad frame: {e}"))?;
+        // Memfd payloads: a frame flagged for one gets its bytes now.
+        frame
+            .map(|frame| memfd::take(frame, &mut self.fds, self.limit))
+            .transpose()
     }
 
     /// Waits for the next whole frame.
@@ -176,9 +193,14 @@ impl FrameReader {
 }
 
 impl Writer {
-    /// Writes what the socket takes now, without waiting; `WouldBlock` if it takes nothing.
-    pub(crate) fn try_write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let n = self.fd.get_ref().write(bytes)?;
+    /// Writes what the socket takes now, without waiting; `WouldBlock` if it takes nothing. On a
+    /// Unix socket `fd` goes beside the bytes (memfd payloads).
+    pub(crate) fn try_write_fd(
+        &mut self,
+        bytes: &[u8],
+        fd: Option<BorrowedFd<'_>>,
+    ) -> io::Result<usize> {
+        let n = self.fd.get_ref().write(bytes, fd)?;
         if n == bytes.len() {
             // Room again: stop being woken each time the peer reads.
             self.waiting = None;
@@ -201,11 +223,23 @@ impl Writer {
     }
 
     /// Writes all of `bytes`, waiting as long as it takes.
-    pub(crate) async fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+    pub(crate) async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write_all_fd(bytes, None).await
+    }
+
+    /// [`Writer::write_all`], with `fd` beside the first bytes written.
+    pub(crate) async fn write_all_fd(
+        &mut self,
+        mut bytes: &[u8],
+        mut fd: Option<BorrowedFd<'_>>,
+    ) -> io::Result<()> {
         while !bytes.is_empty() {
-            match self.try_write(bytes) {
+            match self.try_write_fd(bytes, fd) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => bytes = &bytes[n..],
+                Ok(n) => {
+                    bytes = &bytes[n..];
+                    fd = None;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

@@ -45,6 +45,11 @@ pub enum DecodeError {
         /// Strings present.
         got: usize,
     },
+    /// Memfd payloads: a frame flagged to carry its payload in a memfd has payload bytes inline.
+    #[error(
+        "a frame flagged fd_payload carries its payload in a memfd, but this one has {0} payload bytes inline"
+    )]
+    InlinePayloadWithFd(usize),
 }
 
 impl DecodeError {

@@ -4,6 +4,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::decode_error::DecodeError;
 use crate::error_code::ErrorCode;
+use crate::fd_payload::FdPayload;
 use crate::header::{HEADER_LEN, Header, MAX_STRINGS};
 use crate::kind::{Kind, flags};
 
@@ -16,6 +17,15 @@ pub struct Frame {
     body: Bytes,
     strings: [(u32, u32); MAX_STRINGS],
     payload_start: u32,
+    /// Memfd payloads: the payload when it travels as a sealed memfd ([`flags::FD_PAYLOAD`]).
+    fd: Option<FdPayload>,
+}
+
+/// Memfd payloads: whether a frame of `kind` with `flag_bits` has its payload in a memfd passed
+/// beside it.
+pub fn wants_fd(kind: Kind, flag_bits: u8) -> bool {
+    flag_bits & flags::FD_PAYLOAD != 0
+        && matches!(kind, Kind::Call | Kind::Reply | Kind::Publish | Kind::Event)
 }
 
 /// How many strings each kind must carry.
@@ -111,11 +121,15 @@ impl Frame {
             *slot = (start as u32, (start + len) as u32);
             pos = start + len;
         }
+        if wants_fd(header.kind, header.flags) && body.len() > pos {
+            return Err(DecodeError::InlinePayloadWithFd(body.len() - pos));
+        }
         Ok(Frame {
             header,
             body,
             strings,
             payload_start: pos as u32,
+            fd: None,
         })
     }
 
@@ -157,6 +171,7 @@ impl Frame {
             body: body.freeze(),
             strings: ranges,
             payload_start,
+            fd: None,
         }
     }
 
@@ -171,6 +186,70 @@ impl Frame {
         Frame {
             header,
             ..self.clone()
+        }
+    }
+
+    /// Memfd payloads: this frame with `fd` as its payload instead of the inline one (which is
+    /// dropped), flagged [`flags::FD_PAYLOAD`].
+    pub fn with_fd_payload(self, fd: FdPayload) -> Frame {
+        let body = self.body.slice(..self.payload_start as usize);
+        let header = Header {
+            flags: self.header.flags | flags::FD_PAYLOAD,
+            body_len: body.len() as u32,
+            ..self.header
+        };
+        Frame {
+            header,
+            body,
+            fd: Some(fd),
+            ..self
+        }
+    }
+
+    /// This frame with `bits` set in its flags.
+    pub fn with_flags(mut self, bits: u8) -> Frame {
+        self.header.flags |= bits;
+        self
+    }
+
+    /// Memfd payloads: the payload's memfd, when it travels as one.
+    pub fn fd_payload(&self) -> Option<&FdPayload> {
+        self.fd.as_ref()
+    }
+
+    /// Memfd payloads: this frame with its memfd's bytes inline. `read` appends the payload to
+    /// the buffer it is given (which holds the strings); the copy is not flagged
+    /// [`flags::FD_PAYLOAD`] and holds no descriptor.
+    pub fn inline_payload<E>(
+        &self,
+        read: impl FnOnce(&FdPayload, &mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Frame, E> {
+        let Some(fd) = &self.fd else {
+            return Ok(self.clone());
+        };
+        let strings = &self.body[..self.payload_start as usize];
+        let mut body = Vec::with_capacity(strings.len() + fd.len() as usize);
+        body.extend_from_slice(strings);
+        read(fd, &mut body)?;
+        let header = Header {
+            flags: self.header.flags & !flags::FD_PAYLOAD,
+            body_len: body.len() as u32,
+            ..self.header
+        };
+        Ok(Frame {
+            header,
+            body: Bytes::from(body),
+            strings: self.strings,
+            payload_start: self.payload_start,
+            fd: None,
+        })
+    }
+
+    /// The payload's length: its inline bytes, or its memfd's.
+    pub fn payload_len(&self) -> u64 {
+        match &self.fd {
+            Some(fd) => fd.len(),
+            None => (self.body.len() - self.payload_start as usize) as u64,
         }
     }
 

@@ -92,4 +92,10 @@ pub mod flags {
     /// On `Subscribe`: join the queue group named by the frame's second string; each event goes
     /// to one member of the group.
     pub const QUEUE: u8 = 0x01;
+    /// On `Call`, `Reply`, `Publish`, `Event`: the payload is not in the body but is all the
+    /// bytes of a sealed memfd passed with the frame over the Unix socket (SCM_RIGHTS); the body
+    /// holds only the strings. On `Hello`: the client takes such frames; on `Welcome`: the broker
+    /// takes and sends them on this connection. Only Unix-socket native peers that both said so
+    /// use it.
+    pub const FD_PAYLOAD: u8 = 0x80;
 }

@@ -1,7 +1,7 @@
 //! Property tests: encode/decode round trips, incremental decoding, and no panics on any bytes.
 
 use bytes::BytesMut;
-use plexus_proto::{DecodeError, Frame, HEADER_LEN, Kind, decode, decode_compact};
+use plexus_proto::{DecodeError, Frame, HEADER_LEN, Kind, decode, decode_compact, flags, wants_fd};
 use proptest::prelude::*;
 
 fn kind() -> impl Strategy<Value = Kind> {
@@ -17,9 +17,15 @@ fn frame() -> impl Strategy<Value = Frame> {
         prop::collection::vec("[a-z.>*]{0,20}", 2..=4),
         prop::collection::vec(any::<u8>(), 0..300),
     )
-        .prop_map(|(kind, id, aux, flags, strings, payload)| {
+        .prop_map(|(kind, id, aux, flag_bits, strings, payload)| {
             let refs: Vec<&str> = strings.iter().map(String::as_str).collect();
-            Frame::build(kind, id, aux, flags, &refs, &payload)
+            // A frame flagged as carrying a memfd has no inline payload; that case is its own test.
+            let flag_bits = if wants_fd(kind, flag_bits) {
+                flag_bits & !flags::FD_PAYLOAD
+            } else {
+                flag_bits
+            };
+            Frame::build(kind, id, aux, flag_bits, &refs, &payload)
         })
 }
 
@@ -44,6 +50,18 @@ proptest! {
             }
         }
         prop_assert_eq!(got, frames);
+    }
+
+    #[test]
+    fn an_inline_payload_beside_the_memfd_flag_is_refused(
+        f in frame(),
+        extra in prop::collection::vec(any::<u8>(), 1..50),
+    ) {
+        prop_assume!(wants_fd(f.kind(), flags::FD_PAYLOAD));
+        let refs: Vec<&str> = (0..usize::from(f.header().nstr)).map(|i| f.string(i)).collect();
+        let flagged = Frame::build(f.kind(), f.id(), f.header().aux, flags::FD_PAYLOAD, &refs, &extra);
+        let mut buf = BytesMut::from(&flagged.to_bytes()[..]);
+        prop_assert!(matches!(decode(&mut buf, u32::MAX), Err(DecodeError::InlinePayloadWithFd(n)) if n == extra.len()));
     }
 
     #[test]

@@ -12,7 +12,9 @@ use crate::WAIT;
 pub struct RawClient<S> {
     /// The socket.
     pub stream: S,
-    buf: BytesMut,
+    pub(crate) buf: BytesMut,
+    /// Memfd payloads: descriptors received and not yet given to their frames.
+    pub(crate) fds: std::collections::VecDeque<std::os::fd::OwnedFd>,
     /// The connection id from `welcome` (0 before the handshake).
     pub conn_id: u64,
 }
@@ -23,6 +25,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
         RawClient {
             stream,
             buf: BytesMut::new(),
+            fds: Default::default(),
             conn_id: 0,
         }
     }

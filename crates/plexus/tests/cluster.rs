@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use plexus_client::{Client, Error};
 use plexus_proto::ErrorCode;
 use serde_json::{Value, json};
-use support::nats::Nats;
+use support::nats::{Nats, cluster_args};
 use support::process::{BrokerProc, EchoProc, kill_and_reap, plexus_bin};
 use support::{PROMPT, WAIT};
 
@@ -23,24 +23,6 @@ use support::{PROMPT, WAIT};
 const READY: Duration = Duration::from_secs(60);
 /// The call timeout the tests use where an error must come before it (promptly).
 const LONG: Duration = Duration::from_secs(20);
-
-/// `plexus broker` flags joining cluster `test` through `url` as `node`.
-fn cluster_args(url: &str, node: &str, replicas: usize) -> Vec<String> {
-    [
-        "--cluster",
-        url,
-        "--cluster-name",
-        "test",
-        "--cluster-node",
-        node,
-        "--cluster-kv-replicas",
-        &replicas.to_string(),
-        "--cluster-lease-ms",
-        "3000",
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
 
 /// Three NATS servers and brokers A, B, C attached to servers 0, 1, 2.
 struct Three {

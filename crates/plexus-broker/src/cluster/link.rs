@@ -5,11 +5,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv;
 use async_nats::{
-    Client, ConnectOptions, Event, HeaderMap, Message, Request, ServerAddr, Subject, Subscriber,
+    Client, ClientError, ConnectOptions, Event, HeaderMap, Message, Request, ServerAddr, Subject,
+    Subscriber,
 };
 use futures_util::StreamExt;
 use plexus_proto::{ErrorCode, Frame, Header, Kind, flags};
@@ -44,9 +46,16 @@ const STRINGS: &str = "Plexus-Strings";
 /// Header: the node an event was published on.
 const ORIGIN: &str = "Plexus-Origin";
 
-/// Messages from NATS waiting for the link task; past this, NATS holds them (and drops them for
-/// a slow consumer, which is counted).
+/// Messages from NATS waiting for the link task in each of its two inbound queues, calls and
+/// events (and at most `outbox_limit` bytes in each); past this an event is dropped and counted
+/// (`events_in_dropped`), a call answered `overloaded` (`calls_in_refused`). Calls have a queue
+/// of their own so that a flood of events never crowds them out.
 const INBOUND_QUEUE: usize = 1024;
+/// Messages the NATS client holds for one subscription before the link's listener takes them;
+/// past this it drops them (counted as `messages_in_dropped`, as far as the client reports
+/// them). The listeners never wait and empty this queue whenever they run, so it holds what
+/// arrived since: one read of the socket's buffer, at most.
+const SUBSCRIPTION_QUEUE: usize = 65_536;
 /// Most names `plexus.cluster.names` lists.
 const LIST_LIMIT: usize = 10_000;
 /// How long a publish may wait for room in the NATS client's queue before the event is dropped.
@@ -101,7 +110,8 @@ async fn run_joined(
             return;
         }
     };
-    let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+    let (events_inbox, events_rx) = Inbox::new(router.config().outbox_limit);
+    let (calls_inbox, calls_rx) = Inbox::new(router.config().outbox_limit);
     let mut link = Link {
         router: router.clone(),
         conn,
@@ -119,16 +129,20 @@ async fn run_joined(
         held: HashMap::new(),
         kv_tasks: JoinSet::new(),
         listeners: JoinSet::new(),
-        inbound: inbound_tx,
+        events_inbox,
+        calls_inbox,
         renewed: Instant::now(),
     };
     link.listen_to_cluster().await;
-    link.run(rx, inbound_rx, nats_events_rx, &shutdown).await;
+    link.run(rx, [events_rx, calls_rx], nats_events_rx, &shutdown)
+        .await;
     link.leave().await;
     drop(joined);
 }
 
-/// Opens the NATS client (it connects, and reconnects, in the background).
+/// Opens the NATS client (it connects, and reconnects, in the background). A first attempt is
+/// made at once so that, when it fails, the log and `plexus.stats` say exactly why (a refused
+/// token, a certificate no CA signs); later attempts only name the kind of failure.
 async fn connect(
     config: &ClusterConfig,
     stats: Arc<ClusterStats>,
@@ -139,10 +153,35 @@ async fn connect(
         .iter()
         .map(|s| s.parse::<ServerAddr>().map_err(|e| format!("{s}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
+    let first = options(config, stats.clone(), events.clone()).await?;
+    match first.connect(servers.clone()).await {
+        Ok(client) => return Ok(client),
+        Err(e) => {
+            let kind = e.kind().to_string();
+            let why = explain(&kind, &e.to_string());
+            warn!(error = %why, "cannot connect to the cluster's NATS; retrying");
+            stats.set_nats_error(Some(why));
+        }
+    }
+    options(config, stats, events)
+        .await?
+        .retry_on_initial_connect()
+        .connect(servers)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The NATS client's settings: who this broker is, how it logs in, how it reconnects, and what
+/// it counts of the connection's events.
+async fn options(
+    config: &ClusterConfig,
+    stats: Arc<ClusterStats>,
+    events: mpsc::UnboundedSender<Event>,
+) -> Result<ConnectOptions, String> {
     let mut options = ConnectOptions::new()
         .name(format!("plexus {}/{}", config.name, config.node))
-        .retry_on_initial_connect()
         .max_reconnects(None)
+        .subscription_capacity(SUBSCRIPTION_QUEUE)
         .connection_timeout(Duration::from_secs(2))
         .reconnect_delay_callback(|attempts| Duration::from_millis(100 * attempts.min(10) as u64))
         .event_callback(move |event| {
@@ -152,10 +191,21 @@ async fn connect(
                 match &event {
                     Event::Connected => {
                         stats.set_state(LinkState::Connected);
+                        stats.set_nats_error(None);
                         ClusterStats::bump(&stats.connects);
                     }
                     Event::Disconnected | Event::Closed => stats.set_state(LinkState::Disconnected),
                     Event::SlowConsumer(_) => ClusterStats::bump(&stats.messages_in_dropped),
+                    // Keep the detailed reason of the first attempt while the kind holds.
+                    Event::ClientError(ClientError::Other(kind))
+                        if !stats
+                            .nats_error()
+                            .is_some_and(|e| e.starts_with(kind.as_str())) =>
+                    {
+                        let why = explain(kind, kind);
+                        warn!(error = %why, "cannot connect to the cluster's NATS; retrying");
+                        stats.set_nats_error(Some(why));
+                    }
                     _ => {}
                 }
                 let _ = events.send(event);
@@ -179,7 +229,30 @@ async fn connect(
     if config.tls_required {
         options = options.require_tls(true);
     }
-    options.connect(servers).await.map_err(|e| e.to_string())
+    Ok(options)
+}
+
+/// A failure to connect to NATS (`detail`, which starts with its `kind`), with what to check.
+fn explain(kind: &str, detail: &str) -> String {
+    let tls = detail.contains("certificate") || detail.contains("TLS") || detail.contains("tls");
+    let hint = match kind {
+        "authorization violation" => {
+            "the NATS server refused this broker's credentials: check cluster_token or cluster_credentials"
+        }
+        "failed signing nonce" => {
+            "the nkey of cluster_credentials could not sign the server's challenge"
+        }
+        _ if tls => {
+            "the TLS handshake with the NATS server failed: cluster_tls_ca must have signed the server's certificate, and a server that verifies clients needs cluster_tls_cert and cluster_tls_key"
+        }
+        "timed out" | "IO error" | "DNS error" => "no NATS server of the cluster could be reached",
+        _ => "",
+    };
+    if hint.is_empty() {
+        detail.to_owned()
+    } else {
+        format!("{detail} ({hint})")
+    }
 }
 
 /// A name this broker holds in the cluster.
@@ -203,6 +276,68 @@ enum Inbound {
     Event(Message),
     /// A caller gave up on a call.
     Cancel(Message),
+}
+
+impl Inbound {
+    fn message(&self) -> &Message {
+        match self {
+            Inbound::Call(m) | Inbound::Event(m) | Inbound::Cancel(m) => m,
+        }
+    }
+}
+
+/// A queue from the listeners (one task per NATS subscription) to the link task, bounded in
+/// messages and in payload bytes. Listeners never wait on it: what does not fit is refused at
+/// once, so the NATS client's own queues stay short and nothing piles up unseen.
+#[derive(Clone)]
+struct Inbox {
+    tx: mpsc::Sender<Inbound>,
+    /// Payload bytes queued.
+    bytes: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+/// Why a message was not queued.
+enum Refused {
+    /// The queue is full; the message is given back.
+    Full(Box<Inbound>),
+    /// The link is gone.
+    Closed,
+}
+
+impl Inbox {
+    /// An empty queue holding at most `limit` payload bytes, and its receiving end.
+    fn new(limit: usize) -> (Inbox, mpsc::Receiver<Inbound>) {
+        let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+        let inbox = Inbox {
+            tx,
+            bytes: Arc::new(AtomicUsize::new(0)),
+            limit,
+        };
+        (inbox, rx)
+    }
+
+    /// Queues `inbound` if it fits.
+    fn offer(&self, inbound: Inbound) -> Result<(), Refused> {
+        let len = inbound.message().payload.len();
+        if self.bytes.load(Ordering::Relaxed) + len > self.limit {
+            return Err(Refused::Full(Box::new(inbound)));
+        }
+        self.bytes.fetch_add(len, Ordering::Relaxed);
+        self.tx.try_send(inbound).map_err(|e| {
+            self.bytes.fetch_sub(len, Ordering::Relaxed);
+            match e {
+                mpsc::error::TrySendError::Full(inbound) => Refused::Full(Box::new(inbound)),
+                mpsc::error::TrySendError::Closed(_) => Refused::Closed,
+            }
+        })
+    }
+
+    /// The link took `inbound` off the queue.
+    fn taken(&self, inbound: &Inbound) {
+        self.bytes
+            .fetch_sub(inbound.message().payload.len(), Ordering::Relaxed);
+    }
 }
 
 /// A claim made: its revision and the subscription its calls arrive on.
@@ -244,7 +379,10 @@ struct Link {
     held: HashMap<String, Held>,
     kv_tasks: JoinSet<KvDone>,
     listeners: JoinSet<()>,
-    inbound: mpsc::Sender<Inbound>,
+    /// Events and cancels from NATS.
+    events_inbox: Inbox,
+    /// Calls from other brokers.
+    calls_inbox: Inbox,
     renewed: Instant,
 }
 
@@ -252,7 +390,7 @@ impl Link {
     async fn run(
         &mut self,
         mut rx: OutboxReceiver,
-        mut inbound: mpsc::Receiver<Inbound>,
+        [mut events, mut calls]: [mpsc::Receiver<Inbound>; 2],
         mut nats_events: mpsc::UnboundedReceiver<Event>,
         shutdown: &Shutdown,
     ) {
@@ -274,7 +412,8 @@ impl Link {
                     }
                     rx.release(taken);
                 }
-                Some(message) = inbound.recv() => self.on_message(message).await,
+                Some(message) = calls.recv() => self.on_message(message).await,
+                Some(message) = events.recv() => self.on_message(message).await,
                 Some(event) = nats_events.recv() => self.nats_event(event),
                 Some(Ok(done)) = self.kv_tasks.join_next() => self.kv_done(done),
                 Some(Ok(routed)) = self.requests.join_next() => {
@@ -426,16 +565,7 @@ impl Link {
         } else {
             frame
         };
-        let mut headers = HeaderMap::new();
-        let kind = if frame.kind() == Kind::Error {
-            "error"
-        } else {
-            "reply"
-        };
-        headers.insert(ANSWER, kind);
-        headers.insert(AUX, frame.aux().to_string().as_str());
-        headers.insert(STRINGS, frame.header().nstr.to_string().as_str());
-        self.publish(call.reply, headers, frame.body().clone())
+        self.publish(call.reply, answer_headers(&frame), frame.body().clone())
             .await;
     }
 
@@ -469,8 +599,9 @@ impl Link {
         let cancels = self.client.subscribe(self.subjects.cancels()).await;
         match (events, cancels) {
             (Ok(events), Ok(cancels)) => {
-                self.listen(events, Inbound::Event);
-                self.listen(cancels, Inbound::Cancel);
+                let inbox = self.events_inbox.clone();
+                self.listen(events, inbox.clone(), Inbound::Event);
+                self.listen(cancels, inbox, Inbound::Cancel);
             }
             (Err(e), _) | (_, Err(e)) => {
                 warn!(error = %e, "cannot subscribe to the cluster's events; events from other brokers will not arrive")
@@ -478,20 +609,46 @@ impl Link {
         }
     }
 
-    /// Forwards a subscription's messages to the link task until it is aborted.
-    fn listen(&mut self, mut subscriber: Subscriber, tag: fn(Message) -> Inbound) -> AbortHandle {
-        let inbound = self.inbound.clone();
-        self.listeners.spawn(async move {
+    /// Forwards a subscription's messages to the link task until it is aborted. When the link's
+    /// inbound queue is full, an event is dropped and counted (`events_in_dropped`), a call
+    /// answered `overloaded` at once (`calls_in_refused`), and a cancel waits for room. The
+    /// listener is exempt from tokio's cooperative budget: whenever it runs it empties the NATS
+    /// client's queue, so that what this broker cannot take is dropped (and counted) here.
+    fn listen(
+        &mut self,
+        mut subscriber: Subscriber,
+        inbox: Inbox,
+        tag: fn(Message) -> Inbound,
+    ) -> AbortHandle {
+        let (stats, client) = (self.stats.clone(), self.client.clone());
+        self.listeners.spawn(tokio::task::unconstrained(async move {
             while let Some(message) = subscriber.next().await {
-                if inbound.send(tag(message)).await.is_err() {
-                    return;
+                match inbox.offer(tag(message)) {
+                    Ok(()) => {}
+                    Err(Refused::Closed) => return,
+                    Err(Refused::Full(refused)) => match *refused {
+                        Inbound::Event(_) => ClusterStats::bump(&stats.events_in_dropped),
+                        Inbound::Call(message) => {
+                            ClusterStats::bump(&stats.calls_in_refused);
+                            refuse_call(&client, message).await;
+                        }
+                        cancel @ Inbound::Cancel(_) => {
+                            if inbox.tx.send(cancel).await.is_err() {
+                                return;
+                            }
+                        }
+                    },
                 }
             }
-        })
+        }))
     }
 
     /// Something from NATS.
     async fn on_message(&mut self, inbound: Inbound) {
+        match &inbound {
+            Inbound::Call(_) => self.calls_inbox.taken(&inbound),
+            Inbound::Event(_) | Inbound::Cancel(_) => self.events_inbox.taken(&inbound),
+        }
         match inbound {
             Inbound::Call(message) => self.call_in(message).await,
             Inbound::Event(message) => self.event_in(&message),
@@ -708,7 +865,8 @@ impl Link {
     fn claimed(&mut self, token: u64, name: String, shared: bool, result: Claimed) {
         let answer = match result {
             Ok((revision, subscriber)) => {
-                let listener = self.listen(*subscriber, Inbound::Call);
+                let inbox = self.calls_inbox.clone();
+                let listener = self.listen(*subscriber, inbox, Inbound::Call);
                 if let Some(old) = self.held.insert(
                     name.clone(),
                     Held {
@@ -822,6 +980,34 @@ async fn serve(client: &Client, subject: String, shared: bool) -> Result<Subscri
     let subscriber = subscriber.map_err(|e| e.to_string())?;
     client.flush().await.map_err(|e| e.to_string())?;
     Ok(subscriber)
+}
+
+/// The headers of an answer frame sent back over NATS (its body is the message's payload).
+fn answer_headers(frame: &Frame) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let kind = if frame.kind() == Kind::Error {
+        "error"
+    } else {
+        "reply"
+    };
+    headers.insert(ANSWER, kind);
+    headers.insert(AUX, frame.aux().to_string().as_str());
+    headers.insert(STRINGS, frame.header().nstr.to_string().as_str());
+    headers
+}
+
+/// Answers a call from another broker `overloaded` without routing it: the link's inbound queue
+/// is full.
+async fn refuse_call(client: &Client, message: Message) {
+    let Some(reply) = message.reply else {
+        return;
+    };
+    let msg = format!(
+        "the broker serving this name receives calls from other brokers faster than it routes them (its queue of them is full: {INBOUND_QUEUE} calls or outbox_limit bytes); try again later"
+    );
+    let frame = Frame::error(0, ErrorCode::Overloaded, &msg, b"");
+    let publish = client.publish_with_headers(reply, answer_headers(&frame), frame.body().clone());
+    let _ = tokio::time::timeout(PUBLISH_WAIT, publish).await;
 }
 
 /// The `unavailable` answer to call `routed` to `object`.

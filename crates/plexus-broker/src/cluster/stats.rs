@@ -1,6 +1,7 @@
 //! The cluster link's counters and state, shared by the link task (which counts) and the router
 //! (which reports them in `plexus.stats` and the metrics).
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ impl LinkState {
 pub struct ClusterStats {
     state: AtomicU8,
     kv_ready: AtomicBool,
+    /// Why the last attempt to connect to NATS failed; cleared when one succeeds.
+    nats_error: Mutex<Option<String>>,
     /// Times the link (re)connected to NATS.
     pub connects: AtomicU64,
     /// Calls sent to other brokers.
@@ -54,6 +57,11 @@ pub struct ClusterStats {
     pub events_out_dropped: AtomicU64,
     /// Messages NATS dropped on their way here (this broker was a slow consumer).
     pub messages_in_dropped: AtomicU64,
+    /// Events from the cluster dropped because the link's inbound queue was full (NATS
+    /// delivered them faster than this broker routes them).
+    pub events_in_dropped: AtomicU64,
+    /// Calls from other brokers answered `overloaded` because the link's inbound queue was full.
+    pub calls_in_refused: AtomicU64,
     /// Names claimed in the cluster's name store.
     pub names_claimed: AtomicU64,
     /// Names refused because another broker holds them, or the store could not be reached.
@@ -82,6 +90,18 @@ impl ClusterStats {
     /// Whether NATS is connected.
     pub fn up(&self) -> bool {
         self.state() == LinkState::Connected
+    }
+
+    /// Why the last attempt to connect to NATS failed, if it did and none succeeded since.
+    pub fn nats_error(&self) -> Option<String> {
+        self.nats_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Records why connecting to NATS failed (`None`: it succeeded).
+    pub fn set_nats_error(&self, error: Option<String>) {
+        if let Ok(mut e) = self.nats_error.lock() {
+            *e = error;
+        }
     }
 
     /// Whether the name store is open.
@@ -122,7 +142,7 @@ impl ClusterStats {
     }
 
     /// The counters by name, for `plexus.stats` and the metrics.
-    pub fn counters(&self) -> [(&'static str, u64); 13] {
+    pub fn counters(&self) -> [(&'static str, u64); 15] {
         let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
         [
             ("connects", get(&self.connects)),
@@ -134,6 +154,8 @@ impl ClusterStats {
             ("events_in", get(&self.events_in)),
             ("events_out_dropped", get(&self.events_out_dropped)),
             ("messages_in_dropped", get(&self.messages_in_dropped)),
+            ("events_in_dropped", get(&self.events_in_dropped)),
+            ("calls_in_refused", get(&self.calls_in_refused)),
             ("names_claimed", get(&self.names_claimed)),
             ("names_refused", get(&self.names_refused)),
             ("names_lost", get(&self.names_lost)),
@@ -212,6 +234,9 @@ impl ClusterStats {
             },
         });
         if let Some(map) = out.as_object_mut() {
+            if let Some(error) = self.nats_error() {
+                map.insert("nats_error".to_owned(), json!(error));
+            }
             for (name, n) in self.counters() {
                 map.insert(name.to_owned(), json!(n));
             }

@@ -7,10 +7,11 @@ use std::time::Duration;
 use bytes::BytesMut;
 use plexus_proto::Frame;
 use plexus_proto::dialect::{Decoded, DialectCodec};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
+use super::fds::{self, ReadFds};
 use super::input::Input;
 use super::stop::Stop;
 use crate::conn_id::ConnId;
@@ -59,7 +60,7 @@ pub async fn serve<R, W>(
     router: &Router,
     shutdown: &Shutdown,
 ) where
-    R: AsyncRead + Unpin,
+    R: ReadFds,
     W: AsyncWrite + Unpin,
 {
     let (outbox, receiver) = outbox(router.config().outbox_limit);
@@ -135,7 +136,7 @@ impl Link {
         shutdown: &Shutdown,
     ) -> Stop
     where
-        R: AsyncRead + Unpin,
+        R: ReadFds,
         W: AsyncWrite + Unpin,
     {
         let mut ended = self.decode(input, false, outbox).err();
@@ -255,7 +256,7 @@ impl Link {
     /// Decodes the peer's bytes (all that is left of them when `eof`): requests are kept for
     /// [`Link::route`], answers the codec gives by itself go to the outbox. `Err` when the stream
     /// cannot go on (after the requests before the fault are routed).
-    fn decode<R: AsyncRead + Unpin>(
+    fn decode<R: ReadFds>(
         &mut self,
         input: &mut Input<R>,
         eof: bool,
@@ -290,6 +291,14 @@ impl Link {
         let mut bytes = 0;
         for frame in self.taken.drain(..) {
             bytes += held(&frame);
+            // Memfd payloads: a dialect peer gets the memfd's bytes.
+            let frame = match fds::inline(&frame) {
+                Ok(frame) => frame,
+                Err(e) => {
+                    warn!(conn = self.conn, error = %e, "cannot read a memfd payload; frame dropped");
+                    continue;
+                }
+            };
             self.codec.encode(&frame, &mut self.out, &mut self.bounced);
         }
         self.receiver.release(bytes);

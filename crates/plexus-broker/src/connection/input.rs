@@ -12,10 +12,10 @@ use std::time::Duration;
 use bytes::BytesMut;
 use plexus_proto::dialect::Dialect;
 use plexus_proto::{DecodeError, ErrorCode, Frame, decode_compact};
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::fds::{ReadFds, Received};
 use super::stop::Stop;
 
 /// Bytes the reader asks the socket for at most, per read, unless a large frame's body is due.
@@ -54,11 +54,13 @@ pub struct Input<R> {
     unit: &'static str,
     /// Whether the buffer grew past [`SHRINK_ABOVE`] since it was last replaced.
     grown: bool,
+    /// Memfd payloads: descriptors received and not yet given to their frames.
+    pub fds: Received,
     /// Bytes the next read asks for at least (performance: grows from [`FIRST_READ`]).
     read_size: usize,
 }
 
-impl<R: AsyncRead + Unpin> Input<R> {
+impl<R: ReadFds> Input<R> {
     /// Wraps the read half of a connection accepted now, whose frames may be up to `max_frame`
     /// bytes after the handshake.
     pub fn new(
@@ -79,6 +81,7 @@ impl<R: AsyncRead + Unpin> Input<R> {
             partial_due: None,
             unit: "frame",
             grown: false,
+            fds: Received::default(),
             read_size: FIRST_READ,
         }
     }
@@ -99,7 +102,7 @@ impl<R: AsyncRead + Unpin> Input<R> {
         } else {
             self.partial_due
         };
-        let read = self.reader.read_buf(&mut self.buf);
+        let read = self.reader.read_fds(&mut self.buf, &mut self.fds);
         let result = match due {
             None => read.await,
             Some(due) => match tokio::time::timeout_at(due, read).await {
@@ -115,6 +118,10 @@ impl<R: AsyncRead + Unpin> Input<R> {
                     self.read_size *= 2;
                 }
                 Ok(true)
+            }
+            // Memfd payloads: a descriptor the connection may not send.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                Err(Stop::Refused(ErrorCode::BadFrame, e.to_string()))
             }
             Err(e) => {
                 debug!(error = %e, "read failed");
@@ -208,7 +215,8 @@ impl<R: AsyncRead + Unpin> Input<R> {
             }
         };
         self.decoded(out.len() > before);
-        result
+        result?;
+        self.fds.check_left(!self.buf.is_empty())
     }
 
     /// The next native frame, reading as needed.
@@ -216,6 +224,7 @@ impl<R: AsyncRead + Unpin> Input<R> {
         loop {
             if let Some(frame) = self.decode_one()? {
                 self.decoded(true);
+                self.fds.check_left(!self.buf.is_empty())?;
                 return Ok(frame);
             }
             self.decoded(false);
@@ -224,7 +233,12 @@ impl<R: AsyncRead + Unpin> Input<R> {
     }
 
     fn decode_one(&mut self) -> Result<Option<Frame>, Stop> {
-        decode_compact(&mut self.buf, self.max_frame, COPY_BELOW).map_err(|e| self.refusal(e))
+        let frame = decode_compact(&mut self.buf, self.max_frame, COPY_BELOW)
+            .map_err(|e| self.refusal(e))?;
+        // Memfd payloads: a frame flagged for one takes its descriptor.
+        frame
+            .map(|frame| self.fds.attach(frame, self.max_frame))
+            .transpose()
     }
 
     fn refusal(&self, e: DecodeError) -> Stop {

@@ -2,6 +2,7 @@
 //! through the dialect's codec until it closes or the broker shuts down.
 
 mod dialect;
+mod fds;
 mod input;
 mod native;
 pub mod socket;
@@ -10,13 +11,14 @@ mod stop;
 use std::sync::Arc;
 
 use plexus_proto::dialect::Dialect;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
 
 use crate::peer::PeerInfo;
 use crate::router::Router;
 use crate::shutdown::Shutdown;
 use input::Input;
+
+pub use fds::{ReadFds, WriteFds, write_fd_frame};
 
 /// Serves one accepted connection until it closes or the broker shuts down. A connection of a
 /// listener that speaks only `forced` (ipc-server's) is not detected.
@@ -28,8 +30,8 @@ pub async fn serve<R, W>(
     shutdown: Shutdown,
     forced: Option<Dialect>,
 ) where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin + Send + 'static,
+    R: ReadFds,
+    W: WriteFds + 'static,
 {
     let conn = router.next_conn_id();
     let config = router.config();

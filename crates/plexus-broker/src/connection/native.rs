@@ -3,10 +3,10 @@
 
 use std::collections::VecDeque;
 
-use plexus_proto::{ErrorCode, Kind};
-use tokio::io::{AsyncRead, AsyncWrite};
+use plexus_proto::{ErrorCode, Kind, flags};
 use tracing::{debug, info};
 
+use super::fds::{self, ReadFds, WriteFds};
 use super::input::Input;
 use super::stop::Stop;
 use crate::conn_id::ConnId;
@@ -26,8 +26,8 @@ pub async fn serve<R, W>(
     shutdown: &Shutdown,
     refused: Option<Stop>,
 ) where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin + Send + 'static,
+    R: ReadFds,
+    W: WriteFds + 'static,
 {
     let (outbox, receiver) = outbox(router.config().outbox_limit);
     let mut writer_task = shutdown.spawn(receiver.write_all_to(writer));
@@ -51,7 +51,7 @@ pub async fn serve<R, W>(
 
 /// A session: `hello` (within the handshake timeout, which the input keeps), then frames until
 /// the connection ends.
-async fn session<R: AsyncRead + Unpin>(
+async fn session<R: ReadFds>(
     conn: ConnId,
     input: &mut Input<R>,
     mut peer: PeerInfo,
@@ -75,6 +75,11 @@ async fn session<R: AsyncRead + Unpin>(
         Ok(token) => peer.token = token,
         Err(refused) => return Stop::Refused(refused.code, refused.message),
     }
+    // Memfd payloads: a Unix-socket peer that asks sends and gets them from now on.
+    if hello.flags() & flags::FD_PAYLOAD != 0 && peer.transport == "unix" {
+        input.fds.accept();
+        outbox.send_fds();
+    }
     info!(conn, client = %peer.client, pid = ?peer.pid, uid = ?peer.uid, transport = peer.transport, addr = ?peer.addr, "connection opened");
     let mut attached = match router.attach(conn, peer, outbox.clone()) {
         Ok(attached) => attached,
@@ -88,7 +93,7 @@ async fn session<R: AsyncRead + Unpin>(
 /// Hands every frame to the router, a read's worth at a time, until the connection ends or the
 /// router disconnects it. While answers hold the outbox over its limit, no more frames are routed
 /// and nothing more is read until the writer has drained it.
-async fn route_frames<R: AsyncRead + Unpin>(
+async fn route_frames<R: ReadFds>(
     conn: ConnId,
     input: &mut Input<R>,
     router: &Router,
@@ -102,6 +107,7 @@ async fn route_frames<R: AsyncRead + Unpin>(
     let mut contracts = router.contracts_view();
     loop {
         let stop = input.drain_into(&mut batch).err();
+        fds::inline_where_needed(router, conn, &mut contracts, &mut batch);
         router.prepare_contracts(conn, &mut contracts, &batch).await;
         router.screen(conn, &mut contracts, &mut batch);
         while !batch.is_empty() {

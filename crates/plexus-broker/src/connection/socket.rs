@@ -92,6 +92,15 @@ impl Sock {
     }
 }
 
+impl std::os::fd::AsFd for Sock {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Sock::Unix(s) => s.as_fd(),
+            Sock::Tcp(s) => s.as_fd(),
+        }
+    }
+}
+
 impl std::os::fd::AsRawFd for Sock {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         match self {
@@ -136,6 +145,36 @@ pub struct SocketWriter {
     waiting: Option<AsyncFd<Sock>>,
 }
 
+impl SocketReader {
+    /// Whether this is a Unix socket.
+    pub fn is_unix(&self) -> bool {
+        matches!(self.fd.get_ref(), Sock::Unix(_))
+    }
+
+    /// Runs `read` once the socket is readable, until it does not find the socket empty. `read`
+    /// returns what it read and whether it took everything there was (then the next read waits
+    /// for the socket instead of trying again for nothing).
+    pub async fn read_with(
+        &self,
+        mut read: impl FnMut(&Sock) -> io::Result<(usize, bool)>,
+    ) -> io::Result<usize> {
+        loop {
+            let mut ready = self.fd.readable().await?;
+            match ready.try_io(|fd| read(fd.get_ref())) {
+                Ok(Ok((n, drained))) => {
+                    if drained {
+                        ready.clear_ready();
+                    }
+                    return Ok(n);
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => {}
+            }
+        }
+    }
+}
+
 impl AsyncRead for SocketReader {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -171,8 +210,13 @@ impl AsyncRead for SocketReader {
 }
 
 impl SocketWriter {
+    /// Whether this is a Unix socket.
+    pub fn is_unix(&self) -> bool {
+        matches!(self.fd.get_ref(), Sock::Unix(_))
+    }
+
     /// Runs `write` until the socket takes something, waiting for room while it takes nothing.
-    fn poll_write_with(
+    pub fn poll_write_with(
         &mut self,
         cx: &mut Context<'_>,
         write: impl Fn(&Sock) -> io::Result<usize>,

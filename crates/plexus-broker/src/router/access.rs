@@ -67,7 +67,7 @@ impl State {
             .config
             .policy
             .as_ref()
-            .is_some_and(|p| p.quotas.limit(resource).is_some());
+            .is_some_and(|p| p.quotas.limits(resource));
         let Some(owner) = self.conns.get(&conn).map(|c| c.owner).filter(|_| limited) else {
             return Ok(());
         };

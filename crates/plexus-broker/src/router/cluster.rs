@@ -140,7 +140,9 @@ impl Router {
     /// Attaches the cluster link as connection `port.conn` and makes it the router's way to
     /// other brokers. It is admitted with every right: what other brokers may ask of this one is
     /// decided by the cluster's export lists, not by the local policy. It holds the name
-    /// [`CLUSTER_OBJECT`] (`plexus.cluster`), answered by the link.
+    /// [`CLUSTER_OBJECT`] (`plexus.cluster`), answered by the link. Its quotas are its own
+    /// ([`Owner::Cluster`], `[quotas.cluster]`): local peers and other brokers never use up each
+    /// other's.
     pub fn attach_cluster(&self, peer: PeerInfo, outbox: Outbox, port: ClusterPort) {
         let conn = port.conn;
         let mut st = self.lock();
@@ -148,11 +150,12 @@ impl Router {
         if st.registry.register(CLUSTER_OBJECT, conn, false).is_ok() {
             names.insert(CLUSTER_OBJECT.to_owned());
         }
+        st.book.open(Owner::Cluster, conn);
         st.conns.insert(
             conn,
             Conn {
                 outbox,
-                owner: Owner::of(&peer),
+                owner: Owner::Cluster,
                 peer,
                 names,
                 subs: HashMap::new(),

@@ -12,6 +12,7 @@ mod contract_checks;
 // Cluster.
 mod cluster;
 mod events;
+mod fd_payloads;
 mod monitor;
 mod names;
 mod raw_json;
@@ -238,11 +239,14 @@ impl Router {
         {
             outbox.count_against(st.book.byte_quota(owner, limit));
         }
-        outbox.push_always(Frame::welcome(
-            conn,
-            self.config.max_frame,
-            env!("CARGO_PKG_VERSION"),
-        ));
+        let welcome = Frame::welcome(conn, self.config.max_frame, env!("CARGO_PKG_VERSION"));
+        // Memfd payloads: the welcome tells a peer that asked that the broker agrees.
+        let fds = if outbox.sends_fds() {
+            plexus_proto::flags::FD_PAYLOAD
+        } else {
+            0
+        };
+        outbox.push_always(welcome.with_flags(fds));
         st.stats.connections_total += 1;
         st.book.open(owner, conn);
         st.conns.insert(

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use plexus_proto::{ErrorCode, Frame, Kind};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, error, warn};
 
 pub(crate) use outbound::Outbound;
@@ -21,7 +21,8 @@ use crate::Error;
 use crate::command::{Answer, Command};
 use crate::event::Event;
 use crate::lost_names::NameLost;
-use crate::worker::{Answered, DynObject, IncomingCall};
+use crate::publish_queue::PublishQueue;
+use crate::worker::{Answered, CancelSwitch, DynObject, IncomingCall, cancel_switch};
 
 /// A subscription: its pattern (to restore it) and where its events go.
 struct Sub {
@@ -63,7 +64,7 @@ pub(crate) struct Session {
     subs: HashMap<u64, Sub>,
     served: HashMap<String, Served>,
     /// Incoming calls still running, with the switch that tells their handler the caller gave up.
-    in_flight: HashMap<u64, watch::Sender<bool>>,
+    in_flight: HashMap<u64, CancelSwitch>,
     /// Incoming calls allowed to run at once.
     max_calls: usize,
     /// One permit per running call, held by its task until the handler is done.
@@ -71,11 +72,18 @@ pub(crate) struct Session {
     /// Who hears of names lost on a reconnect.
     name_listeners: Vec<mpsc::UnboundedSender<NameLost>>,
     out: Outbound,
+    /// Room for publishes, given back as they are written or dropped.
+    publishes: Arc<PublishQueue>,
 }
 
 impl Session {
-    /// A session on an open connection; `ids` numbers the requests it makes itself.
-    pub(crate) fn new(ids: Arc<AtomicU64>, max_concurrent_calls: usize) -> Session {
+    /// A session on an open connection; `ids` numbers the requests it makes itself, and
+    /// publishes hold room in `publishes` until written.
+    pub(crate) fn new(
+        ids: Arc<AtomicU64>,
+        max_concurrent_calls: usize,
+        publishes: Arc<PublishQueue>,
+    ) -> Session {
         let max_calls = max_concurrent_calls.max(1);
         Session {
             ids,
@@ -89,6 +97,7 @@ impl Session {
             limiter: Arc::new(Semaphore::new(max_calls)),
             name_listeners: Vec::new(),
             out: Outbound::default(),
+            publishes,
         }
     }
 
@@ -97,11 +106,26 @@ impl Session {
         self.out.len()
     }
 
-    /// Hands what is queued to `into`, if `into` has been written out.
+    /// Hands what is queued to `into`, if `into` has been written out; flushes with nothing
+    /// before them to write are answered at once.
     pub(crate) fn take_output(&mut self, into: &mut Outbound) {
         if into.is_empty() {
             std::mem::swap(into, &mut self.out);
+            self.out.use_fds = into.use_fds;
+            if into.is_empty() {
+                into.advance(0, &self.publishes);
+            }
         }
+    }
+
+    /// Memfd payloads: whether large payloads go as memfds on this connection.
+    pub(crate) fn use_fds(&mut self, on: bool) {
+        self.out.use_fds = on;
+    }
+
+    /// The room publishes hold until written.
+    pub(crate) fn publishes(&self) -> &PublishQueue {
+        &self.publishes
     }
 
     /// Carries out one command from the API.
@@ -115,7 +139,8 @@ impl Session {
                 self.out.push(&frame);
                 self.pending.insert(frame.id(), Waiter::Caller(answer));
             }
-            Command::Send { frame, written } => self.out.push_waited(&frame, written),
+            Command::Publish { frame, reserved } => self.out.push_published(&frame, reserved),
+            Command::Flush { written } => self.out.wait_written(written),
             Command::Cancel { id } => {
                 if self.pending.remove(&id).is_some() {
                     self.out.push(&Frame::cancel(id));
@@ -186,7 +211,7 @@ impl Session {
             Kind::Call => return self.dispatch(frame),
             Kind::Cancel => {
                 if let Some(cancel) = self.in_flight.remove(&frame.id()) {
-                    let _ = cancel.send(true);
+                    cancel.cancel();
                 }
             }
             other => debug!(
@@ -215,9 +240,9 @@ impl Session {
             }
         }
         for (_, cancel) in self.in_flight.drain() {
-            let _ = cancel.send(true);
+            cancel.cancel();
         }
-        self.out.fail(why);
+        self.out.fail(why, &self.publishes);
     }
 
     /// Queues the registrations and subscriptions again on a new connection.
@@ -247,10 +272,12 @@ impl Session {
             | Command::Serve { answer, .. } => {
                 let _ = answer.send(Err(Error::NotConnected));
             }
-            Command::Send { written, .. } => {
-                if let Some(written) = written {
-                    let _ = written.send(Err(Error::NotConnected));
-                }
+            Command::Publish { reserved, .. } => {
+                self.publishes.release(reserved as usize);
+                self.publishes.lose(Error::NotConnected);
+            }
+            Command::Flush { written } => {
+                let _ = written.send(Err(Error::NotConnected));
             }
             Command::Unsubscribe { id } => {
                 self.subs.remove(&id);
@@ -355,7 +382,7 @@ impl Session {
                 .push(&Frame::error(id, ErrorCode::Overloaded, &msg, b""));
             return None;
         };
-        let (cancel, cancelled) = watch::channel(false);
+        let (cancel, cancelled) = cancel_switch();
         self.in_flight.insert(id, cancel);
         Some(IncomingCall {
             id,

@@ -15,6 +15,7 @@ use crate::command::Command;
 use crate::error::into_result;
 use crate::event::Event;
 use crate::lost_names::NameLost;
+use crate::publish_queue::PublishQueue;
 use crate::worker::{Answered, CallContext, DynObject, IncomingCall, Object};
 
 /// An object that declares one method; its calls are never run here.
@@ -33,8 +34,43 @@ impl Object for Declared {
 /// Where a test reads the answer to a request.
 type AnswerSlot = oneshot::Receiver<Result<Frame, Error>>;
 
+/// Room for publishes in the tests' sessions.
+const ROOM: u32 = 1000;
+
 fn session() -> Session {
-    Session::new(Arc::new(AtomicU64::new(1000)), 4)
+    let publishes = Arc::new(PublishQueue::new(ROOM));
+    Session::new(Arc::new(AtomicU64::new(1000)), 4, publishes)
+}
+
+/// Queues a 1-byte publish on topic `t` the way `Client::publish` does, room reserved first.
+async fn publish(session: &mut Session) {
+    let frame = Frame::publish(0, "t", b"1", false);
+    let reserved = session
+        .publishes()
+        .reserve(frame.wire_len())
+        .await
+        .expect("room");
+    session.command(Command::Publish { frame, reserved });
+}
+
+/// Asks the session to tell when everything before is written.
+fn flush(session: &mut Session) -> oneshot::Receiver<Result<(), Error>> {
+    let (written, flushed) = oneshot::channel();
+    session.command(Command::Flush { written });
+    flushed
+}
+
+/// Whether all of the publish queue's room is free: a frame as large as all of it fits now.
+async fn all_room_free(session: &Session) -> bool {
+    let queue = session.publishes();
+    let reserve = queue.reserve(ROOM as usize);
+    match tokio::time::timeout(std::time::Duration::from_millis(100), reserve).await {
+        Ok(taken) => {
+            queue.release(taken.expect("open") as usize);
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 /// The frames the session queued for the socket, as the broker would read them.
@@ -42,7 +78,7 @@ fn written(session: &mut Session) -> Vec<Frame> {
     let mut out = Outbound::default();
     session.take_output(&mut out);
     let mut bytes = BytesMut::from(out.bytes());
-    out.advance(out.len());
+    out.advance(out.len(), session.publishes());
     let mut frames = Vec::new();
     while let Some(frame) = decode(&mut bytes, u32::MAX).expect("the session writes valid frames") {
         frames.push(frame);
@@ -283,7 +319,7 @@ fn an_incoming_call_comes_out_to_run_and_its_answer_is_written_once() {
     assert_eq!((call.id, call.method.as_str()), (7, "add"));
     assert_eq!(&call.params[..], br#"{"a":1}"#);
     assert_eq!(call.timeout, std::time::Duration::from_millis(250));
-    assert!(!*call.cancelled.borrow());
+    assert!(!call.cancelled.is_cancelled());
 
     s.answered(answer(&call, b"2"));
     s.answered(answer(&call, b"3"));
@@ -310,7 +346,7 @@ fn a_cancel_from_the_broker_tells_the_handler_and_drops_its_answer() {
     let call = running_call(&mut s, 8);
     s.incoming(Frame::cancel(8));
     assert!(
-        *call.cancelled.borrow(),
+        call.cancelled.is_cancelled(),
         "the handler learns the caller gave up"
     );
     s.answered(answer(&call, b"late"));
@@ -378,16 +414,13 @@ fn unserve_unregisters_and_calls_for_the_name_are_refused() {
     assert!(s.incoming(Frame::call(3, "math", "add", 0, b"")).is_none());
 }
 
-#[test]
-fn losing_the_connection_fails_open_requests_and_cancels_handlers() {
+#[tokio::test]
+async fn losing_the_connection_fails_open_requests_and_cancels_handlers() {
     let mut s = serving_math();
     let call_ = running_call(&mut s, 8);
     let answered = call(&mut s, 2);
-    let (written_tx, mut written_rx) = oneshot::channel();
-    s.command(Command::Send {
-        frame: Frame::publish(0, "t", b"1", false),
-        written: Some(written_tx),
-    });
+    publish(&mut s).await;
+    let mut written_rx = flush(&mut s);
     s.connection_lost("the broker closed the connection");
 
     let err = result(answered).expect_err("failed");
@@ -400,7 +433,15 @@ fn losing_the_connection_fails_open_requests_and_cancels_handlers() {
         Ok(Err(Error::ConnectionLost(_)))
     ));
     assert!(
-        *call_.cancelled.borrow(),
+        matches!(s.publishes().take_error(), Some(Error::ConnectionLost(why)) if why == "the broker closed the connection"),
+        "the publish dropped is reported to the next publish or flush"
+    );
+    assert!(
+        all_room_free(&s).await,
+        "the dropped publish gave its room back"
+    );
+    assert!(
+        call_.cancelled.is_cancelled(),
         "running handlers learn the caller is gone"
     );
     assert!(
@@ -409,8 +450,8 @@ fn losing_the_connection_fails_open_requests_and_cancels_handlers() {
     );
 }
 
-#[test]
-fn without_a_connection_commands_are_refused_and_nothing_is_queued() {
+#[tokio::test]
+async fn without_a_connection_commands_are_refused_and_nothing_is_queued() {
     let mut s = session();
     let (_, _events) = subscribe(&mut s, 3, "a.>", 8);
     let _served = serve(&mut s, 4, "math");
@@ -423,13 +464,14 @@ fn without_a_connection_commands_are_refused_and_nothing_is_queued() {
         result(serve(&mut s, 7, "other")),
         Err(Error::NotConnected)
     ));
-    let (written_tx, mut written_rx) = oneshot::channel();
-    s.command(Command::Send {
-        frame: Frame::publish(0, "t", b"1", false),
-        written: Some(written_tx),
-    });
+    publish(&mut s).await;
     assert!(matches!(
-        written_rx.try_recv(),
+        s.publishes().take_error(),
+        Some(Error::NotConnected)
+    ));
+    assert!(all_room_free(&s).await, "the refused publish holds no room");
+    assert!(matches!(
+        flush(&mut s).try_recv(),
         Ok(Err(Error::NotConnected))
     ));
     s.command(Command::Unsubscribe { id: 3 });
@@ -549,14 +591,11 @@ fn a_failed_resubscription_answers_nobody() {
     assert!(written(&mut s).is_empty());
 }
 
-#[test]
-fn waiters_learn_their_frame_was_written_once_its_whole_batch_is() {
+#[tokio::test]
+async fn a_flush_learns_its_publish_was_written_once_its_whole_batch_is() {
     let mut s = session();
-    let (written_tx, mut written_rx) = oneshot::channel();
-    s.command(Command::Send {
-        frame: Frame::publish(0, "t", b"1", false),
-        written: Some(written_tx),
-    });
+    publish(&mut s).await;
+    let mut written_rx = flush(&mut s);
     let mut writing = Outbound::default();
     s.take_output(&mut writing);
     let batch = writing.len();
@@ -569,15 +608,31 @@ fn waiters_learn_their_frame_was_written_once_its_whole_batch_is() {
     );
     assert!(s.queued() > 0, "the call waits for the next batch");
 
-    writing.advance(batch - 1);
+    writing.advance(batch - 1, s.publishes());
     assert!(written_rx.try_recv().is_err(), "not all written yet");
-    writing.advance(1);
+    assert!(!all_room_free(&s).await, "the publish holds its room");
+    writing.advance(1, s.publishes());
     assert!(matches!(written_rx.try_recv(), Ok(Ok(()))));
+    assert!(all_room_free(&s).await, "written: its room is free");
     s.take_output(&mut writing);
     assert!(
         !writing.is_empty() && s.queued() == 0,
         "the next batch follows"
     );
+}
+
+#[test]
+fn a_flush_with_nothing_before_it_is_answered_when_the_output_is_next_taken() {
+    let mut s = session();
+    let mut flushed = flush(&mut s);
+    assert!(
+        flushed.try_recv().is_err(),
+        "not before the socket task looks"
+    );
+    let mut writing = Outbound::default();
+    s.take_output(&mut writing);
+    assert!(writing.is_empty());
+    assert!(matches!(flushed.try_recv(), Ok(Ok(()))));
 }
 
 #[test]
@@ -597,7 +652,7 @@ fn an_answer_from_before_a_reconnect_never_answers_a_new_call_with_the_same_id()
         written(&mut s).is_empty(),
         "the old connection's answer is dropped"
     );
-    assert!(!*new.cancelled.borrow(), "the new call keeps running");
+    assert!(!new.cancelled.is_cancelled(), "the new call keeps running");
     s.answered(answer(&new, b"\"new\""));
     let sent = written(&mut s);
     assert_eq!(sent.len(), 1);

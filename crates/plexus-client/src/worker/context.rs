@@ -2,18 +2,18 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
+use crate::worker::Cancelled;
 
 /// What a handler knows about the call it answers.
 #[derive(Debug, Clone)]
 pub struct CallContext {
     method: String,
     timeout: Duration,
-    cancelled: watch::Receiver<bool>,
+    cancelled: Cancelled,
 }
 
 impl CallContext {
-    pub(crate) fn new(method: String, timeout: Duration, cancelled: watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(method: String, timeout: Duration, cancelled: Cancelled) -> Self {
         CallContext {
             method,
             timeout,
@@ -33,14 +33,11 @@ impl CallContext {
 
     /// Whether the caller gave up (cancelled, timed out, or disconnected).
     pub fn is_cancelled(&self) -> bool {
-        *self.cancelled.borrow()
+        self.cancelled.is_cancelled()
     }
 
     /// Resolves when the caller gives up; never, if it does not.
     pub async fn cancelled(&self) {
-        let mut rx = self.cancelled.clone();
-        if rx.wait_for(|c| *c).await.is_err() {
-            std::future::pending::<()>().await;
-        }
+        self.cancelled.wait().await;
     }
 }

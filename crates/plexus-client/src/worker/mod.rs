@@ -1,11 +1,13 @@
 //! Serving objects: what an object is, what its handlers know, and how incoming calls run.
 
+mod cancel;
 mod context;
 // Contracts.
 mod contract;
 mod object;
 mod run;
 
+pub(crate) use cancel::{CancelSwitch, Cancelled, cancel_switch};
 pub use context::CallContext;
 pub use contract::{Contract, Serve};
 pub(crate) use object::DynObject;

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use plexus_proto::{ErrorCode, Frame};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::Error;
-use crate::worker::{CallContext, DynObject};
+use crate::worker::{CallContext, Cancelled, DynObject};
 
 /// A call the broker routed to one of this client's objects, ready to run.
 pub(crate) struct IncomingCall {
@@ -29,7 +29,7 @@ pub(crate) struct IncomingCall {
     /// The time the caller gave the call.
     pub(crate) timeout: Duration,
     /// Turns true when the caller gives up.
-    pub(crate) cancelled: watch::Receiver<bool>,
+    pub(crate) cancelled: Cancelled,
     /// This call's share of the calls the client may run at once, held until it is answered.
     pub(crate) permit: OwnedSemaphorePermit,
 }

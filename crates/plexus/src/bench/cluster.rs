@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
+use super::fanout::SUBSCRIBERS;
 use super::procs::Broker;
 use super::registry::{Outcome, Scenario};
 use super::report::{Report, ratio};
-use super::{Bench, json_string, rpc_latency};
+use super::{Bench, fanout, json_string, rpc_latency};
 use crate::exit::{Failure, INTERNAL, TIMEOUT};
 
 /// The scenario.
@@ -21,8 +22,6 @@ pub const SCENARIO: Scenario = Scenario {
     about: "two brokers through nats-server: cross-broker 64 B call latency (vs local), fan-out to 10 subscriber processes on the other broker",
     run: start,
 };
-
-const SUBSCRIBERS: usize = 10;
 
 fn start(bench: &Bench) -> Outcome<'_> {
     Box::pin(run(bench))
@@ -126,39 +125,13 @@ async fn run(bench: &Bench) -> Result<Vec<Report>, Failure> {
     let publisher = bench.connect(&a.unix).await?;
     // Until b's subscription to the cluster's events is in place, early events go nowhere.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let event = json_string(64);
-    let mut published = 0u64;
-    let started = Instant::now();
-    while started.elapsed() < bench.duration {
-        for _ in 0..64 {
-            publisher.publish_raw(&topic, &event).await?;
-        }
-        published += 64;
-    }
-    publisher.publish_raw(&topic, b"\"end\"").await?;
-    let (mut delivered, mut lost) = (0u64, 0u64);
-    for subscriber in &mut subscribers {
-        let line = subscriber
-            .line(bench.duration + Duration::from_secs(30))
-            .await?;
-        let got: u64 = line
-            .parse()
-            .map_err(|_| Failure::new(INTERNAL, format!("a subscriber said {line:?}")))?;
-        delivered += got;
-        lost += published.saturating_sub(got);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+    let fanned = fanout::fan_out(bench, &publisher, &topic, &mut subscribers).await?;
     Ok(vec![
         Report::new("cluster-rpc-latency")
             .with("calls", remote.len())
             .with_latencies(&remote)
             .with("local_p50_us", local.p50_us())
             .with("ratio_to_local", ratio(remote.p50_us(), local.p50_us())),
-        Report::new("cluster-fanout")
-            .with("subscribers", SUBSCRIBERS)
-            .with("event_bytes", event.len())
-            .with("published", published)
-            .with("deliveries_per_s", delivered as f64 / elapsed)
-            .with("lost", lost),
+        fanned.report("cluster-fanout"),
     ])
 }

@@ -25,7 +25,8 @@ enum Role {
     /// Serve NAME like echo-worker, under a contract whose method `echo` checks its params and
     /// result against the schema `rpc-validated` uses.
     CheckedEchoWorker { name: String },
-    /// Subscribe to TOPIC and count events; on the event `"end"`, print the count.
+    /// Subscribe to TOPIC and count events; on the first event `"end"`, print the count (the
+    /// bench repeats the end marker until every subscriber answered).
     Subscriber { topic: String },
     /// Echo SIZE-byte messages on a plain socket at ADDR (unix:PATH or tcp:HOST:PORT).
     FloorEcho { addr: String, size: usize },
@@ -80,12 +81,13 @@ pub async fn run(args: HelperArgs, g: Global) -> Result<u8, Failure> {
             let client = g.connect("bench-subscriber").await?;
             let mut events = client.subscribe(&topic).await?;
             println!("ready");
-            let mut count = 0u64;
+            let (mut count, mut told) = (0u64, false);
             while let Some(event) = events.next().await {
-                if &event.payload[..] == b"\"end\"" {
-                    println!("{count}");
-                } else {
+                if &event.payload[..] != b"\"end\"" {
                     count += 1;
+                } else if !told {
+                    println!("{count}");
+                    told = true;
                 }
             }
         }

@@ -168,13 +168,18 @@ impl Helper {
 
     /// The helper's next line on stdout, waiting at most `within`.
     pub async fn line(&mut self, within: Duration) -> Result<String, Failure> {
+        self.try_line(within)
+            .await?
+            .ok_or_else(|| Failure::new(TIMEOUT, "a bench helper did not answer in time"))
+    }
+
+    /// The helper's next line on stdout, or `None` if it says nothing within `within` (a line
+    /// that comes later is read by the next call).
+    pub async fn try_line(&mut self, within: Duration) -> Result<Option<String>, Failure> {
         match tokio::time::timeout(within, self.lines.next_line()).await {
-            Ok(Ok(Some(line))) => Ok(line),
+            Ok(Ok(Some(line))) => Ok(Some(line)),
             Ok(_) => Err(Failure::new(INTERNAL, "a bench helper exited early")),
-            Err(_) => Err(Failure::new(
-                TIMEOUT,
-                "a bench helper did not answer in time",
-            )),
+            Err(_) => Ok(None),
         }
     }
 }

@@ -217,6 +217,11 @@ impl Bus {
         wait_exit(&mut broker, "the broker")
     }
 
+    /// Memfd payloads: the broker's process id, to count its open descriptors.
+    pub fn broker_pid(&self) -> u32 {
+        self.broker.as_ref().expect("a running broker").id()
+    }
+
     /// What the broker wrote to stderr so far.
     pub fn broker_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()

@@ -1,0 +1,136 @@
+//! Memfd payloads between Rust clients through a real broker on a Unix socket: large params,
+//! results and events arrive byte-identical; the client sends them as sealed memfds and reads
+//! the memfds it is sent; a peer that did not ask for them gets the bytes inline.
+
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use plexus_client::Client;
+use plexus_proto::{Frame, Kind, flags};
+use plexus_test_support::{RawClient, TestBroker, memfd, read_memfd};
+use rustix::fs::SealFlags;
+use serde_json::Value;
+use tokio::net::UnixStream;
+
+const SEALED: SealFlags = SealFlags::WRITE
+    .union(SealFlags::SHRINK)
+    .union(SealFlags::GROW)
+    .union(SealFlags::SEAL);
+
+/// A JSON string of `len` bytes whose content varies, so a shifted or truncated copy differs.
+fn payload(len: usize) -> Vec<u8> {
+    let mut body: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+    body[0] = b'"';
+    body[len - 1] = b'"';
+    body
+}
+
+async fn client(broker: &TestBroker) -> Client {
+    Client::connect_to(&broker.addr()).await.expect("connect")
+}
+
+#[tokio::test]
+async fn large_params_results_and_events_arrive_byte_identical_between_rust_clients() {
+    let broker = TestBroker::start().await;
+    let worker = client(&broker).await;
+    worker
+        .serve_fn(
+            "echo",
+            |_method, params: Value, _ctx| async move { Ok(params) },
+        )
+        .await
+        .expect("serve");
+    let caller = client(&broker).await;
+    let subscriber = client(&broker).await;
+    let mut events = subscriber.subscribe("big.>").await.expect("subscribe");
+    for len in [300 * 1024, 1 << 20, 16 << 20] {
+        let params = payload(len);
+        let result = caller
+            .call_raw("echo", "echo", &params, Duration::from_secs(30))
+            .await
+            .expect("call");
+        assert!(result[..] == params[..], "a {len}-byte result differs");
+        caller
+            .publish_raw("big.data", &params)
+            .await
+            .expect("publish");
+        let event = tokio::time::timeout(plexus_test_support::WAIT, events.next())
+            .await
+            .expect("the event in time")
+            .expect("an event");
+        assert!(
+            event.payload[..] == params[..],
+            "a {len}-byte event differs"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rust_client_sends_large_payloads_as_sealed_memfds_and_reads_the_ones_it_gets() {
+    let broker = TestBroker::start().await;
+    let stream = UnixStream::connect(&broker.path).await.expect("connect");
+    let mut worker = RawClient::hello_fds(stream, "raw-worker").await;
+    worker.register(1, "w").await;
+    let caller = client(&broker).await;
+    let params = payload(1 << 20);
+    let answer = payload(2 << 20);
+    let call = {
+        let params = params.clone();
+        tokio::spawn(async move {
+            caller
+                .call_raw("w", "m", &params, Duration::from_secs(30))
+                .await
+        })
+    };
+    let (frame, fd) = worker.recv_with_fd().await;
+    assert_eq!(frame.kind(), Kind::Call);
+    assert_ne!(
+        frame.flags() & flags::FD_PAYLOAD,
+        0,
+        "the call is flagged fd_payload"
+    );
+    assert!(frame.payload().is_empty(), "nothing inline");
+    let fd = fd.expect("a memfd came with the call");
+    let seals = rustix::fs::fcntl_get_seals(&fd).expect("a memfd");
+    assert!(seals.contains(SEALED), "sealed: {seals:?}");
+    assert!(read_memfd(&fd) == params, "the memfd holds the params");
+    let reply = memfd(&answer, SEALED);
+    worker
+        .send_with_fds(
+            &Frame::reply(frame.id(), b"").with_flags(flags::FD_PAYLOAD),
+            &[reply.as_fd()],
+        )
+        .await;
+    let result = call.await.expect("task").expect("the call is answered");
+    assert!(
+        result[..] == answer[..],
+        "the caller read the memfd's bytes"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_that_did_not_ask_gets_large_payloads_inline() {
+    let broker = TestBroker::start().await;
+    let worker = client(&broker).await;
+    let answer = payload(1 << 20);
+    let reply = answer.clone();
+    worker
+        .serve_fn("big", move |_method, _params: Value, _ctx| {
+            let reply = reply.clone();
+            async move { Ok(serde_json::from_slice(&reply)?) }
+        })
+        .await
+        .expect("serve");
+    let stream = UnixStream::connect(&broker.path).await.expect("connect");
+    let mut caller = RawClient::hello(stream, "plain").await;
+    let (frame, fd) = {
+        caller
+            .send(Frame::call(7, "big", "get", 30_000, b"null"))
+            .await;
+        caller.recv_with_fd().await
+    };
+    assert_eq!(frame.kind(), Kind::Reply, "{frame:?}");
+    assert!(fd.is_none(), "no descriptor for a peer that did not ask");
+    assert_eq!(frame.flags() & flags::FD_PAYLOAD, 0, "not flagged");
+    assert!(frame.payload()[..] == answer[..], "the bytes inline");
+}
