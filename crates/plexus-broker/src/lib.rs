@@ -57,6 +57,15 @@ pub use quotas::Quotas;
 use router::Router;
 use shutdown::Shutdown;
 
+// Performance: the micro-benchmarks' way in.
+/// Building blocks of the broker exposed for the micro-benchmarks in `benches/` (the
+/// subscription trie and a connection's outbox). Not a stable API: the broker is used through
+/// [`Broker`] and [`run`].
+pub mod internals {
+    pub use crate::outbox::{Full, Outbox, OutboxReceiver, held, outbox};
+    pub use crate::subscriptions::{SubKey, Subscriptions};
+}
+
 /// A broker whose sockets are bound, ready to run.
 pub struct Broker {
     router: Arc<Router>,

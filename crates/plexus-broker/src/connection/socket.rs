@@ -17,19 +17,15 @@ use std::task::{Context, Poll, ready};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
-/// The size of each runtime thread's read scratch buffer: reads that may take less go through it.
+/// The size of each runtime thread's read scratch buffer: the most one read takes.
 const READ_SCRATCH: usize = 64 * 1024;
-/// Room in the reader's buffer past which a read goes straight there (a large frame's body is
-/// due), zeroed first: zeroing costs as much as copying, so it pays only for large reads.
-const DIRECT_ABOVE: usize = 4 * READ_SCRATCH;
-/// Bytes one read takes at most when it goes straight into the reader's buffer.
-const LARGE_READ: usize = 1024 * 1024;
 
 thread_local! {
     /// Where reads land before they are copied into the reader's buffer, one per thread and
     /// initialized once: reading straight into a buffer's uninitialized capacity would need it
     /// zeroed first (this workspace forbids `unsafe`), which costs more than copying the few
-    /// bytes a read brings.
+    /// bytes a read brings, and would make resident the whole room reserved for a large frame
+    /// (queued large frames keep their read buffer alive), not only the bytes read.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -187,35 +183,22 @@ impl AsyncRead for SocketReader {
     ) -> Poll<io::Result<()>> {
         loop {
             let mut ready = ready!(self.fd.poll_read_ready(cx))?;
-            let read = if buf.remaining() > DIRECT_ABOVE {
-                let want = buf.remaining().min(LARGE_READ);
-                let room = buf.initialize_unfilled_to(want);
-                let read = ready.try_io(|fd| fd.get_ref().read(room));
+            let read = SCRATCH.with_borrow_mut(|scratch| {
+                if scratch.is_empty() {
+                    scratch.resize(READ_SCRATCH, 0);
+                }
+                let want = buf.remaining().min(scratch.len());
+                let read = ready.try_io(|fd| fd.get_ref().read(&mut scratch[..want]));
                 if let Ok(Ok(n)) = read {
-                    buf.advance(n);
+                    buf.put_slice(&scratch[..n]);
                     if n < want {
+                        // The read took everything there was: the next one waits for the
+                        // socket instead of trying again for nothing.
                         ready.clear_ready();
                     }
                 }
                 read
-            } else {
-                SCRATCH.with_borrow_mut(|scratch| {
-                    if scratch.is_empty() {
-                        scratch.resize(READ_SCRATCH, 0);
-                    }
-                    let want = buf.remaining().min(scratch.len());
-                    let read = ready.try_io(|fd| fd.get_ref().read(&mut scratch[..want]));
-                    if let Ok(Ok(n)) = read {
-                        buf.put_slice(&scratch[..n]);
-                        if n < want {
-                            // The read took everything there was: the next one waits for the
-                            // socket instead of trying again for nothing.
-                            ready.clear_ready();
-                        }
-                    }
-                    read
-                })
-            };
+            });
             match read {
                 Ok(Ok(_)) => return Poll::Ready(Ok(())),
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
