@@ -19,7 +19,7 @@ use crate::error::into_result;
 use crate::lost_names::LostNames;
 use crate::publish_queue::PublishQueue;
 use crate::subscription::Subscription;
-use crate::worker::{CallContext, DynObject, FnObject, Object, Serve};
+use crate::worker::{CallContext, DynObject, FnObject, Object, RawFn, Serve};
 use crate::{BrokerInfo, Error, Options};
 
 /// Time the client waits past a call's own timeout for the broker's `timeout` answer.
@@ -273,6 +273,17 @@ impl Client {
         Fut: Future<Output = Result<Value, Error>> + Send + 'static,
     {
         self.serve(name, FnObject(f)).await
+    }
+
+    /// Serves a closure `(method, params) -> future of result` under `name` with params and
+    /// result as raw JSON bytes: nothing is parsed, so a handler that passes a large payload on
+    /// (or answers with its params) costs no JSON work. The result must be JSON.
+    pub async fn serve_raw<F, Fut>(&self, name: &str, f: F) -> Result<(), Error>
+    where
+        F: Fn(String, Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Bytes, Error>> + Send + 'static,
+    {
+        self.register(name, false, Arc::new(RawFn(f))).await
     }
 
     async fn register(

@@ -134,3 +134,25 @@ async fn a_peer_that_did_not_ask_gets_large_payloads_inline() {
     assert_eq!(frame.flags() & flags::FD_PAYLOAD, 0, "not flagged");
     assert!(frame.payload()[..] == answer[..], "the bytes inline");
 }
+
+#[tokio::test]
+async fn a_raw_worker_answers_with_the_bytes_it_returns_through_memfds() {
+    let broker = TestBroker::start().await;
+    let worker = client(&broker).await;
+    worker
+        .serve_raw("raw", |method, params| async move {
+            assert_eq!(method, "echo");
+            Ok(params)
+        })
+        .await
+        .expect("serve");
+    let caller = client(&broker).await;
+    for len in [64, 1 << 20] {
+        let params = payload(len);
+        let result = caller
+            .call_raw("raw", "echo", &params, Duration::from_secs(30))
+            .await
+            .expect("call");
+        assert!(result[..] == params[..], "a {len}-byte raw answer differs");
+    }
+}

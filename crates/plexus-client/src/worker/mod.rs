@@ -5,6 +5,7 @@ mod context;
 // Contracts.
 mod contract;
 mod object;
+mod raw;
 mod run;
 
 pub(crate) use cancel::{CancelSwitch, Cancelled, cancel_switch};
@@ -12,4 +13,5 @@ pub use context::CallContext;
 pub use contract::{Contract, Serve};
 pub(crate) use object::DynObject;
 pub use object::{FnObject, Object, parse_params};
+pub(crate) use raw::RawFn;
 pub(crate) use run::{AnswerReceiver, AnswerSender, Answered, IncomingCall};

@@ -22,6 +22,8 @@ pub struct HelperArgs {
 enum Role {
     /// Serve NAME, answering every call with its params.
     EchoWorker { name: String },
+    /// Serve NAME, answering every call with its params as raw bytes, nothing parsed (payload).
+    RawEchoWorker { name: String },
     /// Serve NAME like echo-worker, under a contract whose method `echo` checks its params and
     /// result against the schema `rpc-validated` uses.
     CheckedEchoWorker { name: String },
@@ -64,6 +66,14 @@ pub async fn run(args: HelperArgs, g: Global) -> Result<u8, Failure> {
         Role::EchoWorker { name } => {
             let client = g.connect("bench-worker").await?;
             client.serve(&name, Echo).await?;
+            println!("ready");
+            std::future::pending::<()>().await;
+        }
+        Role::RawEchoWorker { name } => {
+            let client = g.connect("bench-worker").await?;
+            client
+                .serve_raw(&name, |_method, params| async move { Ok(params) })
+                .await?;
             println!("ready");
             std::future::pending::<()>().await;
         }

@@ -1,8 +1,8 @@
 //! `payload`: calls with 64 B, 64 KiB, 1 MiB, 16 MiB and 64 MiB params to an echo worker process,
 //! each against a plain socket round trip of the same size. Payloads of 256 KiB and more travel
 //! as sealed memfds between the bench's client, the broker and the worker (`docs/protocol.md`,
-//! "Memfd payloads"); the worker parses the params and writes its result anew, so each call
-//! fills two memfds and reads two.
+//! "Memfd payloads"). The worker answers with its params as raw bytes (`Client::serve_raw`,
+//! nothing parsed) but as a new payload, so each call fills two memfds and reads two.
 
 use super::registry::{Outcome, Scenario};
 use super::report::{Report, ratio};
@@ -42,7 +42,10 @@ async fn run(bench: &Bench) -> Result<Vec<Report>, Failure> {
         None => None,
     };
     let bus = own.as_ref().map_or(bench.bus.as_str(), |b| b.unix.as_str());
-    let (_worker, name) = bench.echo_worker(bus).await?;
+    // The worker answers with its params as raw bytes: what is measured is moving the payload,
+    // not JSON work (which `rpc-validated` and the other scenarios include).
+    let name = bench.unique("raw-echo");
+    let _worker = bench.helper(bus, &["raw-echo-worker", &name]).await?;
     let client = bench.connect(bus).await?;
     let limit = client.broker_info().max_frame as usize;
     let mut reports = Vec::new();
