@@ -1,7 +1,7 @@
 //! Property tests: encode/decode round trips, incremental decoding, and no panics on any bytes.
 
 use bytes::BytesMut;
-use plexus_proto::{DecodeError, Frame, HEADER_LEN, Kind, decode, decode_compact};
+use plexus_proto::{DecodeError, Frame, HEADER_LEN, Kind, decode, decode_compact, flags, wants_fd};
 use proptest::prelude::*;
 
 fn kind() -> impl Strategy<Value = Kind> {
@@ -17,7 +17,11 @@ fn frame() -> impl Strategy<Value = Frame> {
         prop::collection::vec("[a-z.>*]{0,20}", 2..=4),
         prop::collection::vec(any::<u8>(), 0..300),
     )
-        .prop_map(|(kind, id, aux, flags, strings, payload)| {
+        .prop_map(|(kind, id, aux, mut flags, strings, payload)| {
+            // Memfd payloads: a frame flagged to carry its payload in a memfd has none inline.
+            if wants_fd(kind, flags) && !payload.is_empty() {
+                flags &= !flags::FD_PAYLOAD;
+            }
             let refs: Vec<&str> = strings.iter().map(String::as_str).collect();
             Frame::build(kind, id, aux, flags, &refs, &payload)
         })
