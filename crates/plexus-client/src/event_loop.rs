@@ -108,9 +108,11 @@ impl EventLoop {
                         self.writing.advance(n, self.session.publishes());
                         // The batch is out and the next one waits in the session: no branch
                         // below would fire for it (when it is full, not even a command), so
-                        // write it now. Likewise the rest of a batch cut at a memfd payload.
+                        // write it now. Likewise the rest of a batch cut at a memfd payload,
+                        // and a flush that came while the batch was being written, with no
+                        // bytes after it (it would wait for a command that may never come).
                         let cut = n == asked && !self.writing.is_empty();
-                        if cut || self.writing.is_empty() && self.session.queued() > 0 {
+                        if cut || self.writing.is_empty() && self.session.has_output() {
                             continue;
                         }
                     }

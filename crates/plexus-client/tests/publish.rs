@@ -124,6 +124,44 @@ async fn publish_returns_before_the_write_waits_at_the_bound_and_flush_waits_for
     );
 }
 
+/// A flush that arrives while the socket task is writing the last publishes, with nothing after
+/// it, returns once they are written (it used to wait forever: found as a hang of the pinned
+/// fan-out bench).
+#[tokio::test]
+async fn a_flush_behind_a_blocked_write_returns_once_the_write_finishes() {
+    let broker = StalledBroker::start();
+    let (client, conn) = tokio::join!(client_of(&broker.addr), broker.accept());
+    let mut conn = conn;
+    // Less than one write batch (so the socket task takes it all in one go), more than the
+    // socket holds (so that write blocks).
+    let body = vec![b'7'; 1000];
+    let events = 240;
+    for _ in 0..events {
+        client.publish_raw("big", &body).await.expect("publish");
+    }
+    tokio::time::sleep(WAITING).await;
+    let flush = tokio::spawn({
+        let client = client.clone();
+        async move { client.flush().await }
+    });
+    tokio::time::sleep(WAITING).await;
+    assert!(
+        !flush.is_finished(),
+        "flush waits while the broker reads nothing"
+    );
+    let mut read = 0;
+    while read < events {
+        let frame = conn.recv().await;
+        assert_eq!(frame.kind(), Kind::Publish);
+        read += 1;
+    }
+    tokio::time::timeout(WAIT, flush)
+        .await
+        .expect("flush returns once everything before it is written")
+        .expect("flush task")
+        .expect("flushed");
+}
+
 #[tokio::test]
 async fn publishes_dropped_with_the_connection_fail_the_next_flush_then_the_client_is_closed() {
     let broker = StalledBroker::start();

@@ -106,6 +106,11 @@ impl Session {
         self.out.len()
     }
 
+    /// Whether anything waits to be handed to the socket task: bytes, or a flush to answer.
+    pub(crate) fn has_output(&self) -> bool {
+        !self.out.is_idle()
+    }
+
     /// Hands what is queued to `into`, if `into` has been written out; flushes with nothing
     /// before them to write are answered at once.
     pub(crate) fn take_output(&mut self, into: &mut Outbound) {

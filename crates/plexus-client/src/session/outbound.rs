@@ -71,6 +71,11 @@ impl Outbound {
         self.bytes.is_empty()
     }
 
+    /// Whether nothing is queued and no flush waits to be told so.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.bytes.is_empty() && self.written.is_empty()
+    }
+
     /// The bytes still to write.
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> &[u8] {
