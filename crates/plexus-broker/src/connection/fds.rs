@@ -27,7 +27,7 @@ use rustix::net::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::warn;
 
-use super::socket::{SocketReader, SocketWriter};
+use super::socket::{SocketReader, SocketWriter, with_scratch};
 use super::stop::Stop;
 use crate::conn_id::ConnId;
 use crate::contracts::View;
@@ -38,17 +38,6 @@ const REQUIRED_SEALS: SealFlags = SealFlags::WRITE
     .union(SealFlags::SHRINK)
     .union(SealFlags::GROW)
     .union(SealFlags::SEAL);
-
-/// Bytes a `recvmsg` asks for when the buffer has no large frame to fill: it lands in a scratch
-/// buffer per thread and is copied after what was read before (`recvmsg` takes only
-/// initialized memory, and zeroing the read buffer's spare room on every read would cost more).
-const SCRATCH: usize = 64 * 1024;
-/// Bytes a `recvmsg` reads straight into a read buffer that reserved room for a large frame.
-const DIRECT: usize = 256 * 1024;
-
-thread_local! {
-    static SCRATCH_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
 
 /// The descriptors a connection received and not yet given to a frame, and whether it may send
 /// them at all (it asked in its `hello` on a Unix socket).
@@ -182,6 +171,7 @@ pub trait ReadFds: AsyncRead + Unpin + Send {
     }
 }
 
+#[cfg(test)]
 impl ReadFds for &[u8] {}
 
 impl ReadFds for SocketReader {
@@ -202,26 +192,14 @@ fn receive(
 ) -> io::Result<(usize, bool)> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
+    // Through the thread's scratch buffer, as every broker socket read (`socket.rs` says why).
     let room = buf.capacity() - buf.len();
-    let asked = if room >= DIRECT {
-        DIRECT
-    } else {
-        room.clamp(1, SCRATCH)
-    };
-    let msg = if room >= DIRECT {
-        let start = buf.len();
-        buf.resize(start + DIRECT, 0);
-        let read = recvmsg(stream, &mut buf[start..], &mut control);
-        buf.truncate(start + read.as_ref().map_or(0, |m| m.bytes));
-        read?
-    } else {
-        SCRATCH_BUF.with_borrow_mut(|scratch| {
-            scratch.resize(SCRATCH, 0);
-            let msg = recvmsg(stream, &mut scratch[..asked], &mut control)?;
-            buf.extend_from_slice(&scratch[..msg.bytes]);
-            Ok::<_, io::Error>(msg)
-        })?
-    };
+    let (msg, asked) = with_scratch(|scratch| {
+        let asked = room.clamp(1, scratch.len());
+        let msg = recvmsg(stream, &mut scratch[..asked], &mut control)?;
+        buf.extend_from_slice(&scratch[..msg.bytes]);
+        Ok::<_, io::Error>((msg, asked))
+    })?;
     let mut arrived: Vec<OwnedFd> = Vec::new();
     for message in control.drain() {
         if let RecvAncillaryMessage::ScmRights(received) = message {

@@ -29,6 +29,17 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Runs `read` with this thread's scratch buffer ([`READ_SCRATCH`] bytes), where every read of
+/// a broker socket lands before it is copied into its connection's buffer.
+pub fn with_scratch<T>(read: impl FnOnce(&mut [u8]) -> T) -> T {
+    SCRATCH.with_borrow_mut(|scratch| {
+        if scratch.is_empty() {
+            scratch.resize(READ_SCRATCH, 0);
+        }
+        read(scratch)
+    })
+}
+
 /// A connected, non-blocking Unix or TCP socket.
 #[derive(Debug)]
 pub enum Sock {
@@ -183,10 +194,7 @@ impl AsyncRead for SocketReader {
     ) -> Poll<io::Result<()>> {
         loop {
             let mut ready = ready!(self.fd.poll_read_ready(cx))?;
-            let read = SCRATCH.with_borrow_mut(|scratch| {
-                if scratch.is_empty() {
-                    scratch.resize(READ_SCRATCH, 0);
-                }
+            let read = with_scratch(|scratch| {
                 let want = buf.remaining().min(scratch.len());
                 let read = ready.try_io(|fd| fd.get_ref().read(&mut scratch[..want]));
                 if let Ok(Ok(n)) = read {
