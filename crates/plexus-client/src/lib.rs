@@ -36,6 +36,7 @@ mod connect;
 mod error;
 mod event;
 mod event_loop;
+mod event_queue;
 mod lost_names;
 mod memfd;
 mod publish_queue;

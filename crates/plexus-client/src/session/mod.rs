@@ -20,6 +20,7 @@ pub(crate) use outbound::Outbound;
 use crate::Error;
 use crate::command::{Answer, Command};
 use crate::event::Event;
+use crate::event_queue::EventQueue;
 use crate::lost_names::NameLost;
 use crate::publish_queue::PublishQueue;
 use crate::worker::{Answered, CancelSwitch, DynObject, IncomingCall, cancel_switch};
@@ -28,9 +29,18 @@ use crate::worker::{Answered, CancelSwitch, DynObject, IncomingCall, cancel_swit
 struct Sub {
     pattern: String,
     group: Option<String>,
-    events: mpsc::Sender<Event>,
+    events: Arc<EventQueue>,
+    /// Events of the current read, handed to `events` in one batch when the read is done.
+    staged: Vec<Event>,
     /// Events lost here since the last one delivered.
     dropped: u32,
+}
+
+impl Drop for Sub {
+    /// However the subscription ends (unsubscribed, the client gone), its reader hears of it.
+    fn drop(&mut self) {
+        self.events.close();
+    }
 }
 
 /// A name this client serves.
@@ -62,6 +72,8 @@ pub(crate) struct Session {
     /// Open requests by id.
     pending: HashMap<u64, Waiter>,
     subs: HashMap<u64, Sub>,
+    /// Subscriptions with events staged by the current read.
+    staged: Vec<u64>,
     served: HashMap<String, Served>,
     /// Incoming calls still running, with the switch that tells their handler the caller gave up.
     in_flight: HashMap<u64, CancelSwitch>,
@@ -91,6 +103,7 @@ impl Session {
             generation: 0,
             pending: HashMap::new(),
             subs: HashMap::new(),
+            staged: Vec::new(),
             served: HashMap::new(),
             in_flight: HashMap::new(),
             max_calls,
@@ -164,6 +177,7 @@ impl Session {
                     pattern,
                     group,
                     events,
+                    staged: Vec::new(),
                     dropped: 0,
                 };
                 self.subs.insert(id, sub);
@@ -208,7 +222,8 @@ impl Session {
         }
     }
 
-    /// Handles one frame from the broker; an incoming call comes back to be run.
+    /// Handles one frame from the broker; an incoming call comes back to be run. Events are
+    /// staged until [`Session::deliver_staged`].
     pub(crate) fn incoming(&mut self, frame: Frame) -> Option<IncomingCall> {
         match frame.kind() {
             Kind::Reply | Kind::Error | Kind::Pong => self.answer(frame),
@@ -235,8 +250,19 @@ impl Session {
         }
     }
 
-    /// Fails every open request, cancels running handlers and drops what was not written.
+    /// Hands the events staged since the last call to their subscriptions, one batch each.
+    pub(crate) fn deliver_staged(&mut self) {
+        for id in self.staged.drain(..) {
+            if let Some(sub) = self.subs.get_mut(&id) {
+                sub.events.push_batch(&mut sub.staged, &mut sub.dropped);
+            }
+        }
+    }
+
+    /// Delivers the events already read, fails every open request, cancels running handlers and
+    /// drops what was not written.
     pub(crate) fn connection_lost(&mut self, why: &str) {
+        self.deliver_staged();
         self.connected = false;
         self.generation += 1;
         for (_, waiter) in self.pending.drain() {
@@ -351,21 +377,21 @@ impl Session {
         }
     }
 
+    /// Stages an event for its subscription; `dropped` holds, until it is delivered, the count
+    /// the broker sent with it.
     fn deliver(&mut self, frame: &Frame) {
-        let Some(sub) = self.subs.get_mut(&frame.id()) else {
+        let id = frame.id();
+        let Some(sub) = self.subs.get_mut(&id) else {
             return;
         };
-        let dropped = sub.dropped.saturating_add(frame.aux());
-        let event = Event {
+        if sub.staged.is_empty() {
+            self.staged.push(id);
+        }
+        sub.staged.push(Event {
             topic: frame.string(0).to_owned(),
             payload: frame.payload(),
-            dropped,
-        };
-        match sub.events.try_send(event) {
-            Ok(()) => sub.dropped = 0,
-            Err(mpsc::error::TrySendError::Full(_)) => sub.dropped = dropped.saturating_add(1),
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
+            dropped: frame.aux(),
+        });
     }
 
     /// A call to run, or an error answered at once: the name is not served here, or as many
