@@ -43,6 +43,7 @@ mod publish_queue;
 mod session;
 mod socket;
 mod subscription;
+mod topic;
 mod worker;
 
 use std::time::Duration;
@@ -55,6 +56,7 @@ pub use event::Event;
 pub use lost_names::{LostNames, NameLost};
 pub use plexus_proto::{BusAddr, ErrorCode};
 pub use subscription::Subscription;
+pub use topic::Topic;
 pub use worker::{CallContext, Contract, FnObject, Object, Serve, parse_params};
 
 /// What the broker announced in its `welcome`.

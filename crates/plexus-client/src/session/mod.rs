@@ -23,6 +23,7 @@ use crate::event::Event;
 use crate::event_queue::EventQueue;
 use crate::lost_names::NameLost;
 use crate::publish_queue::PublishQueue;
+use crate::topic::RecentTopics;
 use crate::worker::{Answered, CancelSwitch, DynObject, IncomingCall, cancel_switch};
 
 /// A subscription: its pattern (to restore it) and where its events go.
@@ -34,6 +35,8 @@ struct Sub {
     staged: Vec<Event>,
     /// Events lost here since the last one delivered.
     dropped: u32,
+    /// The topics of the last events, shared with the next events on them.
+    topics: RecentTopics,
 }
 
 impl Drop for Sub {
@@ -179,6 +182,7 @@ impl Session {
                     events,
                     staged: Vec::new(),
                     dropped: 0,
+                    topics: RecentTopics::default(),
                 };
                 self.subs.insert(id, sub);
                 self.pending.insert(id, Waiter::Caller(answer));
@@ -388,7 +392,7 @@ impl Session {
             self.staged.push(id);
         }
         sub.staged.push(Event {
-            topic: frame.string(0).to_owned(),
+            topic: sub.topics.get(frame.string(0)),
             payload: frame.payload(),
             dropped: frame.aux(),
         });
