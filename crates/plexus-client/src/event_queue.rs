@@ -68,10 +68,11 @@ impl EventQueue {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends `staged` in order, as far as there is room, and wakes the reader once. Each event
-    /// that does not fit adds one (and what the broker counted before it) to `dropped`, which the
-    /// next event that fits carries and which then starts again from zero.
-    pub(crate) fn push_batch(&self, staged: &mut Vec<Event>, dropped: &mut u32) {
+    /// Appends `staged` in order, as far as there is room, and wakes the reader once; `staged`
+    /// is left empty. Each event that does not fit adds one (and what the broker counted before
+    /// it) to `dropped`, which the next event that fits carries and which then starts again
+    /// from zero.
+    pub(crate) fn push_batch(&self, staged: &mut VecDeque<Event>, dropped: &mut u32) {
         let waker = {
             let mut shared = self.lock();
             if shared.reader_gone {
@@ -79,20 +80,23 @@ impl EventQueue {
                 return;
             }
             let held = shared.events.len() + self.in_hand.load(Ordering::Acquire);
-            let mut room = self.capacity.saturating_sub(held);
-            let before = shared.events.len();
-            for mut event in staged.drain(..) {
-                if room == 0 {
-                    *dropped = dropped.saturating_add(event.dropped).saturating_add(1);
-                    continue;
-                }
-                event.dropped = dropped.saturating_add(event.dropped);
+            let fit = self.capacity.saturating_sub(held).min(staged.len());
+            if let Some(first) = staged.front_mut().filter(|_| fit > 0) {
+                first.dropped = dropped.saturating_add(first.dropped);
                 *dropped = 0;
-                shared.events.push_back(event);
-                room -= 1;
             }
-            if shared.events.len() == before {
+            for lost in staged.range(fit..) {
+                *dropped = dropped.saturating_add(lost.dropped).saturating_add(1);
+            }
+            staged.truncate(fit);
+            if fit == 0 {
                 return;
+            }
+            if shared.events.is_empty() {
+                // The usual case when the reader keeps up: no event moves.
+                std::mem::swap(&mut shared.events, staged);
+            } else {
+                shared.events.append(staged);
             }
             shared.waker.take()
         };

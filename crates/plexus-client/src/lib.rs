@@ -37,6 +37,7 @@ mod error;
 mod event;
 mod event_loop;
 mod event_queue;
+mod id_map;
 mod lost_names;
 mod memfd;
 mod publish_queue;

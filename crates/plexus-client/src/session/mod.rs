@@ -6,7 +6,7 @@ mod outbound;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -21,6 +21,7 @@ use crate::Error;
 use crate::command::{Answer, Command};
 use crate::event::Event;
 use crate::event_queue::EventQueue;
+use crate::id_map::IdMap;
 use crate::lost_names::NameLost;
 use crate::publish_queue::PublishQueue;
 use crate::topic::RecentTopics;
@@ -32,7 +33,7 @@ struct Sub {
     group: Option<String>,
     events: Arc<EventQueue>,
     /// Events of the current read, handed to `events` in one batch when the read is done.
-    staged: Vec<Event>,
+    staged: VecDeque<Event>,
     /// Events lost here since the last one delivered.
     dropped: u32,
     /// The topics of the last events, shared with the next events on them.
@@ -73,8 +74,8 @@ pub(crate) struct Session {
     /// Counts connections lost: incoming call ids are only unique within one connection.
     generation: u64,
     /// Open requests by id.
-    pending: HashMap<u64, Waiter>,
-    subs: HashMap<u64, Sub>,
+    pending: IdMap<Waiter>,
+    subs: IdMap<Sub>,
     /// Subscriptions with events staged by the current read.
     staged: Vec<u64>,
     served: HashMap<String, Served>,
@@ -104,8 +105,8 @@ impl Session {
             ids,
             connected: true,
             generation: 0,
-            pending: HashMap::new(),
-            subs: HashMap::new(),
+            pending: IdMap::default(),
+            subs: IdMap::default(),
             staged: Vec::new(),
             served: HashMap::new(),
             in_flight: HashMap::new(),
@@ -180,7 +181,7 @@ impl Session {
                     pattern,
                     group,
                     events,
-                    staged: Vec::new(),
+                    staged: VecDeque::new(),
                     dropped: 0,
                     topics: RecentTopics::default(),
                 };
@@ -391,7 +392,7 @@ impl Session {
         if sub.staged.is_empty() {
             self.staged.push(id);
         }
-        sub.staged.push(Event {
+        sub.staged.push_back(Event {
             topic: sub.topics.get(frame.string(0)),
             payload: frame.payload(),
             dropped: frame.aux(),
