@@ -232,7 +232,7 @@ impl Session {
     pub(crate) fn incoming(&mut self, frame: Frame) -> Option<IncomingCall> {
         match frame.kind() {
             Kind::Reply | Kind::Error | Kind::Pong => self.answer(frame),
-            Kind::Event => self.deliver(&frame),
+            Kind::Event => self.deliver(frame),
             Kind::Call => return self.dispatch(frame),
             Kind::Cancel => {
                 if let Some(cancel) = self.in_flight.remove(&frame.id()) {
@@ -384,7 +384,7 @@ impl Session {
 
     /// Stages an event for its subscription; `dropped` holds, until it is delivered, the count
     /// the broker sent with it.
-    fn deliver(&mut self, frame: &Frame) {
+    fn deliver(&mut self, frame: Frame) {
         let id = frame.id();
         let Some(sub) = self.subs.get_mut(&id) else {
             return;
@@ -394,8 +394,8 @@ impl Session {
         }
         sub.staged.push_back(Event {
             topic: sub.topics.get(frame.string(0)),
-            payload: frame.payload(),
             dropped: frame.aux(),
+            payload: frame.into_payload(),
         });
     }
 
