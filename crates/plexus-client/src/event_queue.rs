@@ -6,6 +6,7 @@
 //! do not fit are dropped and counted, and the count rides on the next event that fits.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -16,7 +17,6 @@ use crate::event::Event;
 const REPORT_EVERY: usize = 64;
 
 /// The half of the queue the socket task fills.
-#[derive(Debug)]
 pub(crate) struct EventQueue {
     shared: Mutex<Shared>,
     /// Events the reader took and has not handed out yet (reported every [`REPORT_EVERY`]).
@@ -26,7 +26,7 @@ pub(crate) struct EventQueue {
 }
 
 /// What both sides change under the lock.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Shared {
     events: VecDeque<Event>,
     /// The reader, waiting for events.
@@ -38,7 +38,6 @@ struct Shared {
 }
 
 /// The half of the queue a [`crate::Subscription`] reads.
-#[derive(Debug)]
 pub(crate) struct EventReader {
     queue: Arc<EventQueue>,
     /// The events taken from the queue and not handed out yet, in order.
@@ -172,11 +171,130 @@ impl EventReader {
     }
 }
 
+impl fmt::Debug for EventQueue {
+    /// How many events wait, not the events.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventQueue")
+            .field("queued", &self.lock().events.len())
+            .field("in_hand", &self.in_hand.load(Ordering::Relaxed))
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl fmt::Debug for EventReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventReader")
+            .field("queue", &self.queue)
+            .field("batch", &self.batch.len())
+            .finish()
+    }
+}
+
 impl Drop for EventReader {
     /// The socket task discards this subscription's events from now on, and what is queued goes.
     fn drop(&mut self) {
         let mut shared = self.queue.lock();
         shared.reader_gone = true;
         shared.events.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::topic::Topic;
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn events(range: std::ops::Range<u32>) -> VecDeque<Event> {
+        range
+            .map(|i| Event {
+                topic: Topic::from("t"),
+                payload: Bytes::from(i.to_string()),
+                dropped: 0,
+            })
+            .collect()
+    }
+
+    fn seq(event: &Event) -> u32 {
+        event.json().unwrap_or(u32::MAX)
+    }
+
+    #[test]
+    fn one_wake_up_per_batch_and_the_events_in_order() {
+        let (queue, mut reader) = event_queue(1000);
+        let counter = Arc::new(Counter::default());
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(reader.poll_next(&mut cx).is_pending());
+        let mut dropped = 0;
+        queue.push_batch(&mut events(0..300), &mut dropped);
+        queue.push_batch(&mut events(300..600), &mut dropped);
+        assert_eq!(
+            counter.0.load(Ordering::Relaxed),
+            1,
+            "woken once, for the first batch"
+        );
+        for expected in 0..600 {
+            match reader.poll_next(&mut cx) {
+                Poll::Ready(Some(event)) => assert_eq!(seq(&event), expected),
+                other => panic!("event {expected}: {other:?}"),
+            }
+        }
+        assert!(reader.poll_next(&mut cx).is_pending());
+        queue.close();
+        assert_eq!(counter.0.load(Ordering::Relaxed), 2, "woken by the close");
+        assert!(matches!(reader.poll_next(&mut cx), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn events_taken_and_not_handed_out_count_against_the_bound() {
+        let (queue, mut reader) = event_queue(100);
+        let mut dropped = 0;
+        queue.push_batch(&mut events(0..100), &mut dropped);
+        assert_eq!(
+            reader.try_next().map(|e| seq(&e)),
+            Some(0),
+            "the reader took all 100"
+        );
+        queue.push_batch(&mut events(100..110), &mut dropped);
+        assert_eq!(dropped, 10, "99 in hand leave no room");
+        for expected in 1..=64 {
+            assert_eq!(reader.try_next().map(|e| seq(&e)), Some(expected));
+        }
+        queue.push_batch(&mut events(110..200), &mut dropped);
+        assert_eq!(dropped, 90 - 64, "64 handed out gave 64 places back");
+        let rest: Vec<(u32, u32)> = std::iter::from_fn(|| reader.try_next())
+            .map(|e| (seq(&e), e.dropped))
+            .collect();
+        let expected: Vec<(u32, u32)> = (65..100)
+            .chain(110..174)
+            .map(|i| (i, if i == 110 { 10 } else { 0 }))
+            .collect();
+        assert_eq!(rest, expected, "the first to fit carries the earlier drops");
+    }
+
+    #[test]
+    fn a_gone_reader_gets_nothing_queued() {
+        let (queue, reader) = event_queue(10);
+        drop(reader);
+        let (mut staged, mut dropped) = (events(0..5), 0);
+        queue.push_batch(&mut staged, &mut dropped);
+        assert!(staged.is_empty() && dropped == 0);
+        assert_eq!(queue.lock().events.len(), 0);
     }
 }
