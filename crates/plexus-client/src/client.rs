@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::command::{Command, CommandSender};
 use crate::error::into_result;
+use crate::event_queue::event_queue;
 use crate::lost_names::LostNames;
 use crate::publish_queue::PublishQueue;
 use crate::subscription::Subscription;
@@ -235,7 +236,7 @@ impl Client {
         group: Option<&str>,
     ) -> Result<Subscription, Error> {
         let id = self.next_id();
-        let (events, rx) = mpsc::channel(self.inner.options.subscription_capacity);
+        let (events, rx) = event_queue(self.inner.options.subscription_capacity);
         let (answer, answered) = oneshot::channel();
         self.send(Command::Subscribe {
             id,

@@ -36,12 +36,15 @@ mod connect;
 mod error;
 mod event;
 mod event_loop;
+mod event_queue;
+mod id_map;
 mod lost_names;
 mod memfd;
 mod publish_queue;
 mod session;
 mod socket;
 mod subscription;
+mod topic;
 mod worker;
 
 use std::time::Duration;
@@ -54,6 +57,7 @@ pub use event::Event;
 pub use lost_names::{LostNames, NameLost};
 pub use plexus_proto::{BusAddr, ErrorCode};
 pub use subscription::Subscription;
+pub use topic::Topic;
 pub use worker::{CallContext, Contract, FnObject, Object, Serve, parse_params};
 
 /// What the broker announced in its `welcome`.
