@@ -394,7 +394,7 @@ impl Session {
             generation: self.generation,
             object: served.object.clone(),
             method: frame.string(1).to_owned(),
-            params: frame.payload(),
+            params: crate::Payload::of_frame(&frame),
             timeout: Duration::from_millis(u64::from(frame.aux())),
             cancelled,
             permit,

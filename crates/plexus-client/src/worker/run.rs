@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
 use plexus_proto::{ErrorCode, Frame};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
-use crate::Error;
 use crate::worker::{CallContext, Cancelled, DynObject};
+use crate::{Error, Payload};
 
 /// A call the broker routed to one of this client's objects, ready to run.
 pub(crate) struct IncomingCall {
@@ -24,8 +23,8 @@ pub(crate) struct IncomingCall {
     pub(crate) object: Arc<dyn DynObject>,
     /// The method called.
     pub(crate) method: String,
-    /// The params as JSON bytes.
-    pub(crate) params: Bytes,
+    /// The params: JSON bytes, or a memfd not yet read.
+    pub(crate) params: Payload,
     /// The time the caller gave the call.
     pub(crate) timeout: Duration,
     /// Turns true when the caller gives up.
@@ -100,9 +99,9 @@ impl IncomingCall {
 }
 
 /// The `reply` or `error` frame for a handler's result.
-fn answer_frame(id: u64, result: Result<Vec<u8>, Error>) -> Frame {
+fn answer_frame(id: u64, result: Result<Payload, Error>) -> Frame {
     match result {
-        Ok(result) => Frame::reply(id, &result),
+        Ok(result) => result.reply_frame(id),
         Err(Error::Remote {
             code,
             message,
