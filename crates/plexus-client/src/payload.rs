@@ -61,11 +61,22 @@ impl Payload {
         }
     }
 
-    /// A `reply` frame to call `id` carrying this payload (its memfd, if it is one).
-    pub(crate) fn reply_frame(&self, id: u64) -> Frame {
+    /// A `reply` frame to call `id` carrying this payload: its memfd if it is one; bytes of
+    /// [`crate::memfd::THRESHOLD`] or more written straight into a new memfd where the
+    /// connection takes `memfds` (no inline frame built first); else the bytes inline.
+    pub(crate) fn reply_frame(&self, id: u64, memfds: bool) -> Frame {
         match &self.0 {
-            Held::Bytes(bytes) => Frame::reply(id, bytes),
             Held::Memfd(fd) => Frame::reply(id, b"").with_fd_payload(fd.clone()),
+            Held::Bytes(bytes) if memfds && bytes.len() >= crate::memfd::THRESHOLD => {
+                match crate::memfd::create(bytes) {
+                    Ok(fd) => Frame::reply(id, b"").with_fd_payload(fd),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot make a memfd; the result goes inline");
+                        Frame::reply(id, bytes)
+                    }
+                }
+            }
+            Held::Bytes(bytes) => Frame::reply(id, bytes),
         }
     }
 }

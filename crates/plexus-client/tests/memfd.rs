@@ -307,3 +307,30 @@ async fn a_worker_answering_with_an_unsealed_memfd_is_refused_and_the_caller_tol
     let err = answer.expect_err("the caller never gets the unsealed memfd");
     assert_eq!(err.code(), plexus_client::ErrorCode::WorkerGone, "{err}");
 }
+
+#[tokio::test]
+async fn a_workers_large_result_goes_back_as_a_sealed_memfd() {
+    let broker = TestBroker::start().await;
+    let worker = client(&broker).await;
+    let answer = payload(1 << 20);
+    let result = bytes::Bytes::from(answer.clone());
+    worker
+        .serve_raw("big", move |_method, _params| {
+            let result = result.clone();
+            async move { Ok(result) }
+        })
+        .await
+        .expect("serve");
+    let stream = UnixStream::connect(&broker.path).await.expect("connect");
+    let mut caller = RawClient::hello_fds(stream, "raw-caller").await;
+    caller
+        .send(Frame::call(5, "big", "get", 30_000, b"null"))
+        .await;
+    let (reply, fd) = caller.recv_with_fd().await;
+    assert_eq!((reply.kind(), reply.id()), (Kind::Reply, 5), "{reply:?}");
+    assert_ne!(reply.flags() & flags::FD_PAYLOAD, 0, "flagged fd_payload");
+    let fd = fd.expect("a memfd came with the reply");
+    let seals = rustix::fs::fcntl_get_seals(&fd).expect("a memfd");
+    assert!(seals.contains(SEALED), "sealed: {seals:?}");
+    assert!(read_memfd(&fd) == answer, "byte-identical");
+}

@@ -395,6 +395,7 @@ impl Session {
             object: served.object.clone(),
             method: frame.string(1).to_owned(),
             params: crate::Payload::of_frame(&frame),
+            memfds: self.out.use_fds,
             timeout: Duration::from_millis(u64::from(frame.aux())),
             cancelled,
             permit,
