@@ -299,7 +299,7 @@ impl Client {
     }
 
     /// Serves a closure `(method, params) -> future of result` under `name` with params and
-    /// result as [`Payload`]s: JSON bytes, or — for payloads of 256 KiB and more from a native
+    /// result as [`Payload`]s: JSON bytes, or — for payloads of 128 KiB and more from a native
     /// peer on the Unix socket — a sealed memfd nobody has read. Answering with the params'
     /// own `Payload` hands the memfd back to the caller unread, so an echo or a pass-through
     /// costs no copy at all; [`Payload::to_bytes`] reads it. The result must be JSON.

@@ -18,10 +18,11 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags,
 };
 
-/// Payloads this large or larger travel as memfds when the broker takes them. Below it, copying
-/// through the socket costs less than creating, filling and sealing a memfd (`plexus bench
-/// payload`, `docs/performance.md`).
-pub(crate) const THRESHOLD: usize = 256 * 1024;
+/// Payloads this large or larger travel as memfds when the broker takes them: the measured
+/// crossover (`docs/performance.md`, "Memfd payloads"). Below it, copying through the socket
+/// costs no more than creating, filling, sealing and reading a memfd; above it, memfds win
+/// whether the worker reads its params or hands them back.
+pub(crate) const THRESHOLD: usize = 128 * 1024;
 
 /// The seals every memfd payload carries: nobody can change its bytes or size, or unseal it.
 const SEALS: SealFlags = SealFlags::WRITE

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use plexus_proto::{FdPayload, Frame};
 
 /// A call's params or result: JSON bytes, or a sealed memfd holding them that nobody has read
-/// yet (payloads of 256 KiB and more between native Unix peers, `docs/protocol.md`).
+/// yet (payloads of 128 KiB and more between native Unix peers, `docs/protocol.md`).
 ///
 /// A handler served with [`crate::Client::serve_payload`] gets its params as a `Payload` and
 /// answers with one. Answering with the params' own `Payload` hands the caller's memfd back

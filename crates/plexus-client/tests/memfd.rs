@@ -228,8 +228,8 @@ async fn a_payload_worker_gets_small_params_as_bytes_and_large_ones_as_a_memfd_i
     let caller = client(&broker).await;
     for (len, kind) in [
         (64, "bytes"),
-        (256 * 1024 - 1, "bytes"),
-        (256 * 1024, "memfd"),
+        (128 * 1024 - 1, "bytes"),
+        (128 * 1024, "memfd"),
         (3 << 20, "memfd"),
     ] {
         let params = payload(len);

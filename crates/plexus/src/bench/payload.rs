@@ -1,5 +1,5 @@
 //! `payload`: calls with 64 B, 64 KiB, 1 MiB, 16 MiB and 64 MiB params to an echo worker process,
-//! each against a plain socket round trip of the same size. Payloads of 256 KiB and more travel
+//! each against a plain socket round trip of the same size. Payloads of 128 KiB and more travel
 //! as sealed memfds between the bench's client, the broker and the worker (`docs/protocol.md`,
 //! "Memfd payloads"). The caller's params (JSON bytes made once, `Client::call_raw`: no JSON
 //! encoding is measured) go straight into a memfd; the worker answers with its params as they
