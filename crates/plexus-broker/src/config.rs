@@ -77,6 +77,12 @@ pub struct Config {
     pub max_description_bytes: usize,
     /// What happens to a subscriber whose outbox has no room for an event.
     pub slow_consumer: SlowConsumer,
+    // Publish stall.
+    /// Longest a publisher's connection is not read from, once per read, while its events hold
+    /// a subscriber's outbox past half its `outbox_limit` (a subscriber that wrote nothing in
+    /// that time stalls nobody again until it reads). Zero: publishers are never stalled, and
+    /// events past the limit are dropped (`slow_consumer`) at once.
+    pub publish_stall: Duration,
     // Access control.
     /// Who may do what; `None`: every peer that can open a socket may do everything (the Unix
     /// socket's 0600 mode keeps other users out).
@@ -146,6 +152,12 @@ impl std::str::FromStr for SlowConsumer {
     }
 }
 
+// Publish stall.
+/// The default [`Config::publish_stall`].
+pub const DEFAULT_PUBLISH_STALL: Duration = Duration::from_millis(20);
+/// The longest [`Config::publish_stall`] accepted.
+pub const MAX_PUBLISH_STALL: Duration = Duration::from_secs(60);
+
 /// The socket path the `ipc-broker` crate's clients and workers connect to.
 pub const IPC_BROKER_SOCKET: &str = "/tmp/ipc_broker.sock";
 /// The TCP port of the `ipc-broker` crate's own broker.
@@ -182,6 +194,8 @@ impl Default for Config {
             max_subscriptions: 1_000_000,
             max_description_bytes: 64 * 1024,
             slow_consumer: SlowConsumer::Drop,
+            // Publish stall.
+            publish_stall: DEFAULT_PUBLISH_STALL,
             // Access control.
             policy: None,
             token: None,
@@ -207,6 +221,14 @@ impl Config {
             return Err(format!(
                 "outbox_limit {} is below max_frame {}: a frame the broker accepts could never be queued to a peer; raise outbox_limit to at least max_frame",
                 self.outbox_limit, self.max_frame
+            ));
+        }
+        // Publish stall.
+        if self.publish_stall > MAX_PUBLISH_STALL {
+            return Err(format!(
+                "publish_stall {} ms is more than {} ms: a publisher not read from that long looks hung to its program; use a few milliseconds, or 0 to never stall publishers",
+                self.publish_stall.as_millis(),
+                MAX_PUBLISH_STALL.as_millis()
             ));
         }
         // Router limits.

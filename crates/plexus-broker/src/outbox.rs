@@ -6,6 +6,11 @@
 //! ([`Outbox::push_always`]) are never refused, so they can take the count past it; the
 //! connection's reader then stops reading ([`Outbox::room`]) until the writer has drained the
 //! count back under the limit, so a peer that asks and does not read is no longer read from.
+//!
+//! Publish stall: past half the limit (the high-water mark) an outbox is *lagging*
+//! ([`Outbox::lagging`]); a publisher whose events put it there waits a bounded time for it to
+//! drain ([`Outbox::below_mark`]), and an outbox that wrote nothing in that time is marked
+//! stuck ([`Outbox::mark_stuck`]) and lags no more until its writer writes again.
 
 use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -56,10 +61,17 @@ pub struct Outbox {
     tx: mpsc::UnboundedSender<Frame>,
     shared: Arc<Shared>,
     limit: usize,
+    // Publish stall.
+    /// The high-water mark: half the limit, so that an outbox just under it still takes the
+    /// largest frame (`outbox_limit` is at least `max_frame`) and a whole read's batch.
+    mark: usize,
 }
 
+/// [`Shared::stuck_at`] of an outbox that was never found stuck.
+const NEVER_STUCK: u64 = u64::MAX;
+
 /// What both sides of an outbox share.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     /// What the frames queued and not yet written hold, as [`held`] counts it.
     queued: AtomicUsize,
@@ -73,6 +85,34 @@ struct Shared {
     bytes_out: AtomicU64,
     /// Memfd payloads: whether the peer takes them (it asked in its `hello`, on a Unix socket).
     takes_fds: AtomicBool,
+    // Publish stall.
+    /// Writes to the socket so far (each socket write of the native writer, each release of the
+    /// others): the writer's progress.
+    progress: AtomicU64,
+    /// `progress` when a stall found the outbox lagging and not writing; it is stuck while
+    /// `progress` still has that value. [`NEVER_STUCK`] at first.
+    stuck_at: AtomicU64,
+    /// Signalled when the writer brings `queued` from over the high-water mark to under it.
+    below_mark: Notify,
+    /// The last routing pass that listed the outbox as lagging ([`Outbox::list_once`]).
+    listed: AtomicU64,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            queued: AtomicUsize::new(0),
+            drained: Notify::new(),
+            quota: OnceLock::new(),
+            frames_out: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            takes_fds: AtomicBool::new(false),
+            progress: AtomicU64::new(0),
+            stuck_at: AtomicU64::new(NEVER_STUCK),
+            below_mark: Notify::new(),
+            listed: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Drop for Shared {
@@ -94,6 +134,7 @@ pub struct OutboxReceiver {
     rx: mpsc::UnboundedReceiver<Frame>,
     shared: Arc<Shared>,
     limit: usize,
+    mark: usize,
 }
 
 /// A new outbox holding at most `limit` bytes of calls and events.
@@ -105,8 +146,14 @@ pub fn outbox(limit: usize) -> (Outbox, OutboxReceiver) {
             tx,
             shared: shared.clone(),
             limit,
+            mark: limit / 2,
         },
-        OutboxReceiver { rx, shared, limit },
+        OutboxReceiver {
+            rx,
+            shared,
+            limit,
+            mark: limit / 2,
+        },
     )
 }
 
@@ -210,6 +257,66 @@ impl Outbox {
     }
 }
 
+// Publish stall.
+impl Outbox {
+    /// Whether the outbox is past its high-water mark (half its limit) and was not found stuck
+    /// since its writer last wrote: a publisher whose events put it there should wait for it
+    /// ([`Outbox::below_mark`]).
+    pub fn lagging(&self) -> bool {
+        self.past_mark() && !self.stuck()
+    }
+
+    /// Whether the outbox holds more than its high-water mark, half its limit.
+    pub fn past_mark(&self) -> bool {
+        self.queued() > self.mark
+    }
+
+    /// Whether a stall found the outbox lagging and its writer has written nothing since.
+    fn stuck(&self) -> bool {
+        self.shared.stuck_at.load(Ordering::Relaxed) == self.progress()
+    }
+
+    /// The writer's progress: how many writes it finished. Compare two readings to tell
+    /// whether it wrote anything in between.
+    pub fn progress(&self) -> u64 {
+        self.shared.progress.load(Ordering::Relaxed)
+    }
+
+    /// Marks the outbox stuck if its writer has written nothing since its progress was `seen`:
+    /// it lags no more (stalls no publisher) until the writer writes again.
+    pub fn mark_stuck(&self, seen: u64) {
+        if self.queued() > self.mark && self.progress() == seen {
+            self.shared.stuck_at.store(seen, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether routing pass `pass` has not listed the outbox yet; it has from now on. Keeps a
+    /// publisher's list of lagging outboxes free of repeats without searching it.
+    pub fn list_once(&self, pass: u64) -> bool {
+        self.shared.listed.swap(pass, Ordering::Relaxed) != pass
+    }
+
+    /// Waits until the outbox is at or under its high-water mark, or its writer is gone.
+    /// Cancel safe.
+    pub async fn below_mark(&self) {
+        while self.queued() > self.mark {
+            if self.tx.is_closed() {
+                return;
+            }
+            let below = self.shared.below_mark.notified();
+            tokio::pin!(below);
+            below.as_mut().enable();
+            if self.queued() <= self.mark {
+                return;
+            }
+            tokio::select! {
+                _ = below => {}
+                _ = self.tx.closed() => return,
+            }
+        }
+    }
+}
+
 impl OutboxReceiver {
     /// Waits for queued frames and moves up to [`BATCH_FRAMES`] of them to `batch`, still counted
     /// against the limit until [`OutboxReceiver::release`]. Returns how many; 0 once every
@@ -219,15 +326,32 @@ impl OutboxReceiver {
     }
 
     /// Stops counting `bytes` (what the frames taken held) against the limit, and wakes a
-    /// reader waiting in [`Outbox::room`] if that brings the queue back within the limit.
+    /// reader waiting in [`Outbox::room`] if that brings the queue back within the limit (and
+    /// publishers waiting in [`Outbox::below_mark`] if it brings it under the mark). Counts as
+    /// the writer's progress.
     pub fn release(&self, bytes: usize) {
         if let Some(quota) = self.shared.quota.get() {
             quota.sub(bytes);
         }
+        self.wrote();
         let before = self.shared.queued.fetch_sub(bytes, Ordering::Relaxed);
         if before > self.limit && before - bytes <= self.limit {
             self.shared.drained.notify_waiters();
         }
+        // Publish stall.
+        if before > self.mark && before - bytes <= self.mark {
+            self.shared.below_mark.notify_waiters();
+        }
+    }
+
+    /// Publish stall: counts a write to the socket as the writer's progress, so that a stall
+    /// does not take a subscriber that is working through a batch of large frames for stuck.
+    /// (The batch's bytes are released once it is all written: released after each write, a
+    /// worker's outbox would take new calls while the ones written are still being answered,
+    /// and a caller that never reads would hold more answers; `hostile`'s
+    /// `pipelined_one_mib_calls_never_read` grew 99–107 MiB that way against its 87 MiB bound.)
+    fn wrote(&self) {
+        self.shared.progress.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Writes native frames until every `Outbox` is dropped and the queue is empty, or the socket
@@ -247,18 +371,21 @@ impl OutboxReceiver {
                     buf.clear();
                     let takes_fds = self.shared.takes_fds.load(Ordering::Relaxed);
                     write_fd_frame(&mut socket, &frame, fd, takes_fds).await?;
+                    self.wrote();
                     continue;
                 }
                 if frame.wire_len() >= COPY_BELOW {
                     let head = frame.header().encode();
                     write_all_vectored(&mut socket, [&buf[..], &head[..], frame.body()]).await?;
                     buf.clear();
+                    self.wrote();
                     continue;
                 }
                 encode(&frame, &mut buf);
                 if buf.len() >= BATCH_BYTES {
                     socket.write_all(&buf).await?;
                     buf.clear();
+                    self.wrote();
                 }
             }
             if !buf.is_empty() {

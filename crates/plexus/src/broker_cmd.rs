@@ -23,7 +23,7 @@ pub struct BrokerArgs {
     /// handshake_timeout_ms, partial_frame_timeout_ms, ipc_server_compat), and the router limits
     /// (max_pending_per_connection, max_pending, max_call_timeout_ms, max_wait_names,
     /// max_names_per_connection, max_names, max_subscriptions_per_connection, max_subscriptions,
-    /// max_description_bytes, slow_consumer = "drop" or "disconnect"), access control
+    /// max_description_bytes, slow_consumer = "drop" or "disconnect", publish_stall_ms), access control
     /// (policy, token_file, allow_remote, socket_mode = "0660", socket_group), contracts
     /// (contracts_dir, check_results = true or false, max_contract_depth), and the cluster
     /// keys (cluster = ["nats://..."], cluster_name, cluster_node, cluster_credentials,
@@ -48,6 +48,13 @@ pub struct BrokerArgs {
     /// least max_frame [default: 33685504].
     #[arg(long, value_name = "BYTES")]
     outbox_limit: Option<usize>,
+    // Publish stall.
+    /// Longest a publisher is not read from, once per read, while its events hold a
+    /// subscriber's outbox past half of outbox_limit; a subscriber that reads nothing meanwhile
+    /// stalls nobody again until it reads; 0 never stalls (events past the limit drop at once)
+    /// [default: 20].
+    #[arg(long, value_name = "MS")]
+    publish_stall_ms: Option<u64>,
     /// Connections open at once; past it, new ones are told `overloaded` and closed
     /// [default: 4096].
     #[arg(long, value_name = "N")]
@@ -170,6 +177,8 @@ struct FileConfig {
     max_subscriptions: Option<usize>,
     max_description_bytes: Option<usize>,
     slow_consumer: Option<String>,
+    // Publish stall.
+    publish_stall_ms: Option<u64>,
     // Access control.
     policy: Option<PathBuf>,
     token_file: Option<PathBuf>,
@@ -280,6 +289,11 @@ impl BrokerArgs {
                 Some(policy) => policy.parse()?,
                 None => defaults.slow_consumer,
             },
+            // Publish stall.
+            publish_stall: self
+                .publish_stall_ms
+                .or(file.publish_stall_ms)
+                .map_or(defaults.publish_stall, Duration::from_millis),
             // Access control.
             policy: match self.policy.as_ref().or(file.policy.as_ref()) {
                 Some(path) => Some(Arc::new(Policy::load(path, Accounts::system())?)),

@@ -6,6 +6,8 @@ mod fds;
 mod input;
 mod native;
 pub mod socket;
+// Publish stall.
+mod stall;
 mod stop;
 
 use std::sync::Arc;

@@ -8,6 +8,7 @@ use tracing::{debug, info};
 
 use super::fds::{self, ReadFds, WriteFds};
 use super::input::Input;
+use super::stall::PublishStall;
 use super::stop::Stop;
 use crate::conn_id::ConnId;
 use crate::outbox::{Outbox, outbox};
@@ -92,7 +93,9 @@ async fn session<R: ReadFds>(
 
 /// Hands every frame to the router, a read's worth at a time, until the connection ends or the
 /// router disconnects it. While answers hold the outbox over its limit, no more frames are routed
-/// and nothing more is read until the writer has drained it.
+/// and nothing more is read until the writer has drained it. When a read's events left
+/// subscribers' outboxes past their high-water mark, nothing more is read until they drain under
+/// it, for at most `publish_stall` (a publish stall).
 async fn route_frames<R: ReadFds>(
     conn: ConnId,
     input: &mut Input<R>,
@@ -105,6 +108,7 @@ async fn route_frames<R: ReadFds>(
     tokio::pin!(stopping);
     let mut batch = VecDeque::new();
     let mut contracts = router.contracts_view();
+    let mut stall = PublishStall::new(router.config().publish_stall);
     loop {
         let stop = input.drain_into(&mut batch).err();
         fds::inline_where_needed(router, conn, &mut contracts, &mut batch);
@@ -112,9 +116,10 @@ async fn route_frames<R: ReadFds>(
         router.screen(conn, &mut contracts, &mut batch);
         while !batch.is_empty() {
             let within = || !outbox.over_limit();
-            router.handle(
+            router.handle_publisher(
                 conn,
                 std::iter::from_fn(|| within().then(|| batch.pop_front()).flatten()),
+                &mut stall.lagging,
             );
             if batch.is_empty() {
                 break;
@@ -135,6 +140,15 @@ async fn route_frames<R: ReadFds>(
         }
         if let Some(stop) = stop {
             return stop;
+        }
+        // Publish stall: the router lock is released; wait for the subscribers this read's
+        // events left far behind before reading more.
+        if stall.due() {
+            tokio::select! {
+                _ = &mut stopping => return Stop::Closed,
+                kick = attached.kicked() => return Stop::Refused(kick.code, kick.message),
+                () = stall.wait() => input.resume(),
+            }
         }
         let result = tokio::select! {
             _ = &mut stopping => return Stop::Closed,

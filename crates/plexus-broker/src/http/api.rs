@@ -118,6 +118,8 @@ pub async fn server(Shared(dashboard): Shared<Arc<Dashboard>>) -> Response {
         "max_subscriptions": c.max_subscriptions,
         "max_description_bytes": c.max_description_bytes,
         "slow_consumer": c.slow_consumer.name(),
+        // Publish stall.
+        "publish_stall_ms": c.publish_stall.as_millis() as u64,
     });
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),

@@ -1,10 +1,10 @@
 //! The live feed viewers watch: the monitor records (`router/monitor.rs`) of what the broker
 //! routes, sent into one bounded broadcast ring. Sending never waits: a viewer that falls more
 //! than [`LIVE_BUFFER`] records behind loses the oldest and is told how many. While nobody
-//! watches, no record is built.
+//! watches, no record is built, and the ring is allocated by the first viewer.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
@@ -13,19 +13,12 @@ use tokio::sync::broadcast;
 pub const LIVE_BUFFER: usize = 4096;
 
 /// The feed: the ring and how many viewers watch it.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct LiveFeed {
-    tx: broadcast::Sender<Bytes>,
+    /// Performance: made by the first viewer, so a broker nobody watches does not hold the
+    /// ring's [`LIVE_BUFFER`] slots (a third of an idle broker's heap).
+    tx: OnceLock<broadcast::Sender<Bytes>>,
     viewers: Arc<AtomicUsize>,
-}
-
-impl Default for LiveFeed {
-    fn default() -> Self {
-        LiveFeed {
-            tx: broadcast::Sender::new(LIVE_BUFFER),
-            viewers: Arc::default(),
-        }
-    }
 }
 
 /// A viewer's place in the feed; it stops counting as a viewer when dropped.
@@ -55,14 +48,19 @@ impl LiveFeed {
 
     /// Sends one record (its JSON text) to every viewer; never waits.
     pub fn send(&self, record: Bytes) {
-        let _ = self.tx.send(record);
+        if let Some(tx) = self.tx.get() {
+            let _ = tx.send(record);
+        }
     }
 
     /// A new viewer, seeing records sent from now on.
     pub fn watch(&self) -> Viewer {
         self.viewers.fetch_add(1, Ordering::Relaxed);
         Viewer {
-            records: self.tx.subscribe(),
+            records: self
+                .tx
+                .get_or_init(|| broadcast::Sender::new(LIVE_BUFFER))
+                .subscribe(),
             viewers: self.viewers.clone(),
         }
     }

@@ -337,6 +337,8 @@ fn limits(config: &Config) -> Value {
         "max_subscriptions": config.max_subscriptions,
         "max_description_bytes": config.max_description_bytes,
         "slow_consumer": config.slow_consumer.name(),
+        // Publish stall.
+        "publish_stall_ms": config.publish_stall.as_millis(),
         // Contracts.
         "max_contract_depth": config.max_contract_depth,
         "check_results": config.check_results,

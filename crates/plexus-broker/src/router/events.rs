@@ -8,6 +8,7 @@ use plexus_proto::{
 use serde_json::json;
 
 use super::monitor::{self, CallName};
+use super::publish_stall::note_lagging;
 use super::{Kick, State, Subscription};
 use crate::config::SlowConsumer;
 use crate::conn_id::ConnId;
@@ -178,9 +179,18 @@ impl State {
     /// group: in any member's) is dropped and counted on its subscription (its group); with
     /// `slow_consumer = "disconnect"` the subscriber (the member whose turn it was) is also
     /// marked to be disconnected.
+    ///
+    /// Publish stall (with `publish_stall` above zero): an event that leaves a subscriber's
+    /// outbox past its high-water mark lists it in `lagging`, for the publisher's reader to wait
+    /// for; monitor records never do, so a viewer of the feed does not hold back the bus it
+    /// watches. A queue group's event goes to a member under its mark when one takes it, so a
+    /// group stalls its publishers only when every member lags.
     fn deliver(&mut self, frame: &Frame) -> Reach {
         let topic = frame.string(0);
         let feed = monitor::is_monitor_topic(topic);
+        // Publish stall.
+        let stall = !feed && !self.config.publish_stall.is_zero();
+        let pass = self.lagging_pass;
         let disconnect = self.config.slow_consumer == SlowConsumer::Disconnect;
         let outbox_limit = self.config.outbox_limit;
         let mut matches = std::mem::take(&mut self.matches);
@@ -207,6 +217,9 @@ impl State {
                 Ok(()) => {
                     sub.dropped = 0;
                     reach.delivered += 1;
+                    if stall {
+                        note_lagging(&mut self.lagging, pass, &c.outbox);
+                    }
                 }
                 Err(_) => {
                     sub.dropped = sub.dropped.saturating_add(1);
@@ -231,19 +244,31 @@ impl State {
                 continue;
             }
             let n = g.members.len();
-            let taker = (0..n).map(|k| (g.next + k) % n).find(|&i| {
-                let (target, sub_id) = g.members[i];
-                self.conns.get(&target).is_some_and(|c| {
-                    c.outbox
-                        .push(frame.readdress(Kind::Event, sub_id, g.dropped))
-                        .is_ok()
+            let conns = &self.conns;
+            // Publish stall: members past their mark are passed over while another takes it.
+            let take = |under_mark: bool| {
+                (0..n).map(|k| (g.next + k) % n).find(|&i| {
+                    let (target, sub_id) = g.members[i];
+                    conns.get(&target).is_some_and(|c| {
+                        (!under_mark || !c.outbox.past_mark())
+                            && c.outbox
+                                .push(frame.readdress(Kind::Event, sub_id, g.dropped))
+                                .is_ok()
+                    })
                 })
-            });
+            };
+            let taker = match stall {
+                true => take(true).or_else(|| take(false)),
+                false => take(false),
+            };
             match taker {
                 Some(i) => {
                     g.next = (i + 1) % n;
                     g.dropped = 0;
                     reach.delivered += 1;
+                    if stall && let Some(c) = g.members.get(i).and_then(|m| self.conns.get(&m.0)) {
+                        note_lagging(&mut self.lagging, pass, &c.outbox);
+                    }
                 }
                 None => {
                     g.dropped = g.dropped.saturating_add(1);

@@ -15,6 +15,8 @@ mod events;
 mod fd_payloads;
 mod monitor;
 mod names;
+// Publish stall.
+mod publish_stall;
 mod raw_json;
 
 use std::collections::{HashMap, HashSet};
@@ -123,6 +125,13 @@ pub struct State {
     group_matches: Vec<u64>,
     /// Connections to disconnect once the current frame is routed, with the error to tell them.
     to_kick: Vec<(ConnId, oneshot::Sender<Kick>, Kick)>,
+    // Publish stall.
+    /// Subscribers' outboxes the current frame's events put past their high-water mark, each
+    /// once; cleared after every frame unless its publisher's reader takes them to wait for.
+    lagging: Vec<Outbox>,
+    /// The routing pass `lagging` lists outboxes under: a new one for each batch of a native
+    /// publisher, so that a batch lists each outbox once.
+    lagging_pass: u64,
     /// Each owner's connections, for per-user quotas (access control).
     pub book: Book,
     // Contracts.
@@ -402,6 +411,9 @@ impl State {
             matches: Vec::new(),
             group_matches: Vec::new(),
             to_kick: Vec::new(),
+            // Publish stall.
+            lagging: Vec::new(),
+            lagging_pass: 0,
             book: Book::default(),
             contracts: contracts::Table::new(config.max_contract_depth, config.check_results),
             results_to_check: Vec::new(),
@@ -451,6 +463,8 @@ impl State {
     /// and its task told to close it with the error. One at a time, not recursively: detaching
     /// one can mark another (a full monitor subscriber).
     fn settle(&mut self) {
+        // Publish stall: only a native publisher's reader waits for them, and it took them.
+        self.lagging.clear();
         while let Some((conn, kick, why)) = self.to_kick.pop() {
             self.stats.slow_consumers_disconnected += 1;
             self.stats.count_error(why.code);

@@ -13,6 +13,7 @@ mod limits;
 mod metrics_http;
 mod ndjson;
 mod procbridge;
+mod publish_stall;
 mod router_limits;
 mod slowloris;
 mod socket_dir;

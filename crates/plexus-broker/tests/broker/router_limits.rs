@@ -414,6 +414,8 @@ async fn stats_show_every_limit() {
         ("max_subscriptions", serde_json::json!(1_000_000)),
         ("max_description_bytes", serde_json::json!(65_536)),
         ("slow_consumer", serde_json::json!("drop")),
+        // Publish stall.
+        ("publish_stall_ms", serde_json::json!(20)),
         // Contracts.
         ("max_contract_depth", serde_json::json!(32)),
         ("check_results", serde_json::json!(true)),
