@@ -6,7 +6,7 @@ use plexus_proto::Frame;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Error;
-use crate::event::Event;
+use crate::event_queue::EventQueue;
 use crate::lost_names::NameLost;
 use crate::worker::DynObject;
 
@@ -38,7 +38,7 @@ pub(crate) enum Command {
         id: u64,
         pattern: String,
         group: Option<String>,
-        events: mpsc::Sender<Event>,
+        events: Arc<EventQueue>,
         answer: Answer,
     },
     /// End subscription `id`.

@@ -4,12 +4,13 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::Error;
+use crate::topic::Topic;
 
 /// One event received.
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// The topic it was published on.
-    pub topic: String,
+    /// The topic it was published on (events on the same topic share one string).
+    pub topic: Topic,
     /// The body, as published (JSON).
     pub payload: Bytes,
     /// Events on this subscription lost before this one (a full queue at the broker or here).

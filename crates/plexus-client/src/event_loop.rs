@@ -147,6 +147,7 @@ impl EventLoop {
                             Err(why) => return End::Lost(why),
                         }
                     }
+                    self.session.deliver_staged();
                 }
                 writable = connection.writer.writable(), if !self.writing.is_empty() => {
                     if let Err(e) = writable {

@@ -36,12 +36,17 @@ mod connect;
 mod error;
 mod event;
 mod event_loop;
+mod event_queue;
+mod id_map;
 mod lost_names;
 mod memfd;
+// Memfd payloads: params and results as they travel.
+mod payload;
 mod publish_queue;
 mod session;
 mod socket;
 mod subscription;
+mod topic;
 mod worker;
 
 use std::time::Duration;
@@ -52,8 +57,10 @@ pub use client::{Call, Client, Delivery};
 pub use error::Error;
 pub use event::Event;
 pub use lost_names::{LostNames, NameLost};
+pub use payload::Payload;
 pub use plexus_proto::{BusAddr, ErrorCode};
 pub use subscription::Subscription;
+pub use topic::Topic;
 pub use worker::{CallContext, Contract, FnObject, Object, Serve, parse_params};
 
 /// What the broker announced in its `welcome`.

@@ -59,16 +59,17 @@ fn check(what: &'static str, text: &str, wildcards: bool) -> Result<(), NameErro
             len: text.len(),
         });
     }
-    let segments: Vec<&str> = text.split('.').collect();
-    let last = segments.len() - 1;
-    for (i, seg) in segments.iter().enumerate() {
+    // No Vec of the segments: the broker checks the topic of every publish.
+    let mut segments = text.split('.').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
         if seg.is_empty() {
             return Err(NameError::EmptySegment {
                 what,
                 text: text.to_owned(),
             });
         }
-        if *seg == "*" || (*seg == ">" && i == last) {
+        if seg == "*" || (seg == ">" && last) {
             if wildcards {
                 continue;
             }

@@ -39,6 +39,13 @@ proptest! {
     }
 
     #[test]
+    fn into_payload_is_the_payload(f in frame()) {
+        let mut buf = BytesMut::from(&f.to_bytes()[..]);
+        let back = decode(&mut buf, u32::MAX).expect("valid").expect("complete");
+        prop_assert_eq!(back.clone().into_payload(), back.payload());
+    }
+
+    #[test]
     fn byte_by_byte(frames in prop::collection::vec(frame(), 1..5)) {
         let wire: Vec<u8> = frames.iter().flat_map(|f| f.to_bytes().to_vec()).collect();
         let mut buf = BytesMut::new();

@@ -598,7 +598,7 @@ async fn exports_limit_what_other_brokers_see_and_a_dead_brokers_names_expire() 
         .expect("publish");
     let mut topics = Vec::new();
     while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
-        topics.push(event.topic);
+        topics.push(String::from(event.topic));
     }
     assert!(topics.contains(&"shared.last".to_owned()), "{topics:?}");
     assert!(!topics.iter().any(|t| t == "local.t"), "{topics:?}");

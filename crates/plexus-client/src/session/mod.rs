@@ -6,7 +6,7 @@ mod outbound;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,17 +20,31 @@ pub(crate) use outbound::Outbound;
 use crate::Error;
 use crate::command::{Answer, Command};
 use crate::event::Event;
+use crate::event_queue::EventQueue;
+use crate::id_map::IdMap;
 use crate::lost_names::NameLost;
 use crate::publish_queue::PublishQueue;
+use crate::topic::RecentTopics;
 use crate::worker::{Answered, CancelSwitch, DynObject, IncomingCall, cancel_switch};
 
 /// A subscription: its pattern (to restore it) and where its events go.
 struct Sub {
     pattern: String,
     group: Option<String>,
-    events: mpsc::Sender<Event>,
+    events: Arc<EventQueue>,
+    /// Events of the current read, handed to `events` in one batch when the read is done.
+    staged: VecDeque<Event>,
     /// Events lost here since the last one delivered.
     dropped: u32,
+    /// The topics of the last events, shared with the next events on them.
+    topics: RecentTopics,
+}
+
+impl Drop for Sub {
+    /// However the subscription ends (unsubscribed, the client gone), its reader hears of it.
+    fn drop(&mut self) {
+        self.events.close();
+    }
 }
 
 /// A name this client serves.
@@ -60,8 +74,10 @@ pub(crate) struct Session {
     /// Counts connections lost: incoming call ids are only unique within one connection.
     generation: u64,
     /// Open requests by id.
-    pending: HashMap<u64, Waiter>,
-    subs: HashMap<u64, Sub>,
+    pending: IdMap<Waiter>,
+    subs: IdMap<Sub>,
+    /// Subscriptions with events staged by the current read.
+    staged: Vec<u64>,
     served: HashMap<String, Served>,
     /// Incoming calls still running, with the switch that tells their handler the caller gave up.
     in_flight: HashMap<u64, CancelSwitch>,
@@ -89,8 +105,9 @@ impl Session {
             ids,
             connected: true,
             generation: 0,
-            pending: HashMap::new(),
-            subs: HashMap::new(),
+            pending: IdMap::default(),
+            subs: IdMap::default(),
+            staged: Vec::new(),
             served: HashMap::new(),
             in_flight: HashMap::new(),
             max_calls,
@@ -164,7 +181,9 @@ impl Session {
                     pattern,
                     group,
                     events,
+                    staged: VecDeque::new(),
                     dropped: 0,
+                    topics: RecentTopics::default(),
                 };
                 self.subs.insert(id, sub);
                 self.pending.insert(id, Waiter::Caller(answer));
@@ -208,11 +227,12 @@ impl Session {
         }
     }
 
-    /// Handles one frame from the broker; an incoming call comes back to be run.
+    /// Handles one frame from the broker; an incoming call comes back to be run. Events are
+    /// staged until [`Session::deliver_staged`].
     pub(crate) fn incoming(&mut self, frame: Frame) -> Option<IncomingCall> {
         match frame.kind() {
             Kind::Reply | Kind::Error | Kind::Pong => self.answer(frame),
-            Kind::Event => self.deliver(&frame),
+            Kind::Event => self.deliver(frame),
             Kind::Call => return self.dispatch(frame),
             Kind::Cancel => {
                 if let Some(cancel) = self.in_flight.remove(&frame.id()) {
@@ -235,8 +255,19 @@ impl Session {
         }
     }
 
-    /// Fails every open request, cancels running handlers and drops what was not written.
+    /// Hands the events staged since the last call to their subscriptions, one batch each.
+    pub(crate) fn deliver_staged(&mut self) {
+        for id in self.staged.drain(..) {
+            if let Some(sub) = self.subs.get_mut(&id) {
+                sub.events.push_batch(&mut sub.staged, &mut sub.dropped);
+            }
+        }
+    }
+
+    /// Delivers the events already read, fails every open request, cancels running handlers and
+    /// drops what was not written.
     pub(crate) fn connection_lost(&mut self, why: &str) {
+        self.deliver_staged();
         self.connected = false;
         self.generation += 1;
         for (_, waiter) in self.pending.drain() {
@@ -351,21 +382,21 @@ impl Session {
         }
     }
 
-    fn deliver(&mut self, frame: &Frame) {
-        let Some(sub) = self.subs.get_mut(&frame.id()) else {
+    /// Stages an event for its subscription; `dropped` holds, until it is delivered, the count
+    /// the broker sent with it.
+    fn deliver(&mut self, frame: Frame) {
+        let id = frame.id();
+        let Some(sub) = self.subs.get_mut(&id) else {
             return;
         };
-        let dropped = sub.dropped.saturating_add(frame.aux());
-        let event = Event {
-            topic: frame.string(0).to_owned(),
-            payload: frame.payload(),
-            dropped,
-        };
-        match sub.events.try_send(event) {
-            Ok(()) => sub.dropped = 0,
-            Err(mpsc::error::TrySendError::Full(_)) => sub.dropped = dropped.saturating_add(1),
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        if sub.staged.is_empty() {
+            self.staged.push(id);
         }
+        sub.staged.push_back(Event {
+            topic: sub.topics.get(frame.string(0)),
+            dropped: frame.aux(),
+            payload: frame.into_payload(),
+        });
     }
 
     /// A call to run, or an error answered at once: the name is not served here, or as many
@@ -394,7 +425,8 @@ impl Session {
             generation: self.generation,
             object: served.object.clone(),
             method: frame.string(1).to_owned(),
-            params: frame.payload(),
+            params: crate::Payload::of_frame(&frame),
+            memfds: self.out.use_fds,
             timeout: Duration::from_millis(u64::from(frame.aux())),
             cancelled,
             permit,
