@@ -19,10 +19,13 @@ use std::sync::{Arc, OnceLock};
 use bytes::BytesMut;
 use plexus_proto::{Frame, encode};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::connection::{WriteFds, write_fd_frame};
 use crate::quotas::ByteQuota;
+
+// Performance.
+mod queue;
 
 /// Memory a queued frame holds besides its wire bytes: the frame itself in the queue, and the
 /// allocation of its body. Counting it makes the limit bound memory for small frames too (a
@@ -58,7 +61,7 @@ const COPY_BELOW: usize = 16 * 1024;
 /// The sending side of a connection's outbox. Cloning it shares the queue.
 #[derive(Clone, Debug)]
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<Frame>,
+    tx: queue::Sender,
     shared: Arc<Shared>,
     limit: usize,
     // Publish stall.
@@ -131,7 +134,7 @@ pub struct Full;
 
 /// The receiving side, owned by the task that writes the connection's socket.
 pub struct OutboxReceiver {
-    rx: mpsc::UnboundedReceiver<Frame>,
+    rx: queue::Receiver,
     shared: Arc<Shared>,
     limit: usize,
     mark: usize,
@@ -139,7 +142,7 @@ pub struct OutboxReceiver {
 
 /// A new outbox holding at most `limit` bytes of calls and events.
 pub fn outbox(limit: usize) -> (Outbox, OutboxReceiver) {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = queue::channel();
     let shared = Arc::new(Shared::default());
     (
         Outbox {

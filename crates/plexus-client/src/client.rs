@@ -20,8 +20,8 @@ use crate::event_queue::event_queue;
 use crate::lost_names::LostNames;
 use crate::publish_queue::PublishQueue;
 use crate::subscription::Subscription;
-use crate::worker::{CallContext, DynObject, FnObject, Object, RawFn, Serve};
-use crate::{BrokerInfo, Error, Options};
+use crate::worker::{CallContext, DynObject, FnObject, Object, PayloadFn, RawFn, Serve};
+use crate::{BrokerInfo, Error, Options, Payload};
 
 /// Time the client waits past a call's own timeout for the broker's `timeout` answer.
 const LOCAL_GRACE: Duration = Duration::from_secs(1);
@@ -144,7 +144,7 @@ impl Client {
             .max(1);
         let (answer, rx) = oneshot::channel();
         self.send(Command::Request {
-            frame: Frame::call(id, object, method, ms, params),
+            frame: self.call_frame(id, object, method, ms, params),
             answer,
         })?;
         let mut guard = CancelOnDrop {
@@ -162,6 +162,18 @@ impl Client {
                 into_result(answer.map_err(|_| Error::Closed)??)
             }
         }
+    }
+
+    /// Memfd payloads: the `call` frame, with large params written straight into a sealed
+    /// memfd (no inline frame built first) on a Unix socket, where the broker takes memfds.
+    fn call_frame(&self, id: u64, object: &str, method: &str, ms: u32, params: &[u8]) -> Frame {
+        if params.len() >= crate::memfd::THRESHOLD && matches!(self.inner.addr, BusAddr::Unix(_)) {
+            match crate::memfd::create(params) {
+                Ok(fd) => return Frame::call(id, object, method, ms, b"").with_fd_payload(fd),
+                Err(e) => tracing::debug!(error = %e, "cannot make a memfd; the params go inline"),
+            }
+        }
+        Frame::call(id, object, method, ms, params)
     }
 
     /// Publishes `payload` on `topic`. Returns once the event is queued for the socket, without
@@ -285,6 +297,25 @@ impl Client {
         Fut: Future<Output = Result<Bytes, Error>> + Send + 'static,
     {
         self.register(name, false, Arc::new(RawFn(f))).await
+    }
+
+    /// Serves a closure `(method, params) -> future of result` under `name` with params and
+    /// result as [`Payload`]s: JSON bytes, or — for payloads of 128 KiB and more from a native
+    /// peer on the Unix socket — a sealed memfd nobody has read. Answering with the params'
+    /// own `Payload` hands the memfd back to the caller unread, so an echo or a pass-through
+    /// costs no copy at all; [`Payload::to_bytes`] reads it. The result must be JSON.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: plexus_client::Client) -> Result<(), plexus_client::Error> {
+    /// client.serve_payload("echo", |_method, params| async move { Ok(params) }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn serve_payload<F, Fut>(&self, name: &str, f: F) -> Result<(), Error>
+    where
+        F: Fn(String, Payload) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Payload, Error>> + Send + 'static,
+    {
+        self.register(name, false, Arc::new(PayloadFn(f))).await
     }
 
     async fn register(

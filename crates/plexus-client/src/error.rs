@@ -133,10 +133,11 @@ impl Error {
     }
 }
 
-/// The payload of an answer (`reply` or `pong`), or the error an `error` frame carries.
+/// The payload of an answer (`reply` or `pong`), or the error an `error` frame carries. A reply
+/// that came with a memfd is read here, by the caller's task.
 pub(crate) fn into_result(frame: Frame) -> Result<Bytes, Error> {
     match frame.kind() {
         Kind::Error => Err(Error::from_frame(&frame)),
-        _ => Ok(frame.payload()),
+        _ => Ok(crate::Payload::of_frame(&frame).to_bytes()?),
     }
 }

@@ -40,6 +40,8 @@ mod event_queue;
 mod id_map;
 mod lost_names;
 mod memfd;
+// Memfd payloads: params and results as they travel.
+mod payload;
 mod publish_queue;
 mod session;
 mod socket;
@@ -55,6 +57,7 @@ pub use client::{Call, Client, Delivery};
 pub use error::Error;
 pub use event::Event;
 pub use lost_names::{LostNames, NameLost};
+pub use payload::Payload;
 pub use plexus_proto::{BusAddr, ErrorCode};
 pub use subscription::Subscription;
 pub use topic::Topic;

@@ -132,7 +132,9 @@ fn router_limits_from_the_config_file_apply_and_show_in_stats() {
          max_subscriptions_per_connection = 16\n\
          max_subscriptions = 17\n\
          max_description_bytes = 18\n\
-         slow_consumer = \"disconnect\"\n"
+         slow_consumer = \"disconnect\"\n\
+         # Publish stall.\n\
+         publish_stall_ms = 19\n"
     );
     std::fs::write(&path, text).expect("write");
     let mut broker = plexus()
@@ -166,6 +168,8 @@ fn router_limits_from_the_config_file_apply_and_show_in_stats() {
         ("max_subscriptions", serde_json::json!(17)),
         ("max_description_bytes", serde_json::json!(18)),
         ("slow_consumer", serde_json::json!("disconnect")),
+        // Publish stall.
+        ("publish_stall_ms", serde_json::json!(19)),
     ] {
         assert_eq!(limits[key], value, "{key} in {limits}");
     }

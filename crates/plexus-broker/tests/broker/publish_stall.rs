@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use plexus_broker::Config;
+use plexus_broker::{Broker, BrokerError, Config};
 use plexus_proto::{Frame, Kind};
 use plexus_test_support::{RawClient, TestBroker, WAIT, json};
 use tokio::net::UnixStream;
@@ -136,4 +136,91 @@ async fn a_subscriber_that_never_reads_costs_one_stall_and_a_slow_reader_loses_n
     told += u64::from(last.aux());
     assert_eq!(told, dropped, "every drop is told");
     assert_eq!(received + told, total);
+}
+
+#[tokio::test]
+async fn a_publish_stall_over_a_minute_is_refused() {
+    let config = Config {
+        publish_stall: Duration::from_secs(61),
+        no_unix: true,
+        ..Config::default()
+    };
+    match Broker::bind(config).await {
+        Err(BrokerError::InvalidConfig(why)) => assert!(
+            why.contains("publish_stall 61000 ms") && why.contains("60000 ms"),
+            "{why}"
+        ),
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("a 61 s publish stall was accepted"),
+    }
+}
+
+/// Reads queue events (subscription 1) until the event on `done` (subscription 2): how many came,
+/// pausing `pause` after every 64; fails if any tells of a drop.
+async fn queue_events_until_done(mut member: RawClient<UnixStream>, pause: Duration) -> u64 {
+    let mut got = 0u64;
+    loop {
+        let ev = member.recv().await;
+        assert_eq!(ev.kind(), Kind::Event, "{ev:?}");
+        assert_eq!(
+            ev.aux(),
+            0,
+            "the group was told of drops after {got} events"
+        );
+        if ev.id() == 2 {
+            return got;
+        }
+        got += 1;
+        if got.is_multiple_of(64) {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_queue_group_with_a_member_that_never_reads_loses_nothing_while_another_reads() {
+    let broker = broker(Duration::from_secs(2)).await;
+    let mut members = Vec::new();
+    for name in ["dead", "slow"] {
+        let mut m = broker.raw_client(name).await;
+        let r = m
+            .request(Frame::subscribe_queue(1, "jobs", "workers"))
+            .await;
+        assert_eq!(r.kind(), Kind::Reply);
+        m.subscribe(2, "done").await;
+        members.push(m);
+    }
+    let slow = members.pop().expect("slow");
+    let mut dead = members.pop().expect("dead");
+    let reading = tokio::spawn(queue_events_until_done(slow, Duration::from_millis(2)));
+    let mut publisher = broker.raw_client("publisher").await;
+    let total = 10_000u64;
+    let body = vec![b'z'; 256];
+    let publishing = async {
+        for _ in 0..total {
+            publisher
+                .send(Frame::publish(0, "jobs", &body, false))
+                .await;
+        }
+        publisher.send(Frame::publish(0, "done", b"", false)).await;
+        publisher.request(Frame::ping(1, b"")).await
+    };
+    tokio::time::timeout(Duration::from_secs(120), publishing)
+        .await
+        .expect("the publisher finishes: the member that never reads stalls it once");
+    let to_slow = tokio::time::timeout(Duration::from_secs(120), reading)
+        .await
+        .expect("the reading member gets its events and the end")
+        .expect("slow member");
+    // The member that never read holds what its outbox and socket took (its `done` may not
+    // have fitted); nothing was dropped.
+    let mut to_dead = 0u64;
+    while let Ok(Some(ev)) = dead.try_recv(Duration::from_millis(500)).await {
+        assert_eq!(ev.aux(), 0, "{ev:?}");
+        to_dead += u64::from(ev.id() == 1);
+    }
+    assert_eq!(to_slow + to_dead, total);
+    assert!(to_slow > to_dead, "slow {to_slow}, dead {to_dead}");
+    let s = stats(&mut publisher, 2).await;
+    assert_eq!(s["events_dropped"], 0, "{s}");
 }

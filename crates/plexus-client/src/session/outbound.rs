@@ -28,12 +28,13 @@ pub(crate) struct Outbound {
 impl Outbound {
     /// Queues `frame`.
     pub(crate) fn push(&mut self, frame: &Frame) {
-        let sealed = self.use_fds.then(|| crate::memfd::seal(frame)).flatten();
-        let frame = sealed.as_ref().unwrap_or(frame);
+        let Some(frame) = crate::memfd::for_wire(frame, self.use_fds) else {
+            return;
+        };
         if let Some(fd) = frame.fd_payload() {
             self.fds.push_back((self.bytes.len(), fd.clone()));
         }
-        encode(frame, &mut self.bytes);
+        encode(&frame, &mut self.bytes);
     }
 
     /// The bytes to write next, and the memfd to send with them: up to the next frame with a

@@ -322,7 +322,7 @@ fn an_incoming_call_comes_out_to_run_and_its_answer_is_written_once() {
         .incoming(Frame::call(7, "math", "add", 250, br#"{"a":1}"#))
         .expect("a call to run");
     assert_eq!((call.id, call.method.as_str()), (7, "add"));
-    assert_eq!(&call.params[..], br#"{"a":1}"#);
+    assert_eq!(&call.params.to_bytes().expect("bytes")[..], br#"{"a":1}"#);
     assert_eq!(call.timeout, std::time::Duration::from_millis(250));
     assert!(!call.cancelled.is_cancelled());
 

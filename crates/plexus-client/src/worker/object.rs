@@ -5,9 +5,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::Error;
 use crate::worker::CallContext;
-use bytes::Bytes;
+use crate::{Error, Payload};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -88,17 +87,18 @@ where
 /// A boxed future, for the object-safe form of [`Object`].
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// The object-safe form the socket task stores: owned arguments, result as JSON bytes.
+/// The object-safe form the socket task stores: owned arguments, params and result as they
+/// travel ([`Payload`]: JSON bytes, or a memfd not yet read).
 pub(crate) trait DynObject: Send + Sync {
     /// The `register` payload: the methods the object declares, or nothing.
     fn describe(&self) -> Vec<u8>;
-    /// Answers one call with the result as JSON bytes.
+    /// Answers one call.
     fn call_dyn(
         self: Arc<Self>,
         method: String,
-        params: Bytes,
+        params: Payload,
         ctx: CallContext,
-    ) -> BoxFuture<Result<Vec<u8>, Error>>;
+    ) -> BoxFuture<Result<Payload, Error>>;
 }
 
 impl<O: Object> DynObject for O {
@@ -126,15 +126,16 @@ impl<O: Object> DynObject for O {
     fn call_dyn(
         self: Arc<Self>,
         method: String,
-        params: Bytes,
+        params: Payload,
         ctx: CallContext,
-    ) -> BoxFuture<Result<Vec<u8>, Error>> {
+    ) -> BoxFuture<Result<Payload, Error>> {
         Box::pin(async move {
+            let params = params.to_bytes()?;
             let text: &[u8] = if params.is_empty() { b"null" } else { &params };
             let raw: Box<RawValue> = serde_json::from_slice(text)
                 .map_err(|e| Error::invalid_params(format!("params are not JSON: {e}")))?;
             let value = self.call(&method, &raw, &ctx).await?;
-            Ok(serde_json::to_vec(&value)?)
+            Ok(Payload::from(serde_json::to_vec(&value)?))
         })
     }
 }

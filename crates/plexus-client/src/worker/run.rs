@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
 use plexus_proto::{ErrorCode, Frame};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
-use crate::Error;
 use crate::worker::{CallContext, Cancelled, DynObject};
+use crate::{Error, Payload};
 
 /// A call the broker routed to one of this client's objects, ready to run.
 pub(crate) struct IncomingCall {
@@ -24,8 +23,11 @@ pub(crate) struct IncomingCall {
     pub(crate) object: Arc<dyn DynObject>,
     /// The method called.
     pub(crate) method: String,
-    /// The params as JSON bytes.
-    pub(crate) params: Bytes,
+    /// The params: JSON bytes, or a memfd not yet read.
+    pub(crate) params: Payload,
+    /// Memfd payloads: whether the connection takes them, so a large result is written
+    /// straight into one.
+    pub(crate) memfds: bool,
     /// The time the caller gave the call.
     pub(crate) timeout: Duration,
     /// Turns true when the caller gives up.
@@ -90,7 +92,7 @@ impl IncomingCall {
         })
         .await;
         match outcome {
-            Ok(result) => answer_frame(self.id, result),
+            Ok(result) => answer_frame(self.id, result, self.memfds),
             Err(why) => {
                 let msg = format!("the handler for '{}' panicked: {why}", self.method);
                 Frame::error(self.id, ErrorCode::Internal, &msg, b"")
@@ -99,10 +101,11 @@ impl IncomingCall {
     }
 }
 
-/// The `reply` or `error` frame for a handler's result.
-fn answer_frame(id: u64, result: Result<Vec<u8>, Error>) -> Frame {
+/// The `reply` or `error` frame for a handler's result, on a connection that takes `memfds`
+/// or not.
+fn answer_frame(id: u64, result: Result<Payload, Error>, memfds: bool) -> Frame {
     match result {
-        Ok(result) => Frame::reply(id, &result),
+        Ok(result) => result.reply_frame(id, memfds),
         Err(Error::Remote {
             code,
             message,

@@ -22,7 +22,8 @@ pub struct HelperArgs {
 enum Role {
     /// Serve NAME, answering every call with its params.
     EchoWorker { name: String },
-    /// Serve NAME, answering every call with its params as raw bytes, nothing parsed (payload).
+    /// Serve NAME, answering every call with its params as they came, nothing parsed or read
+    /// (payload): a memfd payload goes back to the caller unread.
     RawEchoWorker { name: String },
     /// Serve NAME like echo-worker, under a contract whose method `echo` checks its params and
     /// result against the schema `rpc-validated` uses.
@@ -72,7 +73,7 @@ pub async fn run(args: HelperArgs, g: Global) -> Result<u8, Failure> {
         Role::RawEchoWorker { name } => {
             let client = g.connect("bench-worker").await?;
             client
-                .serve_raw(&name, |_method, params| async move { Ok(params) })
+                .serve_payload(&name, |_method, params| async move { Ok(params) })
                 .await?;
             println!("ready");
             std::future::pending::<()>().await;

@@ -1,8 +1,11 @@
 //! `payload`: calls with 64 B, 64 KiB, 1 MiB, 16 MiB and 64 MiB params to an echo worker process,
-//! each against a plain socket round trip of the same size. Payloads of 256 KiB and more travel
+//! each against a plain socket round trip of the same size. Payloads of 128 KiB and more travel
 //! as sealed memfds between the bench's client, the broker and the worker (`docs/protocol.md`,
-//! "Memfd payloads"). The worker answers with its params as raw bytes (`Client::serve_raw`,
-//! nothing parsed) but as a new payload, so each call fills two memfds and reads two.
+//! "Memfd payloads"). The caller's params (JSON bytes made once, `Client::call_raw`: no JSON
+//! encoding is measured) go straight into a memfd; the worker answers with its params as they
+//! came (`Client::serve_payload`), handing that memfd back unread, and the caller reads the
+//! result from it: one memfd filled and one read per call. What is measured is the bus moving
+//! the bytes, not a handler reading them.
 
 use super::registry::{Outcome, Scenario};
 use super::report::{Report, ratio};
@@ -42,7 +45,7 @@ async fn run(bench: &Bench) -> Result<Vec<Report>, Failure> {
         None => None,
     };
     let bus = own.as_ref().map_or(bench.bus.as_str(), |b| b.unix.as_str());
-    // The worker answers with its params as raw bytes: what is measured is moving the payload,
+    // The worker answers with its params as they came: what is measured is moving the payload,
     // not JSON work (which `rpc-validated` and the other scenarios include).
     let name = bench.unique("raw-echo");
     let _worker = bench.helper(bus, &["raw-echo-worker", &name]).await?;
