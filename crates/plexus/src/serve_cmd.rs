@@ -27,7 +27,9 @@ pub struct ServeArgs {
     /// Join the name's queue group instead of owning it alone.
     #[arg(long)]
     shared: bool,
-    /// Kill the command and answer `internal` when it runs longer [default: the call's timeout].
+    /// Kill the command and answer `internal` when it runs longer than this, if that is shorter
+    /// than the call's timeout (at the call's timeout the caller is answered `timeout` and the
+    /// command killed).
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
     #[command(flatten)]
@@ -55,7 +57,12 @@ impl Object for Command {
         params: &RawValue,
         ctx: &CallContext,
     ) -> Result<Value, Error> {
-        let limit = self.timeout.map_or(ctx.timeout(), |t| t.min(ctx.timeout()));
+        // Only a `--timeout` shorter than the call's needs a timer of its own: at the call's
+        // timeout the broker answers the caller `timeout` and cancels the call, which kills the
+        // command below (a second timer for the same moment raced the broker's, and the caller
+        // got `internal` instead of `timeout` when this one fired first).
+        let own_limit = self.timeout.filter(|t| *t < ctx.timeout());
+        let limit = own_limit.unwrap_or(ctx.timeout());
         let program = &self.argv[0];
         let mut child = tokio::process::Command::new(program)
             .args(&self.argv[1..])
@@ -91,7 +98,7 @@ impl Object for Command {
             output = child.wait_with_output() => output.map_err(|e| {
                 Error::remote(ErrorCode::Internal, format!("waiting for {program}: {e}"))
             })?,
-            () = tokio::time::sleep(limit) => {
+            () = sleep_or_never(own_limit) => {
                 kill_group();
                 return Err(Error::remote(
                     ErrorCode::Internal,
@@ -182,5 +189,13 @@ pub async fn serve_until_stopped(
     tokio::select! {
         () = stop_signal() => Ok(OK),
         failure = watch.failure() => Err(failure),
+    }
+}
+
+/// Sleeps for `limit`, or forever without one.
+async fn sleep_or_never(limit: Option<Duration>) {
+    match limit {
+        Some(limit) => tokio::time::sleep(limit).await,
+        None => std::future::pending().await,
     }
 }
