@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use plexus_proto::dialect::Dialect;
-use plexus_proto::{DecodeError, ErrorCode, Frame, decode_compact};
+use plexus_proto::{DecodeError, ErrorCode, Frame, HEADER_LEN, Header, decode_compact};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -95,7 +95,14 @@ impl<R: ReadFds> Input<R> {
     /// the connection when the read fails, or when the handshake or a partial message is overdue.
     /// Cancel safe: bytes are only ever added to the buffer by a completed read.
     pub async fn read_some(&mut self) -> Result<bool, Stop> {
-        self.buf.reserve(self.read_size);
+        // A large frame's buffer was reserved to its exact size when its header came (by the
+        // decoder): asking for more room than the frame still needs would double that buffer,
+        // and the frame, queued, would hold twice its size (outboxes count its size).
+        let ask = match self.frame_still_needs() {
+            Some(needs) if needs > 0 => needs.min(self.read_size),
+            _ => self.read_size,
+        };
+        self.buf.reserve(ask);
         let room = self.buf.capacity() - self.buf.len();
         let due = if self.handshake {
             Some(self.handshake_due)
@@ -128,6 +135,14 @@ impl<R: ReadFds> Input<R> {
                 Err(Stop::Closed)
             }
         }
+    }
+
+    /// The bytes the native frame that has begun to arrive still needs, when the buffer starts
+    /// with a valid frame header.
+    fn frame_still_needs(&self) -> Option<usize> {
+        let head: &[u8; HEADER_LEN] = self.buf.get(..HEADER_LEN)?.try_into().ok()?;
+        let header = Header::decode(head).ok()?;
+        (HEADER_LEN + header.body_len as usize).checked_sub(self.buf.len())
     }
 
     /// Why the connection is closed when its deadline passes.
