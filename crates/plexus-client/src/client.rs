@@ -20,7 +20,7 @@ use crate::event_queue::event_queue;
 use crate::lost_names::LostNames;
 use crate::publish_queue::PublishQueue;
 use crate::subscription::Subscription;
-use crate::worker::{CallContext, DynObject, FnObject, Object, PayloadFn, RawFn, Serve};
+use crate::worker::{CallContext, DynObject, FnObject, Object, PayloadFn, Serve};
 use crate::{BrokerInfo, Error, Options, Payload};
 
 /// Time the client waits past a call's own timeout for the broker's `timeout` answer.
@@ -296,7 +296,11 @@ impl Client {
         F: Fn(String, Bytes) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Bytes, Error>> + Send + 'static,
     {
-        self.register(name, false, Arc::new(RawFn(f))).await
+        self.serve_payload(name, move |method, params: Payload| {
+            let answer = params.to_bytes().map(|params| f(method, params));
+            async move { Ok(Payload::from(answer?.await?)) }
+        })
+        .await
     }
 
     /// Serves a closure `(method, params) -> future of result` under `name` with params and

@@ -13,5 +13,5 @@ pub use context::CallContext;
 pub use contract::{Contract, Serve};
 pub(crate) use object::DynObject;
 pub use object::{FnObject, Object, parse_params};
-pub(crate) use raw::{PayloadFn, RawFn};
+pub(crate) use raw::PayloadFn;
 pub(crate) use run::{AnswerReceiver, AnswerSender, Answered, IncomingCall};
