@@ -183,6 +183,16 @@ impl IpcServerCodec {
                     timeout_ms: 0,
                 }
                 .to_json();
+                // The query is a little longer than the message it came in.
+                if params.len() > self.max_frame as usize {
+                    let why = format!(
+                        "the list of {} names makes a wait_for query of {} bytes, over max_frame ({} bytes)",
+                        names.len(),
+                        params.len(),
+                        self.max_frame
+                    );
+                    return self.refuse(ErrorCode::FrameTooLarge, &why);
+                }
                 let object = crate::BROKER_OBJECT;
                 self.request(Open::List(names), |id| {
                     Frame::call(id, object, "wait_for", 0, &params)

@@ -171,6 +171,20 @@ fn list_asks_wait_for_and_echoes_or_empties() {
 }
 
 #[test]
+fn a_list_whose_query_would_pass_max_frame_is_refused_not_routed() {
+    let msg = json!({"list":["mangomango","apple","pear"]}).to_string();
+    let mut c = IpcServerCodec::new(msg.len() as u32, DEFAULT_MAX_OUTSTANDING);
+    let out = decode_bytes(&mut c, msg.as_bytes());
+    match &out[..] {
+        [Decoded::Answer(f)] => {
+            assert_eq!(f.error_code(), ErrorCode::FrameTooLarge);
+            assert!(f.string(0).contains("over max_frame"), "{}", f.string(0));
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
 fn subscriptions_are_silent_once_per_name_and_deliver_events() {
     let mut c = codec();
     let f = routed(decode(&mut c, json!({"event_name":"weather"})));
